@@ -1,0 +1,154 @@
+"""The one interface every framework adapter implements.
+
+An adapter turns a framework into a :class:`TrainingSession`: something that
+can report the loss and parameter gradients at its current parameters and
+apply one optimizer step. :func:`run_session` drives every session through the
+same loop, converts nothing itself, and checks that every array that comes back
+has the case dtype, so a float64 case can never silently run in float32.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from gradparity.case import Case
+from gradparity.data import Problem
+
+
+class PrecisionError(RuntimeError):
+    """A framework produced a result in another dtype than the case asked for."""
+
+
+class Availability(NamedTuple):
+    available: bool
+    version: str | None
+    reason: str  # why it is unavailable; empty when available
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one implementation computed for one case, in the reference layout.
+
+    ``gradients``: dL/dparam at the initial parameters, keyed ``W1, b1, ...``,
+    ``W`` shaped ``(fan_in, fan_out)``.
+    ``trajectory[t]``: the parameters after ``t + 1`` optimizer steps.
+    ``losses[t]``: the loss at the parameters after ``t`` steps (``t = 0..steps``).
+    """
+
+    framework: str
+    case_id: str
+    loss: float
+    gradients: Mapping[str, np.ndarray]
+    trajectory: tuple[Mapping[str, np.ndarray], ...]
+    losses: np.ndarray
+
+    def parameters_after(self, step: int) -> Mapping[str, np.ndarray]:
+        """Parameters after ``step`` optimizer steps (``step >= 1``)."""
+        if not 1 <= step <= len(self.trajectory):
+            raise ValueError(
+                f"step: invalid value {step!r}; allowed: 1..{len(self.trajectory)} "
+                f"(case {self.case_id} ran {len(self.trajectory)} steps)"
+            )
+        return self.trajectory[step - 1]
+
+
+class TrainingSession(Protocol):
+    """A framework model holding its own parameters and optimizer state."""
+
+    def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Loss and gradients at the current parameters, as NumPy in reference layout."""
+        ...
+
+    def step(self) -> dict[str, np.ndarray]:
+        """Apply one optimizer step with the last gradients; return the new parameters."""
+        ...
+
+
+class Adapter(ABC):
+    """One framework behind the common interface."""
+
+    name: str
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """Whether the framework can run here, and its version."""
+
+    @abstractmethod
+    def start(self, case: Case, problem: Problem) -> TrainingSession:
+        """Load the problem's parameters and data into the framework."""
+
+    def run(self, case: Case, problem: Problem) -> RunResult:
+        """Gradients at the initial parameters and ``case.steps`` optimizer steps."""
+        check_problem_dtype(case, problem)
+        return run_session(self.name, case, self.start(case, problem))
+
+
+class UnavailableAdapter(Adapter):
+    """Stands in for a framework that is not installed."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self._reason = reason
+
+    def availability(self) -> Availability:
+        return Availability(False, None, self._reason)
+
+    def start(self, case: Case, problem: Problem) -> TrainingSession:
+        raise RuntimeError(f"framework {self.name!r} is unavailable: {self._reason}")
+
+
+def check_problem_dtype(case: Case, problem: Problem) -> None:
+    """Refuse inputs whose dtype differs from the case: no silent casts either way."""
+    arrays = {**problem.params, "x": problem.x}
+    if problem.y.dtype.kind == "f":
+        arrays["y"] = problem.y
+    for name, array in arrays.items():
+        if array.dtype != np.dtype(case.dtype):
+            raise ValueError(
+                f"problem.{name}: dtype {array.dtype} does not match case.dtype "
+                f"{case.dtype!r} (case {case.id})"
+            )
+
+
+def check_precision(framework: str, case: Case, what: str, array: np.ndarray) -> None:
+    """Raise :class:`PrecisionError` unless ``array`` has exactly the case dtype."""
+    if np.asarray(array).dtype != np.dtype(case.dtype):
+        raise PrecisionError(
+            f"{framework}: {what} came back as {np.asarray(array).dtype}, but case "
+            f"{case.id} is {case.dtype}; refusing to compare a silently different precision"
+        )
+
+
+def _checked(framework: str, case: Case, what: str, arrays: dict[str, np.ndarray]) -> dict:
+    for name, array in arrays.items():
+        check_precision(framework, case, f"{what} {name}", array)
+    return arrays
+
+
+def run_session(framework: str, case: Case, session: TrainingSession) -> RunResult:
+    """The training loop every adapter shares: grads at step 0, then ``case.steps`` steps."""
+    loss, gradients = session.loss_and_gradients()
+    check_precision(framework, case, "loss", loss)
+    _checked(framework, case, "gradient of", gradients)
+    losses = [loss]
+    trajectory = []
+    for step in range(1, case.steps + 1):
+        trajectory.append(_checked(framework, case, f"step {step} parameter", session.step()))
+        # gradients at the new parameters feed the next step; the loss is the
+        # loss after this step
+        next_loss, _ = session.loss_and_gradients()
+        check_precision(framework, case, f"loss after step {step}", next_loss)
+        losses.append(next_loss)
+    return RunResult(
+        framework=framework,
+        case_id=case.id,
+        loss=float(loss),
+        gradients=gradients,
+        trajectory=tuple(trajectory),
+        losses=np.array(losses, dtype=case.dtype),
+    )

@@ -1,0 +1,115 @@
+"""JAX: a pure loss of a params pytree, ``jax.value_and_grad`` under ``jax.jit``, optax.
+
+float64: JAX computes in float32 unless ``jax_enable_x64`` is on, and then
+*silently* turns float64 inputs into float32. This adapter switches x64 on
+before a float64 case and, independently, checks the dtype of every leaf it
+gets back; a float64 case that would run in float32 raises ``PrecisionError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
+from gradparity.case import Case
+from gradparity.data import Problem
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "identity": lambda z: z,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+}
+
+LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "mse": lambda out, y: jnp.mean(optax.losses.squared_error(out, y)),
+    "softmax_cross_entropy": lambda out, y: jnp.mean(
+        optax.losses.softmax_cross_entropy_with_integer_labels(out, y)
+    ),
+    "binary_cross_entropy_with_logits": lambda out, y: jnp.mean(
+        optax.losses.sigmoid_binary_cross_entropy(out, y)
+    ),
+}
+
+OPTIMIZERS: dict[str, Callable[[dict[str, float]], optax.GradientTransformation]] = {
+    "sgd": lambda hp: optax.sgd(learning_rate=hp["lr"]),
+}
+
+
+def _enable_x64() -> None:
+    jax.config.update("jax_enable_x64", True)
+
+
+def _make_loss(case: Case) -> Callable[[dict, jax.Array, jax.Array], jax.Array]:
+    activations, loss_name = case.activations, case.loss
+
+    def loss_fn(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
+        a = x
+        for layer, activation in enumerate(activations, start=1):
+            a = ACTIVATIONS[activation](a @ params[f"W{layer}"] + params[f"b{layer}"])
+        return LOSSES[loss_name](a, y)
+
+    return loss_fn
+
+
+class _JaxSession:
+    def __init__(self, case: Case, problem: Problem) -> None:
+        if case.dtype == "float64":
+            _enable_x64()
+        self._case = case
+        self._params = {name: jnp.asarray(value) for name, value in problem.params.items()}
+        self._x = jnp.asarray(problem.x)
+        self._y = jnp.asarray(problem.y)
+        self._check_dtype("x", self._x)
+        transform = OPTIMIZERS[case.optimizer](case.hparams)
+        self._opt_state = transform.init(self._params)
+        self._value_and_grad = jax.jit(jax.value_and_grad(_make_loss(case)))
+
+        def apply(params: dict, grads: dict, opt_state: optax.OptState) -> tuple:
+            updates, opt_state = transform.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        self._apply = jax.jit(apply)
+        self._grads: dict | None = None
+
+    def _check_dtype(self, what: str, leaf: jax.Array) -> None:
+        if leaf.dtype != np.dtype(self._case.dtype):
+            raise PrecisionError(
+                f"jax: {what} is {leaf.dtype}, case {self._case.id} is {self._case.dtype} "
+                f"(jax_enable_x64={jax.config.jax_enable_x64})"
+            )
+
+    def _to_reference(self, name: str, leaf: jax.Array) -> np.ndarray:
+        self._check_dtype(name, leaf)
+        return np.array(leaf)
+
+    def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        loss, self._grads = self._value_and_grad(self._params, self._x, self._y)
+        grads = {name: self._to_reference(name, g) for name, g in self._grads.items()}
+        return self._to_reference("loss", loss), grads
+
+    def step(self) -> dict[str, np.ndarray]:
+        if self._grads is None:
+            raise RuntimeError("step() before loss_and_gradients()")
+        self._params, self._opt_state = self._apply(self._params, self._grads, self._opt_state)
+        return {name: self._to_reference(name, p) for name, p in self._params.items()}
+
+
+class JaxAdapter(Adapter):
+    """``jax.grad`` + optax."""
+
+    name = "jax"
+
+    def availability(self) -> Availability:
+        return Availability(True, f"jax {jax.__version__}, optax {optax.__version__}", "")
+
+    def start(self, case: Case, problem: Problem) -> TrainingSession:
+        return _JaxSession(case, problem)
+
+
+ADAPTER = JaxAdapter()

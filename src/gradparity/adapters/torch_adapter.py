@@ -1,0 +1,106 @@
+"""PyTorch: ``torch.nn.functional`` forward, autograd backward, ``torch.optim`` updates.
+
+Layout: torch keeps a linear layer's weight as ``(out, in)`` (``F.linear``
+computes ``x W^T + b``), the reference as ``(in, out)``. Weights are transposed
+on the way in and gradients and updated weights on the way out; nothing else
+is converted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 (the conventional name)
+
+from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
+from gradparity.case import Case
+from gradparity.data import Problem
+
+_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda z: z,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": F.relu,
+}
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse": lambda out, y: F.mse_loss(out, y, reduction="mean"),
+    "softmax_cross_entropy": lambda out, y: F.cross_entropy(out, y, reduction="mean"),
+    "binary_cross_entropy_with_logits": lambda out, y: F.binary_cross_entropy_with_logits(
+        out, y, reduction="mean"
+    ),
+}
+
+OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], dict[str, float]], torch.optim.Optimizer]] = {
+    "sgd": lambda params, hp: torch.optim.SGD(params, lr=hp["lr"]),
+}
+
+
+def _is_weight(name: str) -> bool:
+    return name.startswith("W")
+
+
+class _TorchSession:
+    def __init__(self, case: Case, problem: Problem) -> None:
+        self._case = case
+        self._dtype = _TORCH_DTYPES[case.dtype]
+        self._params: dict[str, torch.Tensor] = {}
+        for name, value in problem.params.items():
+            array = value.T if _is_weight(name) else value
+            self._params[name] = torch.tensor(
+                np.ascontiguousarray(array), dtype=self._dtype, requires_grad=True
+            )
+        self._x = torch.tensor(problem.x, dtype=self._dtype)
+        y_dtype = torch.int64 if problem.y.dtype.kind == "i" else self._dtype
+        self._y = torch.tensor(problem.y, dtype=y_dtype)
+        self._check_dtype("x", self._x)
+        self._optimizer = OPTIMIZERS[case.optimizer](list(self._params.values()), case.hparams)
+
+    def _check_dtype(self, what: str, tensor: torch.Tensor) -> None:
+        expected = getattr(torch, self._case.dtype)
+        if tensor.dtype != expected:
+            raise PrecisionError(
+                f"torch: {what} is {tensor.dtype}, case {self._case.id} is {self._case.dtype}"
+            )
+
+    def _to_reference(self, name: str, tensor: torch.Tensor) -> np.ndarray:
+        self._check_dtype(name, tensor)
+        array = tensor.detach().numpy()
+        return np.array(array.T if _is_weight(name) else array)
+
+    def _loss(self) -> torch.Tensor:
+        a = self._x
+        for layer, activation in enumerate(self._case.activations, start=1):
+            z = F.linear(a, self._params[f"W{layer}"], self._params[f"b{layer}"])
+            a = ACTIVATIONS[activation](z)
+        return LOSSES[self._case.loss](a, self._y)
+
+    def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        self._optimizer.zero_grad(set_to_none=True)
+        loss = self._loss()
+        loss.backward()
+        grads = {name: self._to_reference(name, p.grad) for name, p in self._params.items()}
+        return self._to_reference("loss", loss), grads
+
+    def step(self) -> dict[str, np.ndarray]:
+        self._optimizer.step()
+        return {name: self._to_reference(name, p) for name, p in self._params.items()}
+
+
+class TorchAdapter(Adapter):
+    """PyTorch autograd + ``torch.optim``."""
+
+    name = "torch"
+
+    def availability(self) -> Availability:
+        return Availability(True, torch.__version__, "")
+
+    def start(self, case: Case, problem: Problem) -> TrainingSession:
+        return _TorchSession(case, problem)
+
+
+ADAPTER = TorchAdapter()

@@ -1,0 +1,224 @@
+"""The case spec: a frozen, validated description of one comparison."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradparity.data import DATASETS, default_dataset_for
+from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
+
+DTYPES: tuple[str, ...] = ("float32", "float64")
+
+# Values that stay out of the case id when a case uses them (see Case.id).
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_SEED = 0
+DEFAULT_STEPS = 10
+DEFAULT_HYPERPARAMETERS: Mapping[str, float] = {"lr": 0.1}
+
+
+def _invalid(field_name: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"Case.{field_name}: invalid value {value!r}; allowed: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One comparison: architecture, nonlinearities, loss, data, dtype, optimizer.
+
+    ``hidden_activation`` is one name for every hidden layer or a sequence with
+    one name per hidden layer. ``dataset=None`` picks the natural data set for
+    the loss (``regression`` for mse, ``blobs`` for the classification losses).
+    ``hyperparameters`` is a mapping such as ``{"lr": 0.1}``; it is stored as a
+    sorted tuple of pairs so the case stays hashable.
+
+    Every invalid value raises ``ValueError`` naming the field, the value and
+    what is allowed.
+    """
+
+    layer_sizes: tuple[int, ...]
+    hidden_activation: str | tuple[str, ...] = "tanh"
+    output_activation: str = "identity"
+    loss: str = "mse"
+    dtype: str = "float64"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    dataset: str | None = None
+    seed: int = DEFAULT_SEED
+    optimizer: str = "sgd"
+    hyperparameters: Any = field(default_factory=lambda: dict(DEFAULT_HYPERPARAMETERS))
+    steps: int = DEFAULT_STEPS
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "layer_sizes", self._checked_layer_sizes(self.layer_sizes))
+        set_(self, "hidden_activation", self._checked_hidden(self.hidden_activation))
+        if self.output_activation not in ACTIVATIONS:
+            raise _invalid("output_activation", self.output_activation, ", ".join(ACTIVATIONS))
+        self._check_loss()
+        if self.dtype not in DTYPES:
+            raise _invalid("dtype", self.dtype, ", ".join(DTYPES))
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise _invalid("batch_size", self.batch_size, "an integer >= 1")
+        if self.dataset is None:
+            set_(self, "dataset", default_dataset_for(LOSSES[self.loss].target_kind))
+        self._check_dataset()
+        if not _is_int(self.seed) or self.seed < 0:
+            raise _invalid("seed", self.seed, "an integer >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise _invalid("optimizer", self.optimizer, ", ".join(OPTIMIZERS))
+        set_(self, "hyperparameters", self._checked_hyperparameters(self.hyperparameters))
+        if not _is_int(self.steps) or self.steps < 0:
+            raise _invalid("steps", self.steps, "an integer >= 0")
+
+    # -- validation helpers -------------------------------------------------
+
+    @staticmethod
+    def _checked_layer_sizes(sizes: Any) -> tuple[int, ...]:
+        allowed = "a sequence of at least two integers >= 1, e.g. (4, 16, 3)"
+        if isinstance(sizes, str) or not isinstance(sizes, Sequence) or len(sizes) < 2:
+            raise _invalid("layer_sizes", sizes, allowed)
+        if not all(_is_int(size) and size >= 1 for size in sizes):
+            raise _invalid("layer_sizes", sizes, allowed)
+        return tuple(sizes)
+
+    def _checked_hidden(self, hidden: Any) -> tuple[str, ...]:
+        num_hidden = len(self.layer_sizes) - 2
+        names = ", ".join(ACTIVATIONS)
+        if isinstance(hidden, str):
+            if hidden not in ACTIVATIONS:
+                raise _invalid("hidden_activation", hidden, names)
+            return (hidden,) * num_hidden
+        if not isinstance(hidden, Sequence) or len(hidden) != num_hidden:
+            raise _invalid(
+                "hidden_activation", hidden,
+                f"one of {names}, or a sequence of {num_hidden} of them (one per hidden layer)",
+            )
+        for name in hidden:
+            if name not in ACTIVATIONS:
+                raise _invalid("hidden_activation", name, names)
+        return tuple(hidden)
+
+    def _check_loss(self) -> None:
+        if self.loss not in LOSSES:
+            raise _invalid("loss", self.loss, ", ".join(LOSSES))
+        loss = LOSSES[self.loss]
+        if loss.takes_logits and self.output_activation != "identity":
+            raise _invalid(
+                "output_activation", self.output_activation,
+                f"'identity' only, because loss {self.loss!r} takes logits",
+            )
+        if self.layer_sizes[-1] < loss.min_outputs:
+            raise _invalid(
+                "layer_sizes", self.layer_sizes,
+                f"an output width >= {loss.min_outputs} for loss {self.loss!r}",
+            )
+
+    def _check_dataset(self) -> None:
+        if self.dataset not in DATASETS:
+            raise _invalid("dataset", self.dataset, ", ".join(DATASETS))
+        problem = DATASETS[self.dataset].incompatibility(self)
+        if problem is not None:
+            raise _invalid("dataset", self.dataset, problem)
+
+    def _checked_hyperparameters(self, given: Any) -> tuple[tuple[str, float], ...]:
+        spec = OPTIMIZERS[self.optimizer].hyperparameters
+        names = ", ".join(spec)
+        pairs = given.items() if isinstance(given, Mapping) else given
+        try:
+            values = dict(pairs)
+        except (TypeError, ValueError):
+            raise _invalid("hyperparameters", given, f"a mapping with keys from: {names}") from None
+        for name, value in values.items():
+            if name not in spec:
+                raise _invalid(
+                    "hyperparameters", name, f"{names} (for optimizer {self.optimizer!r})"
+                )
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise _invalid(f"hyperparameters[{name!r}]", value, "a finite real number")
+            if not math.isfinite(value):
+                raise _invalid(f"hyperparameters[{name!r}]", value, "a finite real number")
+        for name, default in spec.items():
+            if name not in values:
+                if default is None:
+                    raise _invalid(
+                        "hyperparameters", given,
+                        f"a mapping that sets {name!r} (required by {self.optimizer!r})",
+                    )
+                values[name] = default
+        if values.get("lr", 1.0) <= 0:
+            raise _invalid("hyperparameters['lr']", values["lr"], "a number > 0")
+        return tuple(sorted((name, float(value)) for name, value in values.items()))
+
+    # -- derived views --------------------------------------------------------
+
+    @property
+    def hparams(self) -> dict[str, float]:
+        """The optimizer hyperparameters as a plain dict."""
+        return dict(self.hyperparameters)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """One activation name per layer, the output activation last."""
+        return (*self.hidden_activation, self.output_activation)
+
+    @property
+    def id(self) -> str:
+        """A stable, readable id, e.g. ``mlp4-16-16-3_tanh_softmax-ce_float64_sgd``.
+
+        The five core parts are always present; each further field appears as a
+        suffix only when it differs from its default, in a fixed order:
+        ``_out-<activation>``, ``_<hyperparameter><value>``, ``_<dataset>``,
+        ``_b<batch>``, ``_seed<seed>``, ``_steps<steps>``.
+        """
+        arch = "mlp" + "-".join(str(size) for size in self.layer_sizes)
+        hidden = self.hidden_activation
+        if not hidden:
+            hidden_part = "nohidden"
+        elif len(set(hidden)) == 1:
+            hidden_part = hidden[0]
+        else:
+            hidden_part = "-".join(hidden)
+        parts = [arch, hidden_part, LOSSES[self.loss].short_name, self.dtype, self.optimizer]
+        if self.output_activation != "identity":
+            parts.append(f"out-{self.output_activation}")
+        for name, value in self.hyperparameters:
+            if DEFAULT_HYPERPARAMETERS.get(name) != value:
+                parts.append(f"{name}{value:g}")
+        if self.dataset != default_dataset_for(LOSSES[self.loss].target_kind):
+            parts.append(str(self.dataset))
+        if self.batch_size != DEFAULT_BATCH_SIZE:
+            parts.append(f"b{self.batch_size}")
+        if self.seed != DEFAULT_SEED:
+            parts.append(f"seed{self.seed}")
+        if self.steps != DEFAULT_STEPS:
+            parts.append(f"steps{self.steps}")
+        return "_".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-friendly values."""
+        return {
+            "id": self.id,
+            "layer_sizes": list(self.layer_sizes),
+            "hidden_activation": list(self.hidden_activation),
+            "output_activation": self.output_activation,
+            "loss": self.loss,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "optimizer": self.optimizer,
+            "hyperparameters": self.hparams,
+            "steps": self.steps,
+        }
+
+    def __str__(self) -> str:
+        return self.id

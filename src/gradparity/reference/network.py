@@ -1,0 +1,143 @@
+"""A dense multilayer perceptron: forward with a cache, backward by the chain rule.
+
+Layer l (1-based) computes
+
+    z_l = a_{l-1} W_l + b_l        W_l: (fan_in, fan_out), b_l: (fan_out,)
+    a_l = f_l(z_l)
+
+with a_0 = x, f_l the hidden activation for l < L and the output activation
+for l = L. The loss is L(a_L, y).
+
+Backward walks the layers from L down to 1 using only the cache:
+
+    delta_L   = dL/da_L * f_L'(z_L)                 (dL/dz_L)
+    dL/dW_l   = a_{l-1}^T delta_l
+    dL/db_l   = sum over the batch of delta_l
+    dL/da_l-1 = delta_l W_l^T
+    delta_l-1 = dL/da_{l-1} * f_{l-1}'(z_{l-1})
+
+The cache holds the weights that the forward pass used, so backward cannot
+accidentally read parameters that changed after the forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradparity.reference.activations import ACTIVATIONS
+from gradparity.reference.losses import LOSSES
+
+Params = Mapping[str, np.ndarray]
+
+
+def parameter_names(num_layers: int) -> tuple[str, ...]:
+    """``("W1", "b1", ..., "WL", "bL")`` for ``num_layers`` dense layers."""
+    names: list[str] = []
+    for layer in range(1, num_layers + 1):
+        names += [f"W{layer}", f"b{layer}"]
+    return tuple(names)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    view = np.asarray(array).view()
+    view.setflags(write=False)
+    return view
+
+
+@dataclass(frozen=True)
+class ForwardCache:
+    """Everything backward needs, read-only.
+
+    ``inputs[l-1]`` is a_{l-1} (the input of layer l), ``pre_activations[l-1]``
+    is z_l, ``activations[l-1]`` is a_l, ``weights[l-1]`` is the W_l used.
+    """
+
+    activation_names: tuple[str, ...]
+    loss_name: str
+    inputs: tuple[np.ndarray, ...]
+    pre_activations: tuple[np.ndarray, ...]
+    activations: tuple[np.ndarray, ...]
+    weights: tuple[np.ndarray, ...]
+    targets: np.ndarray
+    loss: np.ndarray
+
+    @property
+    def output(self) -> np.ndarray:
+        return self.activations[-1]
+
+
+def forward(
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    activation_names: tuple[str, ...],
+    loss_name: str,
+) -> ForwardCache:
+    """Run the network on ``x`` and evaluate the loss against ``y``.
+
+    ``activation_names`` has one entry per layer; the last is the output
+    activation.
+    """
+    inputs, pre_activations, activations, weights = [], [], [], []
+    a = x
+    for layer, activation_name in enumerate(activation_names, start=1):
+        weight, bias = params[f"W{layer}"], params[f"b{layer}"]
+        z = a @ weight + bias
+        inputs.append(_frozen(a))
+        weights.append(_frozen(np.array(weight, copy=True)))
+        a = ACTIVATIONS[activation_name].forward(z)
+        pre_activations.append(_frozen(z))
+        activations.append(_frozen(a))
+    loss = LOSSES[loss_name].value(a, y)
+    return ForwardCache(
+        activation_names=tuple(activation_names),
+        loss_name=loss_name,
+        inputs=tuple(inputs),
+        pre_activations=tuple(pre_activations),
+        activations=tuple(activations),
+        weights=tuple(weights),
+        targets=_frozen(y),
+        loss=loss,
+    )
+
+
+def backward_deltas(cache: ForwardCache) -> tuple[np.ndarray, ...]:
+    """dL/dz_l for every layer l = 1..L, from the cache alone."""
+    num_layers = len(cache.activation_names)
+    deltas: list[np.ndarray] = [np.empty(0)] * num_layers
+    grad_output = LOSSES[cache.loss_name].gradient(cache.output, cache.targets)
+    for index in reversed(range(num_layers)):
+        activation = ACTIVATIONS[cache.activation_names[index]]
+        # chain rule through the elementwise activation: dL/dz = dL/da * f'(z)
+        delta = grad_output * activation.derivative(
+            cache.pre_activations[index], cache.activations[index]
+        )
+        deltas[index] = delta
+        # dL/da_{l-1} = delta_l W_l^T feeds the layer below
+        grad_output = delta @ cache.weights[index].T
+    return tuple(deltas)
+
+
+def backward(cache: ForwardCache) -> dict[str, np.ndarray]:
+    """Parameter gradients ``{"W1": dL/dW1, "b1": dL/db1, ...}`` from the cache."""
+    grads: dict[str, np.ndarray] = {}
+    for index, delta in enumerate(backward_deltas(cache)):
+        layer = index + 1
+        grads[f"W{layer}"] = cache.inputs[index].T @ delta  # dz/dW: a_{l-1}
+        grads[f"b{layer}"] = np.sum(delta, axis=0)  # dz/db: 1 per batch row
+    return grads
+
+
+def loss_and_gradients(
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    activation_names: tuple[str, ...],
+    loss_name: str,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Forward then backward: ``(loss, grads)``."""
+    cache = forward(params, x, y, activation_names, loss_name)
+    return cache.loss, backward(cache)
