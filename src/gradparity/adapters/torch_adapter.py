@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 (the conventional name)
+import torch.nn.functional as F
 
 from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
 from gradparity.case import Case

@@ -1,0 +1,218 @@
+"""Comparison metrics, per-dtype tolerances and assertion helpers.
+
+For two arrays ``a`` (the implementation under test) and ``b`` (its baseline):
+
+* ``max_abs``   = max |a - b|
+* ``max_rel``   = max |a - b| / |b| over elements, with 0/0 = 0 and x/0 = inf
+* ``normwise``  = max |a - b| / max |b|   (the pass/fail metric)
+* ``normwise_eps`` = normwise / eps(dtype)
+
+The normwise measure is used for pass/fail because elementwise relative error
+explodes on entries that are nearly zero by cancellation, where a few ulps of
+absolute error are the expected outcome of correct arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradparity.adapters.base import RunResult
+from gradparity.case import Case
+
+TOLERANCE_EPS: dict[str, float] = {"float32": 256.0, "float64": 256.0}
+"""Normwise relative tolerance per dtype, in units of that dtype's machine epsilon.
+
+Derivation (README, "Tolerances"): a length-n dot product has relative error
+at most about n*eps (Higham, *Accuracy and Stability of Numerical Algorithms*,
+section 3.1). A gradient passes through 2L such products (L forward, L
+backward); for the built-in cases (L <= 3, n <= 16 features or 8 to 32 batch
+rows) that gives 2*3*16 = 96 eps, rounded up to 256 eps to cover a few ulps
+from exp/tanh/log1p. Observed errors are 1 to 10 eps (see reports/REPORT.md).
+"""
+
+
+def format_eps(value: float) -> str:
+    """``"3.2 eps"``, or ``"2.86e+15 eps"`` once fixed point stops being readable."""
+    return f"{value:.1f} eps" if value < 1e4 else f"{value:.2e} eps"
+
+
+def machine_epsilon(dtype: str) -> float:
+    return float(np.finfo(np.dtype(dtype)).eps)
+
+
+def tolerance_for(dtype: str) -> float:
+    """The normwise relative tolerance used for pass/fail in ``dtype``."""
+    if dtype not in TOLERANCE_EPS:
+        raise ValueError(f"dtype: invalid value {dtype!r}; allowed: {', '.join(TOLERANCE_EPS)}")
+    return TOLERANCE_EPS[dtype] * machine_epsilon(dtype)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How far one quantity of one implementation is from its baseline."""
+
+    case_id: str
+    dtype: str
+    framework: str
+    baseline: str
+    quantity: str  # "loss", "gradient", "params@<step>" or "losses"
+    parameter: str  # "W1", "b1", ..., or "loss"
+    max_abs: float
+    max_rel: float
+    normwise: float
+    normwise_eps: float
+    tolerance: float
+    worst_index: tuple[int, ...]
+    value: float
+    baseline_value: float
+    passed: bool
+    note: str = ""
+
+    @property
+    def pair(self) -> str:
+        return f"{self.framework} vs {self.baseline}"
+
+    @property
+    def headroom(self) -> float:
+        """observed / allowed: below 1 passes."""
+        return self.normwise / self.tolerance
+
+    def message(self) -> str:
+        """Which case, pair, parameter and index, both values, and by how much."""
+        where = f"case {self.case_id}: {self.pair}, {self.quantity} of {self.parameter}"
+        if self.note:
+            return f"{where}: {self.note}"
+        eps = machine_epsilon(self.dtype)
+        return (
+            f"{where}: normwise relative difference {self.normwise:.3e} "
+            f"({format_eps(self.normwise_eps)}) {'<=' if self.passed else '>'} tolerance "
+            f"{self.tolerance:.3e} ({self.tolerance / eps:.0f} eps); worst index "
+            f"{self.worst_index}: {self.framework}={self.value!r}, "
+            f"{self.baseline}={self.baseline_value!r}, |diff|={self.max_abs:.3e}"
+        )
+
+
+def compare_arrays(
+    value: np.ndarray | None,
+    baseline: np.ndarray,
+    *,
+    case_id: str,
+    dtype: str,
+    framework: str,
+    baseline_name: str,
+    quantity: str,
+    parameter: str,
+    tolerance: float | None = None,
+) -> Difference:
+    """Compare one array with its baseline (both computed in float64 for exactness)."""
+    tol = tolerance_for(dtype) if tolerance is None else tolerance
+    common = {
+        "case_id": case_id, "dtype": dtype, "framework": framework,
+        "baseline": baseline_name, "quantity": quantity, "parameter": parameter,
+        "tolerance": tol,
+    }
+    failed = {
+        "max_abs": np.inf, "max_rel": np.inf, "normwise": np.inf, "normwise_eps": np.inf,
+        "passed": False,
+    }
+    b = np.asarray(baseline, dtype=np.float64)
+    if value is None:
+        return Difference(
+            **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
+            note=f"missing from the {framework} result",
+        )
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape != b.shape:
+        return Difference(
+            **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
+            note=f"shape {a.shape} does not match the {baseline_name} shape {b.shape}",
+        )
+    diff = np.abs(a - b)
+    nonfinite = ~(np.isfinite(a) & np.isfinite(b))
+    if nonfinite.any():
+        index = np.unravel_index(int(np.argmax(nonfinite)), a.shape)
+        return Difference(
+            **common, **failed, worst_index=tuple(int(i) for i in index),
+            value=float(a[index]), baseline_value=float(b[index]),
+            note=f"non-finite value at index {tuple(int(i) for i in index)}: "
+            f"{framework}={a[index]!r}, {baseline_name}={b[index]!r}",
+        )
+    index = np.unravel_index(int(np.argmax(diff)), a.shape) if a.size else ()
+    max_abs = float(diff.max()) if a.size else 0.0
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    normwise = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(diff == 0, 0.0, diff / np.abs(b))
+    return Difference(
+        **common,
+        max_abs=max_abs,
+        max_rel=float(relative.max()) if a.size else 0.0,
+        normwise=normwise,
+        normwise_eps=normwise / machine_epsilon(dtype),
+        worst_index=tuple(int(i) for i in index),
+        value=float(a[index]) if a.size else np.nan,
+        baseline_value=float(b[index]) if b.size else np.nan,
+        passed=bool(normwise <= tol),
+    )
+
+
+def checkpoints(case: Case) -> tuple[int, ...]:
+    """Optimizer steps after which parameters are compared: the first and the last."""
+    return tuple(sorted({1, case.steps})) if case.steps else ()
+
+
+def compare_results(
+    result: RunResult,
+    baseline: RunResult,
+    case: Case,
+    *,
+    tolerance: float | None = None,
+    steps: Sequence[int] | None = None,
+) -> list[Difference]:
+    """Every quantity of ``result`` against ``baseline``: loss, gradients, parameters, losses."""
+
+    def compare(
+        value: np.ndarray | None, base: np.ndarray, quantity: str, parameter: str
+    ) -> Difference:
+        return compare_arrays(
+            value, base, case_id=case.id, dtype=case.dtype, framework=result.framework,
+            baseline_name=baseline.framework, quantity=quantity, parameter=parameter,
+            tolerance=tolerance,
+        )
+
+    differences = [compare(np.asarray(result.loss), np.asarray(baseline.loss), "loss", "loss")]
+    for name in baseline.gradients:
+        differences.append(
+            compare(result.gradients.get(name), baseline.gradients[name], "gradient", name)
+        )
+    for step in checkpoints(case) if steps is None else steps:
+        after, base_after = result.parameters_after(step), baseline.parameters_after(step)
+        for name in base_after:
+            differences.append(
+                compare(after.get(name), base_after[name], f"params@{step}", name)
+            )
+    if len(result.losses) > 1:
+        differences.append(compare(result.losses, baseline.losses, "losses", "loss"))
+    return differences
+
+
+class ParityError(AssertionError):
+    """Raised by :func:`assert_parity`; ``differences`` holds the failed checks."""
+
+    def __init__(self, differences: list[Difference]) -> None:
+        self.differences = differences
+        lines = [d.message() for d in differences[:10]]
+        if len(differences) > 10:
+            lines.append(f"... and {len(differences) - 10} more failed checks")
+        super().__init__(f"{len(differences)} check(s) failed:\n" + "\n".join(lines))
+
+
+def assert_parity(differences: Iterable[Difference]) -> None:
+    """Raise :class:`ParityError` naming every check that exceeded its tolerance."""
+    __tracebackhide__ = True  # pytest: show the message, not this frame's locals
+    failed = [d for d in differences if not d.passed]
+    if failed:
+        raise ParityError(failed)
