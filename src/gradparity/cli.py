@@ -1,0 +1,115 @@
+"""The ``gradparity`` command line.
+
+Exit codes: 0 every check agrees, 1 a disagreement was found, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gradparity.adapters import FRAMEWORKS, PrecisionError, get_adapter
+from gradparity.case import DTYPES
+from gradparity.data import DATASETS
+from gradparity.matrix import default_cases, xor_case
+from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
+from gradparity.report import render, write_report
+from gradparity.runner import CaseOutcome, run_case, validate_frameworks
+
+EXAMPLES = """\
+examples:
+  gradparity run                         # default matrix -> reports/REPORT.md
+  gradparity run --out /tmp/parity      # -> /tmp/parity/REPORT.md
+  gradparity run --frameworks numpy,torch
+  gradparity list                        # registered activations, losses, frameworks
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradparity",
+        description="Check textbook NumPy backprop against PyTorch autograd and JAX grad.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{run,list}")
+    run = commands.add_parser(
+        "run", help="run the built-in matrix and write REPORT.md",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--out", type=Path, default=Path("reports"),
+                     help="directory for REPORT.md (default: reports)")
+    run.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                     help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default: all)")
+    run.add_argument("--quiet", action="store_true", help="print only the verdict")
+    commands.add_parser("list", help="list registered components and framework availability")
+    return parser
+
+
+def _list() -> int:
+    print("activations: " + ", ".join(ACTIVATIONS))
+    print("losses:      " + ", ".join(LOSSES))
+    print("optimizers:  " + ", ".join(OPTIMIZERS))
+    print("datasets:    " + ", ".join(DATASETS))
+    print("dtypes:      " + ", ".join(DTYPES))
+    print("frameworks:")
+    for name in FRAMEWORKS:
+        availability = get_adapter(name).availability()
+        state = availability.version if availability.available else (
+            f"unavailable ({availability.reason})"
+        )
+        print(f"  {name:6} {state}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        frameworks = validate_frameworks([f.strip() for f in args.frameworks.split(",") if f])
+    except ValueError as error:
+        print(f"gradparity run: {error}", file=sys.stderr)
+        return 2
+    if not frameworks:
+        print("gradparity run: --frameworks: no framework given", file=sys.stderr)
+        return 2
+    cases = default_cases()
+    xor_cases = [xor_case("float64"), xor_case("float32")]
+    outcomes: list[CaseOutcome] = []
+    started = time.perf_counter()
+    total = len(cases) + len(xor_cases)
+    for index, case in enumerate([*cases, *xor_cases], start=1):
+        try:
+            outcome = run_case(case, frameworks)
+        except PrecisionError as error:
+            print(f"gradparity run: {error}", file=sys.stderr)
+            return 1
+        outcomes.append(outcome)
+        if not args.quiet:
+            status = "ok  " if outcome.passed else "FAIL"
+            print(f"[{index:3}/{total}] {status} {case.id}", flush=True)
+    command = "gradparity run" + ("" if args.out == Path("reports") else f" --out {args.out}")
+    if frameworks != tuple(FRAMEWORKS):
+        command += f" --frameworks {','.join(frameworks)}"
+    text = render(outcomes[: len(cases)], outcomes[len(cases):], frameworks, command)
+    path = write_report(text, args.out)
+    failed = [o.case.id for o in outcomes if not o.passed]
+    verdict = f"{len(failed)} of {total} cases DISAGREE" if failed else f"all {total} cases agree"
+    print(f"{verdict}; report: {path} ({time.perf_counter() - started:.1f} s)")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gradparity`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "list":
+        return _list()
+    _parser().print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

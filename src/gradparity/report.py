@@ -1,0 +1,217 @@
+"""The Markdown report: environment, summary, XOR seed example, per-parameter tables.
+
+Tables are pandas DataFrames rendered with ``DataFrame.to_markdown``. The text
+holds no timestamp, so the same run on the same machine writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gradparity.adapters import FRAMEWORKS, get_adapter
+from gradparity.case import DTYPES
+from gradparity.compare import (
+    TOLERANCE_EPS,
+    Difference,
+    format_eps,
+    machine_epsilon,
+    tolerance_for,
+)
+from gradparity.runner import CaseOutcome, framework_pairs
+
+XOR_REPORTED_STEPS = (0, 1, 10, 100, 500, 1000)
+
+HOW_TO_READ = """\
+Every implementation starts from the same NumPy-generated weights and data. For
+each pair (*framework* vs *baseline*) and each quantity (the loss, every
+parameter gradient, the parameters after step 1 and after the last step, and the
+loss after every step) the report gives the **normwise relative difference**
+`max|a - b| / max|b|`, also in units of the dtype's machine epsilon (*eps*). A
+check passes when that is at most the tolerance below. The summary shows, per
+case and pair, the check with the largest difference; the per-parameter tables
+show every parameter."""
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict[str, str]:
+    """Versions and platform that the numbers depend on."""
+    env = {
+        "gradparity": _version("gradparity"),
+        "Python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "NumPy": np.__version__,
+    }
+    for distribution in ("torch", "jax", "jaxlib", "optax", "pandas"):
+        env[distribution] = _version(distribution)
+    return env
+
+
+def _eps_cell(difference: Difference | None) -> str:
+    if difference is None:
+        return "n/a"
+    if difference.note:
+        return f"FAIL: {difference.note}"
+    flag = "" if difference.passed else " FAIL"
+    return f"{difference.normwise:.2e} ({format_eps(difference.normwise_eps)}){flag}"
+
+
+def summary_table(outcomes: Sequence[CaseOutcome], frameworks: Sequence[str]) -> pd.DataFrame:
+    """One row per case: the worst check per framework pair, and pass/fail."""
+    rows = []
+    for outcome in outcomes:
+        row: dict[str, str] = {"case": outcome.case.id}
+        for framework, baseline in framework_pairs(frameworks):
+            if framework in outcome.skipped or baseline in outcome.skipped:
+                cell = "skipped"
+            else:
+                cell = _eps_cell(outcome.worst(framework, baseline))
+            row[f"{framework} vs {baseline}"] = cell
+        row["result"] = "pass" if outcome.passed else "**FAIL**"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def parameter_table(outcome: CaseOutcome) -> pd.DataFrame:
+    """One row per (quantity, parameter): normwise difference per pair, and max |diff|."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    worst_abs: dict[tuple[str, str], float] = {}
+    for difference in outcome.differences:
+        key = (difference.quantity, difference.parameter)
+        row = rows.setdefault(key, {"quantity": key[0], "parameter": key[1]})
+        row[difference.pair] = _eps_cell(difference)
+        worst_abs[key] = max(worst_abs.get(key, 0.0), difference.max_abs)
+    for key, row in rows.items():
+        row["max abs diff (any pair)"] = f"{worst_abs[key]:.2e}"
+    return pd.DataFrame(list(rows.values()))
+
+
+def xor_table(outcome: CaseOutcome) -> pd.DataFrame:
+    """Loss per implementation at a few steps, and their largest relative spread."""
+    rows = []
+    for step in XOR_REPORTED_STEPS:
+        if step >= len(next(iter(outcome.results.values())).losses):
+            continue
+        losses = {name: float(result.losses[step]) for name, result in outcome.results.items()}
+        row: dict[str, str] = {"step": str(step)}
+        row.update({name: f"{value:.12f}" for name, value in losses.items()})
+        values = np.array(list(losses.values()))
+        spread = (values.max() - values.min()) / np.abs(values).max()
+        spread_eps = format_eps(spread / machine_epsilon(outcome.case.dtype))
+        row["max relative spread"] = f"{spread:.2e} ({spread_eps})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def render(
+    outcomes: Sequence[CaseOutcome],
+    xor_outcomes: Sequence[CaseOutcome],
+    frameworks: Sequence[str],
+    command: str,
+) -> str:
+    """The whole report as Markdown text."""
+    all_outcomes = [*outcomes, *xor_outcomes]
+    checks = [d for outcome in all_outcomes for d in outcome.differences]
+    failed_cases = [o.case.id for o in all_outcomes if not o.passed]
+    worst = max((d.headroom for d in checks), default=0.0)
+    if failed_cases:
+        verdict = f"**Verdict: DISAGREEMENT in {len(failed_cases)} of {len(all_outcomes)} cases**"
+    else:
+        verdict = f"**Verdict: all {len(all_outcomes)} cases agree**"
+    verdict += (
+        f" ({', '.join(frameworks)}; {len(checks)} checks; "
+        f"largest observed/allowed ratio {worst:.3f})"
+    )
+
+    lines = ["# gradparity report", "", verdict, ""]
+    if checks:
+        largest = max(checks, key=lambda d: d.headroom)
+        lines += [f"Largest difference relative to its tolerance: {largest.message()}", ""]
+    for dtype in DTYPES:
+        in_dtype = [d for d in checks if d.dtype == dtype]
+        if in_dtype:
+            top = max(in_dtype, key=lambda d: d.normwise)
+            lines += [
+                f"- {dtype}: {len(in_dtype)} checks, largest normwise relative difference "
+                f"{top.normwise:.2e} ({format_eps(top.normwise_eps)}), "
+                f"{top.pair}, {top.quantity} of {top.parameter} in {top.case_id}"
+            ]
+    lines += ["", f"Reproduce with: `{command}`", ""]
+    lines += ["## Environment", ""]
+    env = environment()
+    for name in frameworks:
+        availability = get_adapter(name).availability()
+        if not availability.available:
+            env[f"{name} adapter"] = f"unavailable: {availability.reason}"
+    lines += [_markdown(pd.DataFrame({"component": list(env), "version": list(env.values())})), ""]
+
+    lines += ["## How to read this report", "", HOW_TO_READ, ""]
+    lines += ["## Tolerances", ""]
+    lines += [_markdown(pd.DataFrame([
+        {"dtype": dtype, "machine eps": f"{machine_epsilon(dtype):.3e}",
+         "tolerance (eps)": f"{TOLERANCE_EPS[dtype]:g}",
+         "tolerance (normwise relative)": f"{tolerance_for(dtype):.3e}"}
+        for dtype in DTYPES
+    ])), "", "Derivation: see the README section *Tolerances*.", ""]
+
+    lines += ["## Summary", "", _markdown(summary_table(all_outcomes, frameworks)), ""]
+
+    lines += ["## Seed example: XOR", ""]
+    for outcome in xor_outcomes:
+        case = outcome.case
+        lines += [
+            f"### {case.id}", "",
+            f"2-10-1 network, sigmoid hidden and output units, mean squared error, SGD with "
+            f"learning rate {case.hparams['lr']:g}, {case.steps} full-batch steps on the 4 XOR "
+            f"points, {case.dtype}; every implementation starts from the same weights. "
+            f"Result: {'all implementations agree' if outcome.passed else '**DISAGREEMENT**'}.",
+            "", _markdown(xor_table(outcome)), "",
+        ]
+
+    lines += ["## Per-parameter differences", ""]
+    for outcome in all_outcomes:
+        lines += [f"### {outcome.case.id}", ""]
+        if outcome.skipped:
+            for name, reason in outcome.skipped.items():
+                lines += [f"- {name} skipped: {reason}"]
+            lines += [""]
+        if outcome.differences:
+            lines += [_markdown(parameter_table(outcome)), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(text: str, out_dir: Path) -> Path:
+    """Write ``out_dir/REPORT.md`` atomically: a failed write leaves no partial file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "REPORT.md"
+    handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=".REPORT.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+__all__ = ["FRAMEWORKS", "environment", "render", "write_report"]
