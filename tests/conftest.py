@@ -1,0 +1,56 @@
+"""Shared fixtures and the one place where test precision settings live."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradparity.adapters import RunResult, get_adapter
+from gradparity.case import Case
+from gradparity.data import make_problem
+
+# -- numeric precision settings (the only place tests define them) ------------
+
+FLOAT64_ACCEPTANCE = 1e-12
+"""Issue acceptance: float64 gradients and parameters agree to normwise 1e-12."""
+
+FINITE_DIFFERENCE_TOLERANCE = 1e-7
+"""Normwise relative error allowed between float64 central differences and backprop.
+
+Truncation and rounding error of the float64 stencil are each ~1e-11 relative
+(see gradparity.finite_difference); 1e-7 leaves room for curvature while a
+missing factor (>= 1e-2 relative) still fails by five orders of magnitude.
+"""
+
+# an overflow, x/0 or 0/0 in the reference is a test failure; underflow to 0 is expected
+np.seterr(over="raise", divide="raise", invalid="raise")
+
+
+# -- framework fixtures ---------------------------------------------------------
+
+FRAMEWORKS_UNDER_TEST = ("torch", "jax")
+
+
+def require(framework: str) -> None:
+    """Skip, naming the reason, when a framework is not installed."""
+    availability = get_adapter(framework).availability()
+    if not availability.available:
+        pytest.skip(f"{framework} adapter unavailable: {availability.reason}")
+
+
+@pytest.fixture(params=FRAMEWORKS_UNDER_TEST, ids=lambda name: name)
+def framework(request: pytest.FixtureRequest) -> str:
+    require(request.param)
+    return request.param
+
+
+_RESULTS: dict[tuple[str, str], RunResult] = {}
+
+
+def run_once(case: Case, framework: str) -> RunResult:
+    """Run ``case`` on ``framework`` once per test session (results are immutable)."""
+    key = (case.id, framework)
+    if key not in _RESULTS:
+        require(framework)
+        _RESULTS[key] = get_adapter(framework).run(case, make_problem(case))
+    return _RESULTS[key]

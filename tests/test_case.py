@@ -1,0 +1,85 @@
+"""The case spec: validation messages, ids, immutability."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from gradparity.case import Case
+from gradparity.matrix import default_cases, parity_cases, xor_case
+
+
+def test_id_matches_the_documented_example() -> None:
+    case = Case((4, 16, 16, 3), "tanh", loss="softmax_cross_entropy", dtype="float64")
+    assert case.id == "mlp4-16-16-3_tanh_softmax-ce_float64_sgd"
+
+
+def test_id_names_every_non_default_field() -> None:
+    assert xor_case().id == "mlp2-10-1_sigmoid_mse_float64_sgd_out-sigmoid_xor_b4_steps1000"
+    mixed = Case((3, 4, 5, 2), ("relu", "tanh"), dtype="float32", batch_size=3, seed=2,
+                 hyperparameters={"lr": 0.05}, steps=4)
+    assert mixed.id == "mlp3-4-5-2_relu-tanh_mse_float32_sgd_lr0.05_b3_seed2_steps4"
+
+
+def test_ids_are_unique_across_the_builtin_matrices() -> None:
+    cases = [*parity_cases(), *default_cases(), xor_case("float32"), xor_case("float64")]
+    ids = [case.id for case in cases]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    # default_cases() re-uses the (4,16,16,3) test architecture on purpose
+    shared = {case.id for case in default_cases()}
+    assert duplicates <= shared
+
+
+def test_case_is_frozen_and_hashable() -> None:
+    case = Case((2, 3, 1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        case.loss = "mse"  # type: ignore[misc]
+    assert hash(case) == hash(Case((2, 3, 1)))
+    assert case.hidden_activation == ("tanh",)
+    assert case.hparams == {"lr": 0.1}
+
+
+INVALID = [
+    ({"layer_sizes": (4,)}, "layer_sizes", "at least two integers"),
+    ({"layer_sizes": (4, 0, 2)}, "layer_sizes", "at least two integers"),
+    ({"layer_sizes": "4-3"}, "layer_sizes", "at least two integers"),
+    ({"hidden_activation": "swish"}, "hidden_activation", "identity, sigmoid, tanh, relu"),
+    ({"hidden_activation": ("relu",)}, "hidden_activation", "sequence of 2"),
+    ({"output_activation": "softmax"}, "output_activation", "identity, sigmoid, tanh, relu"),
+    ({"loss": "hinge"}, "loss", "mse, softmax_cross_entropy"),
+    ({"loss": "softmax_cross_entropy", "output_activation": "sigmoid"},
+     "output_activation", "takes logits"),
+    ({"dtype": "float16"}, "dtype", "float32, float64"),
+    ({"batch_size": 0}, "batch_size", ">= 1"),
+    ({"batch_size": True}, "batch_size", ">= 1"),
+    ({"dataset": "mnist"}, "dataset", "xor, regression, blobs"),
+    ({"dataset": "blobs"}, "dataset", "real-valued targets"),
+    ({"dataset": "xor"}, "dataset", "layer_sizes (2, ..., 1)"),
+    ({"seed": -1}, "seed", ">= 0"),
+    ({"optimizer": "adam"}, "optimizer", "sgd"),
+    ({"hyperparameters": {"momentum": 0.9}}, "hyperparameters", "lr"),
+    ({"hyperparameters": {}}, "hyperparameters", "sets 'lr'"),
+    ({"hyperparameters": {"lr": -0.1}}, "hyperparameters['lr']", "> 0"),
+    ({"hyperparameters": {"lr": float("nan")}}, "hyperparameters['lr']", "finite"),
+    ({"steps": -1}, "steps", ">= 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "fragment"),
+    INVALID,
+    ids=[f"{field}={next(iter(kwargs.values()))!r}" for kwargs, field, _ in INVALID],
+)
+def test_invalid_values_name_field_value_and_allowed(kwargs, field, fragment) -> None:
+    arguments = {"layer_sizes": (4, 8, 8, 3), **kwargs}
+    with pytest.raises(ValueError) as error:
+        Case(**arguments)
+    message = str(error.value)
+    assert message.startswith(f"Case.{field}: invalid value"), message
+    assert fragment in message, message
+
+
+def test_softmax_cross_entropy_needs_two_outputs() -> None:
+    with pytest.raises(ValueError, match=r"Case.layer_sizes: .*output width >= 2"):
+        Case((4, 8, 1), loss="softmax_cross_entropy")

@@ -1,0 +1,100 @@
+"""The gradparity command: report contents, exit codes, bad input."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import require
+from gradparity import cli
+from gradparity.matrix import default_cases
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str]:
+    require("torch")
+    require("jax")
+    out = tmp_path_factory.mktemp("report")
+    code = cli.main(["run", "--out", str(out), "--quiet"])
+    return code, (out / "REPORT.md").read_text(encoding="utf-8")
+
+
+def test_run_writes_a_complete_report(report: tuple[int, str]) -> None:
+    code, text = report
+    assert code == 0
+    assert text.startswith("# gradparity report\n")
+    for heading in ["## Environment", "## Tolerances", "## Summary", "## Seed example: XOR",
+                    "## Per-parameter differences"]:
+        assert f"\n{heading}\n" in text
+    for component in ["| Python ", "| NumPy ", "| torch ", "| jax ", "| optax "]:
+        assert component in text
+    # one summary row per case, with a column per pair
+    assert "| case " in text and "| torch vs numpy " in text and "| jax vs torch " in text
+    for case in default_cases():
+        assert f"### {case.id}\n" in text
+        assert re.search(rf"\| {re.escape(case.id)} +\|.*\| pass +\|", text)
+    assert "**Verdict: all 26 cases agree**" in text
+
+
+def test_float64_figures_in_the_report_are_below_1e_12(report: tuple[int, str]) -> None:
+    _, text = report
+    summary = text.split("## Summary")[1].split("## Seed example")[0]
+    figures = [
+        float(value)
+        for line in summary.splitlines() if "_float64_" in line
+        for value in re.findall(r"(\d\.\d\de[-+]\d\d) \(", line)
+    ]
+    assert len(figures) == 13 * 3
+    assert max(figures) < 1e-12
+
+
+def test_xor_section_shows_losses_at_the_reported_steps(report: tuple[int, str]) -> None:
+    _, text = report
+    section = text.split("## Seed example: XOR")[1].split("## Per-parameter")[0]
+    for step in (0, 1, 10, 100, 500, 1000):
+        assert re.search(rf"\n\| {step} +\| 0\.2\d+ +\| 0\.2\d+ +\| 0\.2\d+ +\|", section)
+
+
+def test_unknown_framework_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    code = cli.main(["run", "--out", str(tmp_path / "out"), "--frameworks", "numpy,mxnet"])
+    assert code == 2
+    expected = "frameworks: invalid value 'mxnet'; allowed: numpy, torch, jax"
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_list_shows_registries_and_availability(capsys) -> None:
+    assert cli.main(["list"]) == 0
+    output = capsys.readouterr().out
+    assert "activations: identity, sigmoid, tanh, relu" in output
+    assert "losses:      mse, softmax_cross_entropy, binary_cross_entropy_with_logits" in output
+    assert re.search(r"numpy +\d", output)
+
+
+def test_no_command_prints_help(capsys) -> None:
+    assert cli.main([]) == 2
+    assert "gradparity run" in capsys.readouterr().out
+
+
+def test_disagreement_exits_1_and_is_flagged_in_the_report(tmp_path: Path, monkeypatch) -> None:
+    require("torch")
+    import dataclasses
+
+    import numpy as np
+
+    from gradparity.case import Case
+    from gradparity.reference import activations
+
+    small = Case((3, 5, 2), "tanh", steps=2)
+    monkeypatch.setattr(cli, "default_cases", lambda: [small])
+    monkeypatch.setattr(cli, "xor_case", lambda dtype: Case((3, 4, 2), "relu", dtype=dtype))
+    broken = dataclasses.replace(activations.ACTIVATIONS["tanh"],
+                                 derivative=lambda z, a: np.ones_like(z))
+    monkeypatch.setitem(activations.ACTIVATIONS, "tanh", broken)
+    code = cli.main(["run", "--out", str(tmp_path), "--frameworks", "numpy,torch", "--quiet"])
+    text = (tmp_path / "REPORT.md").read_text(encoding="utf-8")
+    assert code == 1
+    assert "**Verdict: DISAGREEMENT in 1 of 3 cases**" in text
+    assert f"| {small.id} " in text and "**FAIL**" in text

@@ -1,0 +1,150 @@
+"""The NumPy reference against independent oracles: finite differences and closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import FINITE_DIFFERENCE_TOLERANCE
+from gradparity import reference
+from gradparity.case import Case
+from gradparity.data import make_problem
+from gradparity.finite_difference import central_differences
+from gradparity.reference import ACTIVATIONS, LOSSES
+from gradparity.reference.activations import sigmoid
+
+FD_CASES = [
+    Case((3, 5, 4, 2), activation, loss=loss, batch_size=4, seed=seed)
+    for seed, activation in enumerate(ACTIVATIONS)
+    for loss in LOSSES
+] + [
+    Case((3, 5, 2), "tanh", output_activation="sigmoid", batch_size=3),
+    Case((3, 5, 2), "sigmoid", output_activation="tanh", batch_size=3),
+    Case((3, 5, 2), "tanh", output_activation="relu", batch_size=3, seed=4),
+    Case((2, 10, 1), "sigmoid", output_activation="sigmoid", dataset="xor", batch_size=4),
+    Case((4, 6, 6, 6, 3), ("relu", "sigmoid", "tanh"), loss="softmax_cross_entropy"),
+]
+
+
+@pytest.mark.parametrize("case", FD_CASES, ids=lambda case: case.id)
+def test_backward_matches_central_differences(case: Case) -> None:
+    problem = make_problem(case)
+    _, grads = reference.loss_and_gradients(
+        problem.params, problem.x, problem.y, case.activations, case.loss
+    )
+    estimate = central_differences(problem.params, problem.x, problem.y, case.activations,
+                                   case.loss)
+    for name, grad in grads.items():
+        keep = ~estimate.kink_elements[name]
+        fd = estimate.gradients[name]
+        error = np.abs(grad - fd)[keep].max(initial=0.0) / np.abs(fd).max()
+        assert error < FINITE_DIFFERENCE_TOLERANCE, (
+            f"{case.id}: gradient of {name} differs from central differences by {error:.2e} "
+            f"normwise (tolerance {FINITE_DIFFERENCE_TOLERANCE:.0e}); worst index "
+            f"{np.unravel_index(np.argmax(np.abs(grad - fd) * keep), grad.shape)}"
+        )
+    # no more than a few stencils may straddle a relu kink, or the check says little
+    assert estimate.kink_count <= 2
+
+
+def test_finite_differences_detect_a_stencil_that_crosses_a_kink() -> None:
+    # one input, one relu unit whose pre-activation sits exactly on the kink
+    params = {"W1": np.array([[1.0]]), "b1": np.array([0.0]),
+              "W2": np.array([[1.0]]), "b2": np.array([0.0])}
+    x, y = np.array([[0.0]]), np.array([[1.0]])
+    estimate = central_differences(params, x, y, ("relu", "identity"), "mse")
+    assert estimate.kink_elements["b1"].all()
+    assert not estimate.kink_elements["b2"].any()
+
+
+# -- kink conventions, pinned against the frameworks' own answers ---------------
+
+
+def test_relu_derivative_is_zero_at_the_kink() -> None:
+    z = np.array([-1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(
+        ACTIVATIONS["relu"].derivative(z, ACTIVATIONS["relu"].forward(z)), [0.0, 0.0, 1.0]
+    )
+
+
+def test_relu_kink_convention_matches_torch_and_jax() -> None:
+    torch = pytest.importorskip("torch", reason="torch not installed: convention not checkable")
+    jax = pytest.importorskip("jax", reason="jax not installed: convention not checkable")
+    z = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    torch.relu(z).sum().backward()
+    assert z.grad.tolist() == [0.0, 0.0, 0.0]
+    assert float(jax.grad(lambda v: jax.nn.relu(v))(0.0)) == 0.0
+    reference_value = ACTIVATIONS["relu"].derivative(np.zeros(1), np.zeros(1))
+    assert reference_value.tolist() == [0.0]
+
+
+# -- saturation and stability -------------------------------------------------
+
+
+def test_sigmoid_is_stable_and_exact_at_saturation() -> None:
+    z = np.array([-1000.0, -40.0, 0.0, 40.0, 1000.0])
+    a = sigmoid(z)  # np.seterr(all="raise") in conftest turns an overflow into an error
+    assert a[0] == 0.0 and a[-1] == 1.0 and a[2] == 0.5
+    np.testing.assert_allclose(a[1], np.exp(-40.0) / (1 + np.exp(-40.0)), rtol=1e-15)
+    derivative = ACTIVATIONS["sigmoid"].derivative(z, a)
+    assert derivative[2] == 0.25 and derivative[0] == 0.0
+
+
+def test_logit_losses_are_finite_for_huge_logits() -> None:
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]])
+    labels = np.array([1, 2])
+    # log softmax of the picked logits: -2000 and -1 - log(1 + e^-1)
+    expected = (2000.0 + 1.0 + np.log1p(np.exp(-1.0))) / 2
+    assert LOSSES["softmax_cross_entropy"].value(logits, labels) == pytest.approx(expected)
+    targets = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    bce = LOSSES["binary_cross_entropy_with_logits"].value(logits, targets)
+    assert bce == pytest.approx((1000 + 1000 + np.log(2) + 1000 + 1000 + 999) / 6)
+    assert np.isfinite(LOSSES["binary_cross_entropy_with_logits"].gradient(logits, targets)).all()
+
+
+def test_softmax_cross_entropy_gradient_closed_form() -> None:
+    logits = np.array([[0.0, 0.0]])
+    grad = LOSSES["softmax_cross_entropy"].gradient(logits, np.array([0]))
+    np.testing.assert_array_equal(grad, [[-0.5, 0.5]])
+
+
+def test_mse_divides_by_every_element() -> None:
+    y_hat, y = np.array([[1.0, 2.0], [3.0, 4.0]]), np.zeros((2, 2))
+    assert LOSSES["mse"].value(y_hat, y) == (1 + 4 + 9 + 16) / 4
+    np.testing.assert_array_equal(LOSSES["mse"].gradient(y_hat, y), 2 * y_hat / 4)
+
+
+# -- the cache is the only input of backward -------------------------------------
+
+
+def test_backward_uses_the_cache_not_the_current_parameters() -> None:
+    case = Case((3, 5, 2), "tanh")
+    problem = make_problem(case)
+    params = {name: value.copy() for name, value in problem.params.items()}
+    cache = reference.forward(params, problem.x, problem.y, case.activations, case.loss)
+    before = reference.backward(cache)
+    for value in params.values():
+        value *= 3.0  # an optimizer step after the forward pass
+    after = reference.backward(cache)
+    for name in before:
+        np.testing.assert_array_equal(before[name], after[name])
+
+
+def test_cache_is_read_only() -> None:
+    case = Case((3, 5, 2), "tanh")
+    problem = make_problem(case)
+    cache = reference.forward(problem.params, problem.x, problem.y, case.activations, case.loss)
+    with pytest.raises(ValueError, match="read-only"):
+        cache.activations[0][0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        cache.weights[0][0, 0] = 1.0
+
+
+def test_sgd_update_equation() -> None:
+    params = {"W1": np.array([[1.0, -2.0]])}
+    grads = {"W1": np.array([[0.5, 0.25]])}
+    optimizer = reference.OPTIMIZERS["sgd"]
+    new, state = optimizer.update(params, grads, optimizer.init(params), {"lr": 0.1})
+    np.testing.assert_allclose(new["W1"], [[0.95, -2.025]], rtol=0, atol=1e-15)
+    assert state.step == 1
+    assert params["W1"][0, 0] == 1.0  # nothing updated in place

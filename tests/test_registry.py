@@ -1,0 +1,37 @@
+"""Every adapter covers every registered activation, loss and optimizer."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from conftest import require
+from gradparity.adapters import FRAMEWORKS
+from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
+
+
+@pytest.mark.parametrize("name", ["torch", "jax"])
+def test_adapter_tables_match_the_registries(name: str) -> None:
+    require(name)
+    module = importlib.import_module(FRAMEWORKS[name])
+    assert set(module.ACTIVATIONS) == set(ACTIVATIONS)
+    assert set(module.LOSSES) == set(LOSSES)
+    assert set(module.OPTIMIZERS) == set(OPTIMIZERS)
+
+
+def test_unknown_framework_names_the_allowed_ones() -> None:
+    from gradparity.adapters import get_adapter
+
+    with pytest.raises(ValueError, match=r"framework: invalid value 'mxnet'; allowed: numpy, "):
+        get_adapter("mxnet")
+
+
+def test_missing_framework_is_reported_unavailable(monkeypatch) -> None:
+    from gradparity import adapters
+
+    monkeypatch.setitem(adapters.FRAMEWORKS, "ghost", "gradparity.adapters.no_such_module")
+    adapter = adapters.get_adapter.__wrapped__("ghost")
+    availability = adapter.availability()
+    assert not availability.available
+    assert "ghost is not installed" in availability.reason
