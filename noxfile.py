@@ -1,0 +1,35 @@
+"""Nox sessions: tests, report, lint. Every install goes through constraints.txt."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "venv"
+
+CONSTRAINTS = ("-c", "constraints.txt")
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the pytest suite against numpy, torch and jax (pytest args pass through)."""
+    _install(session, "torch,jax,test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Run the default matrix and write reports/REPORT.md (gradparity run args pass through)."""
+    _install(session, "torch,jax")
+    session.run("gradparity", "run", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and common bugs with ruff (ruff args pass through)."""
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "check", *(session.posargs or ["src", "tests", "noxfile.py"]))
