@@ -35,3 +35,20 @@ def test_missing_framework_is_reported_unavailable(monkeypatch) -> None:
     availability = adapter.availability()
     assert not availability.available
     assert "ghost is not installed" in availability.reason
+
+
+def test_an_unavailable_framework_is_skipped_with_its_reason(monkeypatch) -> None:
+    from gradparity import runner
+    from gradparity.adapters import UnavailableAdapter, get_adapter
+    from gradparity.case import Case
+
+    def fake_get_adapter(name: str):
+        if name == "torch":
+            return UnavailableAdapter("torch", "torch is not installed (test)")
+        return get_adapter(name)
+
+    monkeypatch.setattr(runner, "get_adapter", fake_get_adapter)
+    outcome = runner.run_case(Case((3, 4, 2)), ["numpy", "torch"])
+    assert outcome.skipped == {"torch": "torch is not installed (test)"}
+    assert set(outcome.results) == {"numpy"}
+    assert outcome.differences == ()
