@@ -52,5 +52,8 @@ def run_once(case: Case, framework: str) -> RunResult:
     key = (case.id, framework)
     if key not in _RESULTS:
         require(framework)
+        reason = get_adapter(framework).unsupported_reason(case)
+        if reason is not None:
+            pytest.skip(f"not expressible in {framework}: {reason}")
         _RESULTS[key] = get_adapter(framework).run(case, make_problem(case))
     return _RESULTS[key]

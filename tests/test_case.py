@@ -20,6 +20,11 @@ def test_id_names_every_non_default_field() -> None:
     mixed = Case((3, 4, 5, 2), ("relu", "tanh"), dtype="float32", batch_size=3, seed=2,
                  hyperparameters={"lr": 0.05}, steps=4)
     assert mixed.id == "mlp3-4-5-2_relu-tanh_mse_float32_sgd_lr0.05_b3_seed2_steps4"
+    momentum = Case((3, 4, 2), optimizer="sgd",
+                    hyperparameters={"lr": 0.1, "momentum": 0.9, "nesterov": True})
+    assert momentum.id == "mlp3-4-2_tanh_mse_float64_sgd_momentum0.9_nesterov"
+    adamw = Case((3, 4, 2), optimizer="adamw", hyperparameters={"lr": 1e-3})
+    assert adamw.id == "mlp3-4-2_tanh_mse_float64_adamw_lr0.001"
 
 
 def test_ids_are_unique_across_the_builtin_matrices() -> None:
@@ -37,7 +42,8 @@ def test_case_is_frozen_and_hashable() -> None:
         case.loss = "mse"  # type: ignore[misc]
     assert hash(case) == hash(Case((2, 3, 1)))
     assert case.hidden_activation == ("tanh",)
-    assert case.hparams == {"lr": 0.1}
+    assert case.hparams == {"lr": 0.1, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
+                            "weight_decay": 0.0}
 
 
 INVALID = [
@@ -57,11 +63,15 @@ INVALID = [
     ({"dataset": "blobs"}, "dataset", "real-valued targets"),
     ({"dataset": "xor"}, "dataset", "layer_sizes (2, ..., 1)"),
     ({"seed": -1}, "seed", ">= 0"),
-    ({"optimizer": "adam"}, "optimizer", "sgd"),
-    ({"hyperparameters": {"momentum": 0.9}}, "hyperparameters", "lr"),
+    ({"optimizer": "lamb"}, "optimizer", "sgd, adam, adamw"),
+    ({"hyperparameters": {"beta1": 0.9}}, "hyperparameters", "lr, momentum, dampening"),
+({"hyperparameters": {"lr": 0.1, "nesterov": 1}}, "hyperparameters['nesterov']", "True or False"),
+({"hyperparameters": {"lr": 0.1, "nesterov": True}}, "hyperparameters['nesterov']",
+ "momentum > 0"),
+({"hyperparameters": {"lr": 0.1, "momentum": 1.5}}, "hyperparameters['momentum']", "[0, 1)"),
     ({"hyperparameters": {}}, "hyperparameters", "sets 'lr'"),
     ({"hyperparameters": {"lr": -0.1}}, "hyperparameters['lr']", "> 0"),
-    ({"hyperparameters": {"lr": float("nan")}}, "hyperparameters['lr']", "finite"),
+    ({"hyperparameters": {"lr": float("nan")}}, "hyperparameters['lr']", "> 0"),
     ({"steps": -1}, "steps", ">= 0"),
 ]
 

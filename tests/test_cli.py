@@ -35,7 +35,7 @@ def test_run_writes_a_complete_report(report: tuple[int, str]) -> None:
     for case in default_cases():
         assert f"### {case.id}\n" in text
         assert re.search(rf"\| {re.escape(case.id)} +\|.*\| pass +\|", text)
-    assert "**Verdict: all 26 cases agree**" in text
+    assert f"**Verdict: all {len(default_cases()) + 2} cases agree**" in text
 
 
 def test_float64_figures_in_the_report_are_below_1e_12(report: tuple[int, str]) -> None:
@@ -46,7 +46,9 @@ def test_float64_figures_in_the_report_are_below_1e_12(report: tuple[int, str]) 
         for line in summary.splitlines() if "_float64_" in line
         for value in re.findall(r"(\d\.\d\de[-+]\d\d) \(", line)
     ]
-    assert len(figures) == 13 * 3
+    n_float64 = sum(case.dtype == "float64" for case in default_cases()) + 1
+    # three pairs per case, two for the one case that optax cannot express
+    assert len(figures) == n_float64 * 3 - 2
     assert max(figures) < 1e-12
 
 

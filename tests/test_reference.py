@@ -144,7 +144,52 @@ def test_sgd_update_equation() -> None:
     params = {"W1": np.array([[1.0, -2.0]])}
     grads = {"W1": np.array([[0.5, 0.25]])}
     optimizer = reference.OPTIMIZERS["sgd"]
-    new, state = optimizer.update(params, grads, optimizer.init(params), {"lr": 0.1})
+    new, state = optimizer.update(params, grads, optimizer.init(params), _hp("sgd"))
     np.testing.assert_allclose(new["W1"], [[0.95, -2.025]], rtol=0, atol=1e-15)
     assert state.step == 1
     assert params["W1"][0, 0] == 1.0  # nothing updated in place
+
+
+def _hp(name: str, **given):
+    return Case((2, 1), optimizer=name, hyperparameters={"lr": 0.1, **given}).hparams
+
+
+def test_sgd_momentum_two_steps_by_hand() -> None:
+    optimizer = reference.OPTIMIZERS["sgd"]
+    hp = _hp("sgd", momentum=0.5, dampening=0.5)
+    params = {"w": np.array([1.0])}
+    state = optimizer.init(params)
+    params, state = optimizer.update(params, {"w": np.array([2.0])}, state, hp)
+    assert params["w"][0] == pytest.approx(1.0 - 0.1 * 2.0)  # b1 = g1, undamped
+    params, state = optimizer.update(params, {"w": np.array([4.0])}, state, hp)
+    # b2 = 0.5 * 2 + (1 - 0.5) * 4 = 3
+    assert params["w"][0] == pytest.approx(0.8 - 0.1 * 3.0)
+
+
+def test_nesterov_and_weight_decay_by_hand() -> None:
+    optimizer = reference.OPTIMIZERS["sgd"]
+    hp = _hp("sgd", momentum=0.9, nesterov=True, weight_decay=0.5)
+    params = {"w": np.array([2.0])}
+    new, _ = optimizer.update(params, {"w": np.array([1.0])}, optimizer.init(params), hp)
+    g = 1.0 + 0.5 * 2.0  # coupled decay
+    assert new["w"][0] == pytest.approx(2.0 - 0.1 * (g + 0.9 * g))
+
+
+def test_adam_first_step_moves_by_lr_times_sign() -> None:
+    optimizer = reference.OPTIMIZERS["adam"]
+    hp = _hp("adam", eps=1e-8)
+    params = {"w": np.array([1.0, 1.0])}
+    grads = {"w": np.array([3.0, -0.5])}
+    new, state = optimizer.update(params, grads, optimizer.init(params), hp)
+    # m_hat = g, v_hat = g^2 after bias correction: step = lr * g / (|g| + eps)
+    np.testing.assert_allclose(new["w"], [1 - 0.1 * 3 / (3 + 1e-8), 1 + 0.1 * 0.5 / (0.5 + 1e-8)],
+                               rtol=1e-15)
+    assert state.step == 1
+
+
+def test_adamw_decays_the_weights_before_the_step() -> None:
+    optimizer = reference.OPTIMIZERS["adamw"]
+    hp = _hp("adamw", weight_decay=0.5)
+    params = {"w": np.array([2.0])}
+    new, _ = optimizer.update(params, {"w": np.array([1.0])}, optimizer.init(params), hp)
+    assert new["w"][0] == pytest.approx(2.0 * (1 - 0.1 * 0.5) - 0.1 * 1 / (1 + 1e-8), rel=1e-14)

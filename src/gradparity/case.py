@@ -18,6 +18,17 @@ DEFAULT_SEED = 0
 DEFAULT_STEPS = 10
 DEFAULT_HYPERPARAMETERS: Mapping[str, float] = {"lr": 0.1}
 
+# Allowed ranges of numeric hyperparameters: (low, high, description); inclusive.
+HYPERPARAMETER_RANGES: dict[str, tuple[float, float, str]] = {
+    "lr": (math.ulp(0.0), math.inf, "> 0"),
+    "momentum": (0.0, 0.999999, "in [0, 1)"),
+    "dampening": (0.0, 1.0, "in [0, 1]"),
+    "weight_decay": (0.0, math.inf, ">= 0"),
+    "beta1": (0.0, 0.999999, "in [0, 1)"),
+    "beta2": (0.0, 0.999999, "in [0, 1)"),
+    "eps": (math.ulp(0.0), math.inf, "> 0"),
+}
+
 
 def _invalid(field_name: str, value: Any, allowed: str) -> ValueError:
     return ValueError(f"Case.{field_name}: invalid value {value!r}; allowed: {allowed}")
@@ -125,7 +136,7 @@ class Case:
         if problem is not None:
             raise _invalid("dataset", self.dataset, problem)
 
-    def _checked_hyperparameters(self, given: Any) -> tuple[tuple[str, float], ...]:
+    def _checked_hyperparameters(self, given: Any) -> tuple[tuple[str, float | bool], ...]:
         spec = OPTIMIZERS[self.optimizer].hyperparameters
         names = ", ".join(spec)
         pairs = given.items() if isinstance(given, Mapping) else given
@@ -138,10 +149,15 @@ class Case:
                 raise _invalid(
                     "hyperparameters", name, f"{names} (for optimizer {self.optimizer!r})"
                 )
+            if isinstance(spec[name], bool):
+                if not isinstance(value, bool):
+                    raise _invalid(f"hyperparameters[{name!r}]", value, "True or False")
+                continue
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise _invalid(f"hyperparameters[{name!r}]", value, "a finite real number")
-            if not math.isfinite(value):
-                raise _invalid(f"hyperparameters[{name!r}]", value, "a finite real number")
+            low, high, text = HYPERPARAMETER_RANGES.get(name, (-math.inf, math.inf, "finite"))
+            if not (math.isfinite(value) and low <= value <= high):
+                raise _invalid(f"hyperparameters[{name!r}]", value, f"a number {text}")
         for name, default in spec.items():
             if name not in values:
                 if default is None:
@@ -150,14 +166,18 @@ class Case:
                         f"a mapping that sets {name!r} (required by {self.optimizer!r})",
                     )
                 values[name] = default
-        if values.get("lr", 1.0) <= 0:
-            raise _invalid("hyperparameters['lr']", values["lr"], "a number > 0")
-        return tuple(sorted((name, float(value)) for name, value in values.items()))
+        if values.get("nesterov") and (values["momentum"] <= 0 or values["dampening"] != 0):
+            raise _invalid(
+                "hyperparameters['nesterov']", True, "only with momentum > 0 and dampening == 0"
+            )
+        return tuple(
+            sorted((n, v if isinstance(v, bool) else float(v)) for n, v in values.items())
+        )
 
     # -- derived views --------------------------------------------------------
 
     @property
-    def hparams(self) -> dict[str, float]:
+    def hparams(self) -> dict[str, float | bool]:
         """The optimizer hyperparameters as a plain dict."""
         return dict(self.hyperparameters)
 
@@ -176,7 +196,8 @@ class Case:
 
         The five core parts are always present; each further field appears as a
         suffix only when it differs from its default, in a fixed order:
-        ``_out-<activation>``, ``_<hyperparameter><value>``, ``_<dataset>``,
+        ``_out-<activation>``, ``_<hyperparameter><value>`` (a flag: ``_<name>``),
+        ``_<dataset>``,
         ``_b<batch>``, ``_seed<seed>``, ``_steps<steps>``.
         """
         arch = "mlp" + "-".join(str(size) for size in self.layer_sizes)
@@ -190,9 +211,10 @@ class Case:
         parts = [arch, hidden_part, LOSSES[self.loss].short_name, self.dtype, self.optimizer]
         if self.output_activation != "identity":
             parts.append(f"out-{self.output_activation}")
+        defaults = {**OPTIMIZERS[self.optimizer].hyperparameters, **DEFAULT_HYPERPARAMETERS}
         for name, value in self.hyperparameters:
-            if DEFAULT_HYPERPARAMETERS.get(name) != value:
-                parts.append(f"{name}{value:g}")
+            if defaults.get(name) != value:
+                parts.append(name if value is True else f"{name}{value:g}")
         if self.dataset != default_dataset_for(LOSSES[self.loss].target_kind):
             parts.append(str(self.dataset))
         if self.batch_size != DEFAULT_BATCH_SIZE:

@@ -14,6 +14,18 @@ from gradparity.reference import ACTIVATIONS, LOSSES
 REPORT_ARCHITECTURE = (4, 16, 16, 3)
 TEST_ARCHITECTURES = ((3, 8, 2), (4, 16, 16, 3))
 
+# (optimizer, hyperparameters): every optimizer and its options, run on one MLP
+OPTIMIZER_VARIANTS: tuple[tuple[str, dict], ...] = (
+    ("sgd", {"lr": 0.1, "momentum": 0.9}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "dampening": 0.5}),
+    ("sgd", {"lr": 0.1, "weight_decay": 0.01}),
+    ("adam", {"lr": 0.01}),
+    ("adam", {"lr": 0.01, "weight_decay": 0.1}),
+    ("adamw", {"lr": 0.01}),
+    ("adamw", {"lr": 0.01, "weight_decay": 0.1}),
+)
+
 XOR_STEPS = 1000
 XOR_LEARNING_RATE = 0.1
 
@@ -33,12 +45,22 @@ def xor_case(dtype: str = "float64") -> Case:
     )
 
 
+def optimizer_cases(sizes: tuple[int, ...] = REPORT_ARCHITECTURE) -> list[Case]:
+    """Every optimizer variant in both dtypes, on a tanh classifier."""
+    return [
+        Case(sizes, "tanh", loss="softmax_cross_entropy", dtype=dtype, optimizer=name,
+             hyperparameters=hyperparameters)
+        for dtype in DTYPES
+        for name, hyperparameters in OPTIMIZER_VARIANTS
+    ]
+
+
 def default_cases() -> list[Case]:
-    """What ``gradparity run`` runs: every hidden activation x loss x dtype on one MLP."""
+    """What ``gradparity run`` runs: activation x loss x dtype on one MLP, then optimizers."""
     return [
         Case(REPORT_ARCHITECTURE, activation, loss=loss, dtype=dtype)
         for dtype, loss, activation in product(DTYPES, LOSSES, ACTIVATIONS)
-    ]
+    ] + optimizer_cases()
 
 
 def parity_cases() -> list[Case]:
@@ -62,4 +84,4 @@ def parity_cases() -> list[Case]:
             Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", batch_size=1, dtype=dtype),
             Case((3, 8, 2), "relu", batch_size=32, seed=7, dtype=dtype),
         ]
-    return cases
+    return cases + optimizer_cases((3, 8, 2))

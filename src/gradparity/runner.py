@@ -59,6 +59,10 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS)) -> CaseO
         if not availability.available:
             skipped[name] = availability.reason
             continue
+        reason = adapter.unsupported_reason(case)
+        if reason is not None:
+            skipped[name] = f"not expressible in {name}: {reason}"
+            continue
         results[name] = adapter.run(case, problem)
     differences: list[Difference] = []
     for framework, baseline in framework_pairs(list(results)):

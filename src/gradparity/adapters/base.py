@@ -24,6 +24,10 @@ class PrecisionError(RuntimeError):
     """A framework produced a result in another dtype than the case asked for."""
 
 
+class NotExpressibleError(ValueError):
+    """The framework cannot express the case exactly; gradparity never emulates it."""
+
+
 class Availability(NamedTuple):
     available: bool
     version: str | None
@@ -78,12 +82,19 @@ class Adapter(ABC):
     def availability(self) -> Availability:
         """Whether the framework can run here, and its version."""
 
+    def unsupported_reason(self, case: Case) -> str | None:
+        """Why this framework cannot express ``case`` exactly (never emulated), or None."""
+        return None
+
     @abstractmethod
     def start(self, case: Case, problem: Problem) -> TrainingSession:
         """Load the problem's parameters and data into the framework."""
 
     def run(self, case: Case, problem: Problem) -> RunResult:
         """Gradients at the initial parameters and ``case.steps`` optimizer steps."""
+        reason = self.unsupported_reason(case)
+        if reason is not None:
+            raise NotExpressibleError(f"case {case.id} is not expressible in {self.name}: {reason}")
         check_problem_dtype(case, problem)
         return run_session(self.name, case, self.start(case, problem))
 

@@ -8,6 +8,7 @@ gets back; a float64 case that would run in float32 raises ``PrecisionError``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -36,18 +37,41 @@ LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     ),
 }
 
-OPTIMIZERS: dict[str, Callable[[dict[str, float]], optax.GradientTransformation]] = {
-    "sgd": lambda hp: optax.sgd(learning_rate=hp["lr"]),
+def _with_coupled_decay(hp: dict, transform: optax.GradientTransformation):
+    """torch's ``weight_decay`` on SGD/Adam adds wd * theta to the gradient first."""
+    if hp["weight_decay"] == 0:
+        return transform
+    return optax.chain(optax.add_decayed_weights(hp["weight_decay"]), transform)
+
+
+OPTIMIZERS: dict[str, Callable[[dict], optax.GradientTransformation]] = {
+    "sgd": lambda hp: _with_coupled_decay(hp, optax.sgd(
+        learning_rate=hp["lr"], momentum=hp["momentum"] or None, nesterov=hp["nesterov"],
+    )),
+    "adam": lambda hp: _with_coupled_decay(hp, optax.adam(
+        learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
+    )),
+    "adamw": lambda hp: optax.adamw(
+        learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
+        weight_decay=hp["weight_decay"],
+    ),
 }
+
+
+def unsupported_reason(case: Case) -> str | None:
+    """Why optax cannot express ``case`` exactly, or None."""
+    if case.optimizer == "sgd" and case.hparams["dampening"] != 0:
+        return "optax.sgd's momentum trace has no dampening"
+    return None
 
 
 def _enable_x64() -> None:
     jax.config.update("jax_enable_x64", True)
 
 
-def _make_loss(case: Case) -> Callable[[dict, jax.Array, jax.Array], jax.Array]:
-    activations, loss_name = case.activations, case.loss
-
+def _make_loss(
+    activations: tuple[str, ...], loss_name: str
+) -> Callable[[dict, jax.Array, jax.Array], jax.Array]:
     def loss_fn(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
         a = x
         for layer, activation in enumerate(activations, start=1):
@@ -55,6 +79,25 @@ def _make_loss(case: Case) -> Callable[[dict, jax.Array, jax.Array], jax.Array]:
         return LOSSES[loss_name](a, y)
 
     return loss_fn
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(
+    activations: tuple[str, ...], loss: str, optimizer: str, hyperparameters: tuple
+) -> tuple[Callable, Callable, optax.GradientTransformation]:
+    """Jitted loss-and-grad and update, shared by every case with the same math.
+
+    jax.jit caches the compiled program per input shape and dtype, so cases that
+    differ only in seed or data reuse it instead of recompiling.
+    """
+    transform = OPTIMIZERS[optimizer](dict(hyperparameters))
+
+    def apply(params: dict, grads: dict, opt_state: optax.OptState) -> tuple:
+        updates, opt_state = transform.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    value_and_grad = jax.jit(jax.value_and_grad(_make_loss(activations, loss)))
+    return value_and_grad, jax.jit(apply), transform
 
 
 class _JaxSession:
@@ -66,15 +109,10 @@ class _JaxSession:
         self._x = jnp.asarray(problem.x)
         self._y = jnp.asarray(problem.y)
         self._check_dtype("x", self._x)
-        transform = OPTIMIZERS[case.optimizer](case.hparams)
+        self._value_and_grad, self._apply, transform = _compiled(
+            case.activations, case.loss, case.optimizer, case.hyperparameters
+        )
         self._opt_state = transform.init(self._params)
-        self._value_and_grad = jax.jit(jax.value_and_grad(_make_loss(case)))
-
-        def apply(params: dict, grads: dict, opt_state: optax.OptState) -> tuple:
-            updates, opt_state = transform.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state
-
-        self._apply = jax.jit(apply)
         self._grads: dict | None = None
 
     def _check_dtype(self, what: str, leaf: jax.Array) -> None:
@@ -107,6 +145,9 @@ class JaxAdapter(Adapter):
 
     def availability(self) -> Availability:
         return Availability(True, f"jax {jax.__version__}, optax {optax.__version__}", "")
+
+    def unsupported_reason(self, case: Case) -> str | None:
+        return unsupported_reason(case)
 
     def start(self, case: Case, problem: Problem) -> TrainingSession:
         return _JaxSession(case, problem)

@@ -35,8 +35,19 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     ),
 }
 
-OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], dict[str, float]], torch.optim.Optimizer]] = {
-    "sgd": lambda params, hp: torch.optim.SGD(params, lr=hp["lr"]),
+OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], dict], torch.optim.Optimizer]] = {
+    "sgd": lambda params, hp: torch.optim.SGD(
+        params, lr=hp["lr"], momentum=hp["momentum"], dampening=hp["dampening"],
+        nesterov=hp["nesterov"], weight_decay=hp["weight_decay"],
+    ),
+    "adam": lambda params, hp: torch.optim.Adam(
+        params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+        weight_decay=hp["weight_decay"],
+    ),
+    "adamw": lambda params, hp: torch.optim.AdamW(
+        params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+        weight_decay=hp["weight_decay"],
+    ),
 }
 
 

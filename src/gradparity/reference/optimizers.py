@@ -2,7 +2,9 @@
 
 Each optimizer is a pair of pure functions in the optax style: ``init(params)``
 returns a state, ``update(params, grads, state, hyperparameters)`` returns
-``(new_params, new_state)``. Nothing is updated in place.
+``(new_params, new_state)``. Nothing is updated in place. ``t`` counts steps
+from 1. The equations follow ``torch.optim``; where optax writes the same
+method differently the result is mathematically identical (noted per optimizer).
 """
 
 from __future__ import annotations
@@ -14,38 +16,139 @@ from typing import Any, NamedTuple
 import numpy as np
 
 Params = Mapping[str, np.ndarray]
+Hyper = Mapping[str, Any]
 
 
 class SGDState(NamedTuple):
-    """Plain SGD keeps no state beyond the step count."""
-
     step: int
+    momentum_buffer: dict[str, np.ndarray] | None  # None until the first step
 
 
 def sgd_init(params: Params) -> SGDState:
-    return SGDState(step=0)
+    return SGDState(step=0, momentum_buffer=None)
 
 
 def sgd_update(
-    params: Params, grads: Params, state: SGDState, hyperparameters: Mapping[str, float]
+    params: Params, grads: Params, state: SGDState, hp: Hyper
 ) -> tuple[dict[str, np.ndarray], SGDState]:
-    """theta_{t+1} = theta_t - lr * g_t   (torch.optim.SGD and optax.sgd agree here)."""
-    lr = hyperparameters["lr"]
-    new_params = {name: params[name] - lr * grads[name] for name in params}
-    return new_params, SGDState(step=state.step + 1)
+    """SGD with optional coupled weight decay, momentum, dampening and Nesterov.
+
+        g_t = g_t + weight_decay * theta_{t-1}                  (coupled L2)
+        b_1 = g_1;  b_t = momentum * b_{t-1} + (1 - dampening) g_t   (if momentum)
+        d_t = g_t + momentum * b_t  (nesterov)  or  b_t
+        theta_t = theta_{t-1} - lr * d_t
+
+    optax.sgd's trace gives b_t = g_t + momentum b_{t-1} with b_0 = 0, the same
+    numbers when dampening is 0 (optax has no dampening).
+    """
+    lr, momentum, dampening = hp["lr"], hp["momentum"], hp["dampening"]
+    decayed = {n: grads[n] + hp["weight_decay"] * params[n] for n in params}
+    buffers = None
+    if momentum != 0:
+        if state.momentum_buffer is None:
+            buffers = {n: decayed[n].copy() for n in params}
+        else:
+            buffers = {
+                n: momentum * state.momentum_buffer[n] + (1 - dampening) * decayed[n]
+                for n in params
+            }
+        if hp["nesterov"]:
+            directions = {n: decayed[n] + momentum * buffers[n] for n in params}
+        else:
+            directions = buffers
+    else:
+        directions = decayed
+    new_params = {n: params[n] - lr * directions[n] for n in params}
+    return new_params, SGDState(step=state.step + 1, momentum_buffer=buffers)
+
+
+class AdamState(NamedTuple):
+    step: int
+    first_moment: dict[str, np.ndarray]  # m
+    second_moment: dict[str, np.ndarray]  # v
+
+
+def adam_init(params: Params) -> AdamState:
+    zeros = {n: np.zeros_like(p) for n, p in params.items()}
+    return AdamState(step=0, first_moment=zeros, second_moment=dict(zeros))
+
+
+def adam_update(
+    params: Params,
+    grads: Params,
+    state: AdamState,
+    hp: Hyper,
+    *,
+    decoupled_weight_decay: bool = False,
+    bias_correction: bool = True,
+    eps_placement: str = "outside_sqrt",
+) -> tuple[dict[str, np.ndarray], AdamState]:
+    """Adam (Kingma & Ba) with weight decay coupled (Adam) or decoupled (AdamW).
+
+        g_t = g_t + weight_decay * theta_{t-1}            (coupled, Adam)
+        theta_{t-1} = theta_{t-1} (1 - lr * weight_decay)  (decoupled, AdamW)
+        m_t = beta1 m_{t-1} + (1 - beta1) g_t
+        v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
+        m_hat = m_t / (1 - beta1^t),  v_hat = v_t / (1 - beta2^t)
+        theta_t = theta_{t-1} - lr * m_hat / (sqrt(v_hat) + eps)
+
+    ``eps_placement="inside_sqrt"`` uses sqrt(v_hat + eps) instead, and
+    ``bias_correction=False`` drops the two divisions; both exist to describe
+    implementations that do so (the diagnosis uses them), not as defaults.
+    optax.adam / optax.adamw compute the same quantities (eps_root = 0).
+    """
+    lr, beta1, beta2, eps, decay = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
+    t = state.step + 1
+    if decoupled_weight_decay:
+        start = {n: params[n] * (1 - lr * decay) for n in params}
+        g = dict(grads)
+    else:
+        start = dict(params)
+        g = {n: grads[n] + decay * params[n] for n in params}
+    m = {n: beta1 * state.first_moment[n] + (1 - beta1) * g[n] for n in params}
+    v = {n: beta2 * state.second_moment[n] + (1 - beta2) * g[n] * g[n] for n in params}
+    new_params = {}
+    for n in params:
+        m_hat = m[n] / (1 - beta1**t) if bias_correction else m[n]
+        v_hat = v[n] / (1 - beta2**t) if bias_correction else v[n]
+        if eps_placement == "outside_sqrt":
+            denominator = np.sqrt(v_hat) + eps
+        else:
+            denominator = np.sqrt(v_hat + eps)
+        new_params[n] = start[n] - lr * m_hat / denominator
+    return new_params, AdamState(step=t, first_moment=m, second_moment=v)
+
+
+def adamw_update(
+    params: Params, grads: Params, state: AdamState, hp: Hyper, **variant: Any
+) -> tuple[dict[str, np.ndarray], AdamState]:
+    """AdamW: Adam with decoupled weight decay (see :func:`adam_update`)."""
+    return adam_update(params, grads, state, hp, decoupled_weight_decay=True, **variant)
 
 
 @dataclass(frozen=True)
 class Optimizer:
-    """A named optimizer: its hyperparameters (with defaults, ``None`` = required)."""
+    """A named optimizer and its hyperparameters with defaults (``None`` = required).
+
+    Defaults are PyTorch's. Boolean defaults mark flags, which take True/False.
+    """
 
     name: str
-    hyperparameters: Mapping[str, float | None]
+    hyperparameters: Mapping[str, float | bool | None]
     init: Callable[[Params], Any]
     update: Callable[..., tuple[dict[str, np.ndarray], Any]]
 
 
+_ADAM_DEFAULTS = {"lr": None, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
 OPTIMIZERS: dict[str, Optimizer] = {
-    "sgd": Optimizer("sgd", {"lr": None}, sgd_init, sgd_update),
+    "sgd": Optimizer(
+        "sgd",
+        {"lr": None, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
+        sgd_init,
+        sgd_update,
+    ),
+    "adam": Optimizer("adam", {**_ADAM_DEFAULTS, "weight_decay": 0.0}, adam_init, adam_update),
+    "adamw": Optimizer("adamw", {**_ADAM_DEFAULTS, "weight_decay": 0.01}, adam_init, adamw_update),
 }
 """The registry of optimizers: case validation, adapters, tests and the CLI read it."""
