@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gradparity import cli_check
 from gradparity.adapters import FRAMEWORKS, PrecisionError, get_adapter
 from gradparity.case import DTYPES
 from gradparity.data import DATASETS
@@ -25,6 +26,8 @@ examples:
   gradparity run --out /tmp/parity      # -> /tmp/parity/REPORT.md
   gradparity run --frameworks numpy,torch
   gradparity list                        # registered activations, losses, frameworks
+  gradparity check my_mlp.py:gradients   # check your own backprop (see check --help)
+  gradparity mutants                     # the mutation catalogue's kill matrix
 """
 
 
@@ -35,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{run,list}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,list,check,mutants}")
     run = commands.add_parser(
         "run", help="run the built-in matrix and write REPORT.md",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -46,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default: all)")
     run.add_argument("--quiet", action="store_true", help="print only the verdict")
     commands.add_parser("list", help="list registered components and framework availability")
+    cli_check.add_parsers(commands)
     return parser
 
 
@@ -107,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "list":
         return _list()
+    if args.command == "check":
+        return cli_check.run_check(args)
+    if args.command == "mutants":
+        return cli_check.run_mutants(args)
     _parser().print_help()
     return 2
 

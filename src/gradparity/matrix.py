@@ -6,6 +6,7 @@ newly registered activation or loss is covered without editing a list here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import product
 
 from gradparity.case import DTYPES, Case
@@ -85,3 +86,44 @@ def parity_cases() -> list[Case]:
             Case((3, 8, 2), "relu", batch_size=32, seed=7, dtype=dtype),
         ]
     return cases + optimizer_cases((3, 8, 2))
+
+
+def check_cases() -> list[Case]:
+    """What ``gradparity check`` runs by default: the report matrix and the XOR example."""
+    return [*default_cases(), xor_case("float64"), xor_case("float32")]
+
+
+def select_cases(
+    *,
+    activation: str | None = None,
+    loss: str | None = None,
+    dtype: str | None = None,
+    optimizer: str | None = None,
+    case: str | None = None,
+    seeds: int = 1,
+) -> list[Case]:
+    """The check matrix filtered by hidden activation, loss, dtype, optimizer and id text.
+
+    Every case is repeated for seeds ``0..seeds-1``. Unknown names raise
+    ``ValueError`` naming the filter and its allowed values.
+    """
+    from gradparity.reference import OPTIMIZERS
+
+    filters = {"activation": (activation, ACTIVATIONS), "loss": (loss, LOSSES),
+               "dtype": (dtype, DTYPES), "optimizer": (optimizer, OPTIMIZERS)}
+    for name, (value, allowed) in filters.items():
+        if value is not None and value not in allowed:
+            raise ValueError(f"{name}: invalid value {value!r}; allowed: {', '.join(allowed)}")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds: invalid value {seeds!r}; allowed: an integer >= 1")
+    selected = [
+        candidate for candidate in check_cases()
+        if (activation is None or activation in candidate.hidden_activation)
+        and (loss is None or candidate.loss == loss)
+        and (dtype is None or candidate.dtype == dtype)
+        and (optimizer is None or candidate.optimizer == optimizer)
+        and (case is None or case in candidate.id)
+    ]
+    if not selected:
+        raise ValueError("no default case matches these filters (see `gradparity list`)")
+    return [replace(c, seed=seed) for c in selected for seed in range(seeds)]

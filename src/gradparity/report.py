@@ -199,11 +199,11 @@ def render(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(text: str, out_dir: Path) -> Path:
-    """Write ``out_dir/REPORT.md`` atomically: a failed write leaves no partial file."""
+def write_report(text: str, out_dir: Path, name: str = "REPORT.md") -> Path:
+    """Write ``out_dir/name`` atomically: a failed write leaves no partial file."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / "REPORT.md"
-    handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=".REPORT.", suffix=".tmp")
+    target = out_dir / name
+    handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
             stream.write(text)

@@ -1,0 +1,364 @@
+"""Say what a wrong gradient or update looks like, not only that it differs.
+
+Per parameter, in this order: a wrong shape (transposed, bias reduced over the
+wrong axis), non-finite values, all zeros, a match with a named kind of bug
+(a missing activation derivative at layer k, the derivative evaluated at the
+activation instead of the pre-activation, a missing transpose, weights updated
+before the gradient below was computed, and for updates: optimizer state not
+carried, Adam without bias correction, eps inside the square root, weight decay
+coupled/decoupled the wrong way), a constant factor (named where it is 2, the
+batch size, ...), a wrong sign, the right direction at the wrong scale. Across
+parameters, the layers that are wrong localise where the error enters backward.
+
+Hypotheses are computed in float64 with the textbook implementation and
+matched within ``16 x`` the case tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from gradparity.case import Case
+from gradparity.compare import tolerance_for
+from gradparity.data import Problem
+from gradparity.reference import ACTIVATIONS, OPTIMIZERS
+from gradparity.textbook import Textbook
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis: ``parameter`` is ``W2``, ``b1``, or ``layers`` for a summary."""
+
+    parameter: str
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.parameter}: {self.message}"
+
+
+def match_tolerance(dtype: str) -> float:
+    return 16 * tolerance_for(dtype)
+
+
+def _normwise(a: np.ndarray, b: np.ndarray) -> float:
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    diff = float(np.abs(a - b).max()) if a.size else 0.0
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else np.inf)
+
+
+# -- gradient hypotheses: textbook variants with one step changed -----------------
+
+
+class _MissingDerivative(Textbook):
+    def __init__(self, layer: int) -> None:
+        self.layer = layer
+
+    def activation_derivative(self, layer, z, a, case):
+        if layer == self.layer:
+            return np.ones_like(z)
+        return super().activation_derivative(layer, z, a, case)
+
+
+class _DerivativeAtActivation(Textbook):
+    def __init__(self, layer: int) -> None:
+        self.layer = layer
+
+    def activation_derivative(self, layer, z, a, case):
+        if layer == self.layer:
+            activation = ACTIVATIONS[case.activations[layer - 1]]
+            return activation.derivative(a, activation.forward(a))
+        return super().activation_derivative(layer, z, a, case)
+
+
+class _DerivativeFedZ(Textbook):
+    """A derivative written in terms of the output (a(1-a), 1-a^2) fed z instead of a."""
+
+    def __init__(self, layer: int) -> None:
+        self.layer = layer
+
+    def activation_derivative(self, layer, z, a, case):
+        if layer == self.layer:
+            return ACTIVATIONS[case.activations[layer - 1]].derivative(z, z)
+        return super().activation_derivative(layer, z, a, case)
+
+
+class _NoTranspose(Textbook):
+    def propagate(self, delta, weight):
+        return delta @ weight if weight.shape[0] == weight.shape[1] else delta @ weight.T
+
+
+class _UpdatedTooEarly(Textbook):
+    """Each layer's SGD step is applied before the error is propagated through it."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+
+    def weight_for_propagation(self, weight, weight_gradient, case):
+        return weight - self.lr * weight_gradient
+
+
+def gradient_hypotheses(case: Case) -> list[tuple[str, str, Textbook]]:
+    """``(kind, description, implementation)`` for every named bug that applies to ``case``."""
+    hypotheses: list[tuple[str, str, Textbook]] = []
+    last = len(case.activations)
+    for layer, name in enumerate(case.activations, start=1):
+        if name == "identity":
+            continue
+        where = "the output activation" if layer == last else f"hidden layer {layer}"
+        hypotheses.append((
+            "missing_derivative",
+            f"missing the {name} derivative of {where} (layer {layer})",
+            _MissingDerivative(layer),
+        ))
+        if name in ("sigmoid", "tanh"):
+            hypotheses.append((
+                "derivative_fed_z",
+                f"the {name} derivative of layer {layer}, written in terms of the output "
+                f"(a(1-a) or 1-a^2), is fed the pre-activation z instead of a",
+                _DerivativeFedZ(layer),
+            ))
+        if name != "relu":
+            hypotheses.append((
+                "derivative_at_activation",
+                f"the {name} derivative of layer {layer} is evaluated at the activation a "
+                f"instead of the pre-activation z (f'(a) instead of f'(z))",
+                _DerivativeAtActivation(layer),
+            ))
+    if any(m == n for m, n in zip(case.layer_sizes[1:-1], case.layer_sizes[2:-1], strict=False)):
+        hypotheses.append((
+            "missing_transpose", "propagates with delta @ W instead of delta @ W.T",
+            _NoTranspose(),
+        ))
+    hypotheses.append((
+        "updated_too_early",
+        "uses weights already updated by this step when propagating to the layer below "
+        "(parameters updated before every gradient was computed)",
+        _UpdatedTooEarly(case.hparams.get("lr", 0.0)),
+    ))
+    return hypotheses
+
+
+def named_factors(case: Case) -> dict[float, list[str]]:
+    """Constant factors that common bugs introduce, with their explanations."""
+    batch, outputs = case.batch_size, case.layer_sizes[-1]
+    elements = batch * outputs
+    candidates = [
+        (2.0, "2 (an extra factor 2)"), (0.5, "1/2 (the 2 of d/dx x^2 dropped)"),
+        (float(batch), f"the batch size {batch} (a missing 1/batch: sum instead of mean)"),
+        (1 / batch, f"1/{batch} (divided by the batch size once too often)"),
+        (float(elements), f"batch*outputs = {elements} (the 1/n of the mean dropped)"),
+        (1 / elements, f"1/(batch*outputs) = 1/{elements} (an extra mean)"),
+        (elements / 2, f"batch*outputs/2 = {elements / 2:g} (the 2/n of the mean dropped)"),
+        (2 / elements, f"2/(batch*outputs) = {2 / elements:g} (an extra 2/n)"),
+        (float(outputs), f"the number of outputs {outputs}"),
+        (1 / outputs, f"1/{outputs} (divided by the number of outputs)"),
+    ]
+    if "lr" in case.hparams:
+        lr = case.hparams["lr"]
+        candidates += [(lr, f"the learning rate {lr:g} (applied twice?)"),
+                       (1 / lr, f"1/lr = {1 / lr:g} (the learning rate not applied)")]
+    table: dict[float, list[str]] = {}
+    for value, text in candidates:
+        key = next((k for k in table if np.isclose(k, value, rtol=1e-12)), value)
+        if value != 1.0:
+            table.setdefault(key, []).append(text)
+    return table
+
+
+def _shape_finding(name: str, user: np.ndarray, ref: np.ndarray, case: Case) -> Finding:
+    what = "update of " + name if name.startswith("update") else name
+    if user.shape == ref.T.shape and user.ndim == 2:
+        same = _normwise(user.T, ref) <= match_tolerance(case.dtype)
+        detail = " and the values match the transpose" if same else ""
+        return Finding(name, "transposed", f"transposed: shape {user.shape} instead of "
+                       f"{ref.shape} (W must be (fan_in, fan_out)){detail}")
+    if name.startswith("b") and user.shape == (case.batch_size,):
+        return Finding(name, "wrong_axis", f"reduced over the wrong axis: shape {user.shape} "
+                       f"(the batch) instead of {ref.shape}; sum delta over axis 0")
+    if user.size == ref.size:
+        return Finding(name, "shape", f"shape {user.shape} instead of {ref.shape} "
+                       "(an extra or missing axis?)")
+    return Finding(name, "shape", f"{what}: shape {user.shape} instead of {ref.shape}")
+
+
+def classify(
+    name: str,
+    user: np.ndarray,
+    ref: np.ndarray,
+    case: Case,
+    hypotheses: Mapping[tuple[str, str], np.ndarray],
+    subject: str = "gradient",
+) -> Finding:
+    """Diagnose one array ``user`` against the correct ``ref`` (float64)."""
+    user = np.asarray(user, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    tol = match_tolerance(case.dtype)
+    if user.shape != ref.shape:
+        return _shape_finding(name, user, ref, case)
+    if not np.isfinite(user).all():
+        index = np.unravel_index(int(np.argmax(~np.isfinite(user))), user.shape)
+        return Finding(name, "nonfinite", f"the {subject} contains {user[index]} at index "
+                       f"{tuple(int(i) for i in index)} (overflow, log(0) or 0/0?)")
+    if not user.any() and ref.any():
+        return Finding(name, "zero", f"the {subject} is all zeros (never computed?)")
+    matches = [
+        (kind, description) for (kind, description), value in hypotheses.items()
+        if value.shape == user.shape and _normwise(user, value) <= tol
+        and _normwise(ref, value) > tol
+    ]
+    if matches:
+        # several named bugs can give the same numbers (at step 1 Nesterov-missing
+        # and momentum-ignored coincide): name them all
+        return Finding(name, "|".join(kind for kind, _ in matches),
+                       "matches a known bug: " + " or ".join(text for _, text in matches))
+    if ref.any():
+        factor = float(np.vdot(user, ref) / np.vdot(ref, ref))
+        proportional = _normwise(user, factor * ref) <= tol
+        if proportional and np.isclose(factor, -1.0, rtol=tol, atol=0):
+            return Finding(name, "sign",
+                           f"wrong sign: the {subject} is exactly -1 x the correct one")
+        if proportional:
+            names = [text for value, texts in named_factors(case).items()
+                     if np.isclose(abs(factor), value, rtol=max(tol, 1e-9)) for text in texts]
+            sign = "wrong sign and " if factor < 0 else ""
+            if names:
+                return Finding(name, "factor", f"{sign}off by a constant factor x{factor:.6g}: "
+                               + " or ".join(names))
+            return Finding(name, "scale", f"{sign}right direction, wrong scale: exactly "
+                           f"x{factor:.6g} the correct {subject}")
+        cosine = float(np.vdot(user, ref) / (np.linalg.norm(user) * np.linalg.norm(ref)))
+        if cosine > 0.999:
+            return Finding(name, "direction", f"nearly the right direction (cosine {cosine:.5f})"
+                           f" but not a constant multiple; norm ratio "
+                           f"{np.linalg.norm(user) / np.linalg.norm(ref):.4g}")
+        return Finding(name, "differs", f"differs: cosine {cosine:.3f} with the correct "
+                       f"{subject}, normwise relative error {_normwise(user, ref):.2e}")
+    return Finding(name, "differs", f"should be zero, normwise size {np.abs(user).max():.2e}")
+
+
+def localise(wrong: set[str], case: Case) -> Finding | None:
+    """Which layers are wrong, and what that says about where the error enters."""
+    layers = sorted({int(name[1:]) for name in wrong if name[:1] in "Wb" and name[1:].isdigit()})
+    if not layers:
+        return None
+    last = case.num_layers
+    if len(layers) == 1:
+        text = f"only layer {layers[0]} is wrong"
+        if layers[0] == last:
+            text += " (the output layer: its weight/bias gradient formula, not the loss gradient)"
+    elif layers == list(range(1, last + 1)):
+        text = ("every layer is wrong: the error enters at the output (loss gradient or "
+                "output activation derivative) or is a global factor")
+    elif layers == list(range(1, layers[-1] + 1)):
+        text = (f"layers 1..{layers[-1]} are wrong and the layers above are right: the error "
+                f"enters the backward pass at layer {layers[-1]} and propagates down")
+    else:
+        text = "wrong layers: " + ", ".join(str(layer) for layer in layers)
+    return Finding("layers", "localisation", text)
+
+
+def diagnose_gradients(
+    user: Mapping[str, np.ndarray], case: Case, problem: Problem, wrong: set[str]
+) -> list[Finding]:
+    """Findings for every parameter in ``wrong``, then the localisation summary."""
+    params64 = {n: np.asarray(v, dtype=np.float64) for n, v in problem.params.items()}
+    x64 = np.asarray(problem.x, dtype=np.float64)
+    y64 = problem.y if problem.y.dtype.kind == "i" else np.asarray(problem.y, dtype=np.float64)
+    case64 = replace(case, dtype="float64")
+    _, correct = Textbook().gradients(params64, x64, y64, case64)
+    hypotheses_by_param: dict[str, dict[tuple[str, str], np.ndarray]] = {n: {} for n in correct}
+    for kind, description, implementation in gradient_hypotheses(case64):
+        _, alternative = implementation.gradients(params64, x64, y64, case64)
+        for name, value in alternative.items():
+            hypotheses_by_param[name][(kind, description)] = value
+    findings = [
+        classify(name, user[name], correct[name], case, hypotheses_by_param[name])
+        for name in problem.params if name in wrong
+    ]
+    summary = localise(wrong, case)
+    return findings + ([summary] if summary else [])
+
+
+# -- update hypotheses ------------------------------------------------------------
+
+
+UpdateVariant = Callable[[dict, dict, Any, dict], tuple[dict, Any]]
+
+
+def update_hypotheses(case: Case) -> list[tuple[str, str, UpdateVariant, bool]]:
+    """``(kind, description, update, fresh_state)`` variants of the case's optimizer."""
+    optimizer = OPTIMIZERS[case.optimizer]
+    hp = case.hparams
+    variants: list[tuple[str, str, UpdateVariant, bool]] = [
+        ("state_reset", "the optimizer state is not carried between steps (reset every call)",
+         optimizer.update, True),
+    ]
+    if case.optimizer in ("adam", "adamw"):
+        decoupled = case.optimizer == "adamw"
+        variants += [
+            ("no_bias_correction", "Adam without bias correction (m and v not divided by "
+             "1 - beta^t)", lambda p, g, s, h: optimizer.update(p, g, s, h, bias_correction=False),
+             False),
+            ("eps_inside_sqrt", "eps inside the square root: sqrt(v_hat + eps) instead of "
+             "sqrt(v_hat) + eps", lambda p, g, s, h: optimizer.update(
+                 p, g, s, h, eps_placement="inside_sqrt"), False),
+        ]
+        if hp["weight_decay"]:
+            other = "coupled (added to the gradient)" if decoupled else "decoupled (AdamW)"
+            variants.append((
+                "weight_decay_mode", f"weight decay applied {other} instead of "
+                f"{'decoupled' if decoupled else 'coupled'}",
+                lambda p, g, s, h: OPTIMIZERS["adam"].update(
+                    p, g, s, h, decoupled_weight_decay=not decoupled), False))
+    if hp.get("weight_decay"):
+        variants.append((
+            "weight_decay_sign", "weight decay with the wrong sign (weights grow)",
+            lambda p, g, s, h: optimizer.update(p, g, s, {**h, "weight_decay": -h["weight_decay"]}),
+            False))
+    if hp.get("momentum"):
+        variants.append((
+            "momentum_ignored", "momentum ignored (plain SGD step)",
+            lambda p, g, s, h: optimizer.update(p, g, s, {**h, "momentum": 0.0,
+                                                          "nesterov": False}), True))
+        variants.append((
+            "nesterov_toggled", "Nesterov momentum " + ("missing" if hp["nesterov"] else
+                                                        "applied although not asked for"),
+            lambda p, g, s, h: optimizer.update(p, g, s, {**h, "nesterov": not h["nesterov"],
+                                                          "dampening": 0.0}), False))
+    return variants
+
+
+def diagnose_update(
+    user_params: Mapping[str, np.ndarray],
+    before: Mapping[str, np.ndarray],
+    grads: Mapping[str, np.ndarray],
+    state: Any,
+    case: Case,
+    step: int,
+    wrong: set[str],
+) -> list[Finding]:
+    """Diagnose the first step whose update differs, from the reference's params and state."""
+    optimizer = OPTIMIZERS[case.optimizer]
+    hp = case.hparams
+    correct, _ = optimizer.update(before, grads, state, hp)
+    hypotheses_by_param: dict[str, dict[tuple[str, str], np.ndarray]] = {n: {} for n in before}
+    for kind, description, update, fresh in update_hypotheses(case):
+        start_state = optimizer.init(before) if fresh else state
+        alternative, _ = update(before, grads, start_state, hp)
+        for name in before:
+            hypotheses_by_param[name][(kind, description)] = alternative[name] - before[name]
+    findings = []
+    for name in before:
+        if name not in wrong:
+            continue
+        finding = classify(
+            name, np.asarray(user_params[name], np.float64) - before[name],
+            correct[name] - before[name], case, hypotheses_by_param[name], subject="update",
+        )
+        findings.append(replace(finding, message=f"step {step} update: {finding.message}"))
+    return findings
