@@ -16,9 +16,23 @@ def _install(session: nox.Session, extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the pytest suite against numpy, torch and jax (pytest args pass through)."""
+    """Run the pytest suite against numpy, torch and jax, without slow checks (args pass on)."""
     _install(session, "torch,jax,test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """Run the checks marked slow: the 20-seed false-alarm sweep (pytest args pass through)."""
+    _install(session, "torch,jax,test")
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Run the mutation catalogue and write reports/MUTANTS.md (args pass through)."""
+    _install(session, "torch,jax")
+    session.run("gradparity", "mutants", *session.posargs)
 
 
 @nox.session

@@ -28,6 +28,8 @@ np.seterr(over="raise", divide="raise", invalid="raise")
 
 # -- framework fixtures ---------------------------------------------------------
 
+pytest_plugins = ["pytester"]
+
 FRAMEWORKS_UNDER_TEST = ("torch", "jax")
 
 
@@ -57,3 +59,20 @@ def run_once(case: Case, framework: str) -> RunResult:
             pytest.skip(f"not expressible in {framework}: {reason}")
         _RESULTS[key] = get_adapter(framework).run(case, make_problem(case))
     return _RESULTS[key]
+
+
+@pytest.fixture(scope="session")
+def verifier():
+    """One Verifier for the session: framework runs and finite differences are cached per case."""
+    from gradparity.check import Verifier
+
+    require("torch")
+    require("jax")
+    return Verifier()
+
+
+@pytest.fixture(scope="session")
+def check_matrix():
+    from gradparity.matrix import check_cases
+
+    return check_cases()

@@ -36,7 +36,7 @@ def test_jax_without_x64_fails_loudly(monkeypatch) -> None:
 
     from gradparity.adapters import jax_adapter
 
-    monkeypatch.setattr(jax_adapter, "_enable_x64", lambda: None)
+    monkeypatch.setattr(jax_adapter, "_set_x64", lambda enabled: None)
     previous = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", False)
     try:
@@ -44,6 +44,22 @@ def test_jax_without_x64_fails_loudly(monkeypatch) -> None:
             get_adapter("jax").run(CASE64, make_problem(CASE64))
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+def test_jax_float32_results_do_not_depend_on_earlier_float64_cases() -> None:
+    require("jax")
+    import jax
+
+    from gradparity.case import Case as C
+
+    adam32 = C((4, 16, 16, 3), "tanh", loss="softmax_cross_entropy", dtype="float32",
+               optimizer="adam", hyperparameters={"lr": 0.01})
+    jax.config.update("jax_enable_x64", False)  # as in a fresh process
+    before = get_adapter("jax").run(adam32, make_problem(adam32))
+    get_adapter("jax").run(CASE64, make_problem(CASE64))  # switches x64 on
+    after = get_adapter("jax").run(adam32, make_problem(adam32))
+    for name, value in before.trajectory[-1].items():
+        np.testing.assert_array_equal(value, after.trajectory[-1][name], err_msg=name)
 
 
 def test_torch_downcast_fails_loudly(monkeypatch) -> None:

@@ -173,6 +173,10 @@ class Verifier:
         loss_wrong = any(d.quantity == "loss" and not d.passed for d in differences)
         if loss_wrong:
             findings += _probe(plugin, case, baselines.problem, result)
+            if any(f.kind == "ignores_params" for f in findings):
+                findings.append(Finding("params", "localisation", "per-parameter diagnosis "
+                                        "skipped: the gradients belong to other weights"))
+                return findings, None
         if wrong:
             findings += diagnose_gradients(result.gradients, case, baselines.problem, wrong)
             return findings, None

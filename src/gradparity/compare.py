@@ -82,7 +82,8 @@ class Difference:
 
     def message(self) -> str:
         """Which case, pair, parameter and index, both values, and by how much."""
-        where = f"case {self.case_id}: {self.pair}, {self.quantity} of {self.parameter}"
+        what = self.quantity if self.parameter == "loss" else f"{self.quantity} of {self.parameter}"
+        where = f"case {self.case_id}: {self.pair}, {what}"
         if self.note:
             return f"{where}: {self.note}"
         eps = machine_epsilon(self.dtype)

@@ -170,6 +170,11 @@ def named_factors(case: Case) -> dict[float, list[str]]:
     return table
 
 
+def _named(factor: float, case: Case, tol: float) -> list[str]:
+    return [text for value, texts in named_factors(case).items()
+            if np.isclose(abs(factor), value, rtol=max(tol, 1e-9)) for text in texts]
+
+
 def _shape_finding(name: str, user: np.ndarray, ref: np.ndarray, case: Case) -> Finding:
     what = "update of " + name if name.startswith("update") else name
     if user.shape == ref.T.shape and user.ndim == 2:
@@ -219,12 +224,15 @@ def classify(
     if ref.any():
         factor = float(np.vdot(user, ref) / np.vdot(ref, ref))
         proportional = _normwise(user, factor * ref) <= tol
+        if user.size == 1 and not _named(factor, case, tol):
+            # one number is proportional to anything: say only what it is
+            return Finding(name, "differs", f"{user.item()!r} instead of {ref.item()!r} "
+                           f"(ratio {factor:.6g})")
         if proportional and np.isclose(factor, -1.0, rtol=tol, atol=0):
             return Finding(name, "sign",
                            f"wrong sign: the {subject} is exactly -1 x the correct one")
         if proportional:
-            names = [text for value, texts in named_factors(case).items()
-                     if np.isclose(abs(factor), value, rtol=max(tol, 1e-9)) for text in texts]
+            names = _named(factor, case, tol)
             sign = "wrong sign and " if factor < 0 else ""
             if names:
                 return Finding(name, "factor", f"{sign}off by a constant factor x{factor:.6g}: "

@@ -162,19 +162,24 @@ def _copies(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.array(value, copy=True) for name, value in arrays.items()}
 
 
-def call_gradients(
-    plugin: Plugin, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, case: Any
-) -> tuple[float, dict[str, np.ndarray]]:
-    """Call the user's ``gradients`` and check the shape of what comes back (not the values)."""
+def _call_user(where: str, function: Callable[..., Any], *arguments: Any) -> Any:
     try:
         # floating-point warnings in user code are not errors here: the values
         # that come back are checked and diagnosed instead
         with np.errstate(all="ignore"):
-            returned = plugin.gradients(_copies(params), np.array(x), np.array(y), case)
+            return function(*arguments)
     except NotImplementedError as error:
         raise CaseNotHandled(str(error) or "NotImplementedError") from None
     except Exception as error:
-        raise UserCodeError("gradients", error) from error
+        raise UserCodeError(where, error) from error
+
+
+def call_gradients(
+    plugin: Plugin, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, case: Any
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Call the user's ``gradients`` and check the shape of what comes back (not the values)."""
+    returned = _call_user("gradients", plugin.gradients, _copies(params), np.array(x),
+                          np.array(y), case)
     if not isinstance(returned, tuple | list) or len(returned) != 2:
         raise PluginError(
             f"gradients must return (loss, grads), got {type(returned).__name__}"
@@ -194,13 +199,7 @@ def call_step(
     """Call the user's ``step`` and check what comes back."""
     if plugin.step is None:
         raise PluginError("this plug-in has no step function")
-    try:
-        with np.errstate(all="ignore"):
-            returned = plugin.step(_copies(params), _copies(grads), state, case)
-    except NotImplementedError as error:
-        raise CaseNotHandled(str(error) or "NotImplementedError") from None
-    except Exception as error:
-        raise UserCodeError("step", error) from error
+    returned = _call_user("step", plugin.step, _copies(params), _copies(grads), state, case)
     if not isinstance(returned, tuple | list) or len(returned) != 2:
         raise PluginError(
             f"step must return (new_params, new_state), got {type(returned).__name__}"

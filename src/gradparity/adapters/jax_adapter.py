@@ -4,6 +4,11 @@ float64: JAX computes in float32 unless ``jax_enable_x64`` is on, and then
 *silently* turns float64 inputs into float32. This adapter switches x64 on
 before a float64 case and, independently, checks the dtype of every leaf it
 gets back; a float64 case that would run in float32 raises ``PrecisionError``.
+
+float32 cases run with x64 **off**, JAX's default. x64 also changes float32
+results: optax then computes e.g. Adam's bias correction ``1 - beta**t`` in
+float64 (the step count is int64). Setting the flag per case keeps a case's
+numbers independent of which cases ran before it in the same process.
 """
 
 from __future__ import annotations
@@ -65,8 +70,8 @@ def unsupported_reason(case: Case) -> str | None:
     return None
 
 
-def _enable_x64() -> None:
-    jax.config.update("jax_enable_x64", True)
+def _set_x64(enabled: bool) -> None:
+    jax.config.update("jax_enable_x64", enabled)
 
 
 def _make_loss(
@@ -102,8 +107,7 @@ def _compiled(
 
 class _JaxSession:
     def __init__(self, case: Case, problem: Problem) -> None:
-        if case.dtype == "float64":
-            _enable_x64()
+        _set_x64(case.dtype == "float64")
         self._case = case
         self._params = {name: jnp.asarray(value) for name, value in problem.params.items()}
         self._x = jnp.asarray(problem.x)
