@@ -37,9 +37,9 @@ def mutants(session: nox.Session) -> None:
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Run the default matrix and write reports/REPORT.md (gradparity run args pass through)."""
+    """Run the default matrix (and a 20-seed sweep) into reports/REPORT.md (args pass on)."""
     _install(session, "torch,jax")
-    session.run("gradparity", "run", *session.posargs)
+    session.run("gradparity", "run", *(session.posargs or ["--seeds", "20"]))
 
 
 @nox.session

@@ -25,8 +25,11 @@ def test_run_writes_a_complete_report(report: tuple[int, str]) -> None:
     code, text = report
     assert code == 0
     assert text.startswith("# gradparity report\n")
-    for heading in ["## Environment", "## Tolerances", "## Summary", "## Seed example: XOR",
-                    "## Per-parameter differences"]:
+    for heading in ["## Environment", "## Tolerances and headroom", "## Summary",
+                    "## float32 against the float64 oracle",
+                    "## The reference against finite differences",
+                    "## Trajectories: free-running and teacher-forced",
+                    "## Seed example: XOR", "## Per-parameter differences"]:
         assert f"\n{heading}\n" in text
     for component in ["| Python ", "| NumPy ", "| torch ", "| jax ", "| optax "]:
         assert component in text
@@ -40,16 +43,32 @@ def test_run_writes_a_complete_report(report: tuple[int, str]) -> None:
 
 def test_float64_figures_in_the_report_are_below_1e_12(report: tuple[int, str]) -> None:
     _, text = report
-    summary = text.split("## Summary")[1].split("## Seed example")[0]
+    summary = text.split("## Summary")[1].split("\n## ")[0]
     figures = [
-        float(value)
+        float(value) * 2.0**-52
         for line in summary.splitlines() if "_float64_" in line
-        for value in re.findall(r"(\d\.\d\de[-+]\d\d) \(", line)
+        for value in re.findall(r"\| ([\d.]+) / \d+ eps \(", line)
     ]
     n_float64 = sum(case.dtype == "float64" for case in default_cases()) + 1
     # three pairs per case, two for the one case that optax cannot express
     assert len(figures) == n_float64 * 3 - 2
     assert max(figures) < 1e-12
+
+
+def test_every_check_shows_headroom_and_none_is_loose(report: tuple[int, str]) -> None:
+    _, text = report
+    section = text.split("## Tolerances and headroom")[1].split("\n## ")[0]
+    assert "No check has a tolerance more than 1000x looser than what was observed" in section
+    largest = float(re.search(r"largest ([\d.]+)\. Allowed", section).group(1))
+    assert 0 < largest < 1
+    table = text.split("## Per-parameter differences")[1]
+    assert table.count(" eps (") > 1000  # every cell: observed / allowed eps (headroom)
+
+
+def test_oracle_section_names_the_furthest_implementation(report: tuple[int, str]) -> None:
+    _, text = report
+    assert re.search(r"float32 against the float64 oracle: the implementation furthest from "
+                     r"it is \*\*(numpy|torch|jax)\*\*", text)
 
 
 def test_xor_section_shows_losses_at_the_reported_steps(report: tuple[int, str]) -> None:
@@ -100,3 +119,20 @@ def test_disagreement_exits_1_and_is_flagged_in_the_report(tmp_path: Path, monke
     assert code == 1
     assert "**Verdict: DISAGREEMENT in 1 of 3 cases**" in text
     assert f"| {small.id} " in text and "**FAIL**" in text
+    broke = text.split("## Where it broke")[1].split("\n## ")[0]
+    assert "torch vs numpy: the backward chain first disagrees at step 0, layer 1" in broke
+    assert "**logic difference: fails in float64" in broke
+
+
+def test_seeds_option_adds_a_sweep_section(tmp_path: Path, monkeypatch) -> None:
+    from gradparity.case import Case
+
+    monkeypatch.setattr(cli, "default_cases", lambda: [Case((3, 5, 2), "tanh", steps=2)])
+    monkeypatch.setattr(cli, "xor_case", lambda dtype: Case((3, 4, 2), "relu", dtype=dtype))
+    code = cli.main(["run", "--out", str(tmp_path), "--frameworks", "numpy", "--quiet",
+                     "--seeds", "3"])
+    text = (tmp_path / "REPORT.md").read_text(encoding="utf-8")
+    assert code == 0
+    section = text.split("## Seed sweep")[1].split("\n## ")[0]
+    assert re.search(r"\| mlp3-5-2_tanh_mse_float64_sgd_steps2 +\| 3 +\| 0/3 +\|", section)
+    assert "Reproduce with: `gradparity run" in text and "--seeds 3`" in text

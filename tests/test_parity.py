@@ -10,7 +10,7 @@ from gradparity.compare import assert_parity, compare_results
 from gradparity.matrix import parity_cases
 
 CASES = parity_cases()
-QUANTITIES = ("loss", "gradient", "params@1", "params@10", "losses")
+QUANTITIES = ("loss", "gradient", "delta", "params@1", "params@10", "losses")
 
 
 @pytest.mark.parametrize("quantity", QUANTITIES)

@@ -76,13 +76,12 @@ def test_torch_downcast_fails_loudly(monkeypatch) -> None:
 def test_numpy_downcast_fails_loudly(monkeypatch) -> None:
     from gradparity import reference
 
-    original = reference.loss_and_gradients
+    original = reference.backward
 
-    def float32_inside(*args, **kwargs):
-        loss, grads = original(*args, **kwargs)
-        return loss, {name: grad.astype(np.float32) for name, grad in grads.items()}
+    def float32_inside(cache):
+        return {name: grad.astype(np.float32) for name, grad in original(cache).items()}
 
-    monkeypatch.setattr(reference, "loss_and_gradients", float32_inside)
+    monkeypatch.setattr(reference, "backward", float32_inside)
     with pytest.raises(PrecisionError, match=r"numpy: gradient of W1 came back as float32"):
         get_adapter("numpy").run(CASE64, make_problem(CASE64))
 

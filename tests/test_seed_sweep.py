@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gradparity.plugin import load_plugin
@@ -11,7 +13,6 @@ SEEDS = 20
 
 @pytest.mark.slow
 def test_no_false_alarm_over_twenty_seeds_per_default_case(verifier) -> None:
-    from dataclasses import replace
 
     from gradparity.matrix import check_cases
 
@@ -21,3 +22,27 @@ def test_no_false_alarm_over_twenty_seeds_per_default_case(verifier) -> None:
                 for c in report.failures()]
     assert not failures, failures[:5]
     assert len(report.checked) == len(cases) == 42 * SEEDS
+
+
+@pytest.mark.slow
+def test_derived_tolerances_hold_over_twenty_seeds() -> None:
+    """The calibration claimed in gradparity.tolerances: every default case, 20 seeds."""
+    from gradparity.compare import machine_epsilon
+    from gradparity.matrix import check_cases
+    from gradparity.runner import run_case
+
+    worst_ratio, worst_slack, failures = 0.0, 0.0, []
+    for case in check_cases():
+        for seed in range(SEEDS):
+            outcome = run_case(replace(case, seed=seed), explain=False,
+                               finite_differences=False)
+            failures += [d.message() for d in outcome.checks if not d.passed]
+            for d in outcome.checks:
+                worst_ratio = max(worst_ratio, d.headroom)
+                allowed = d.tolerance / machine_epsilon(d.dtype)
+                worst_slack = max(worst_slack, allowed / max(d.normwise_eps, 1.0))
+    print(f"largest observed/allowed {worst_ratio:.3f}, largest allowed/observed "
+          f"{worst_slack:.0f}")
+    assert not failures, failures[:5]
+    assert worst_ratio < 0.5
+    assert worst_slack < 1000

@@ -18,7 +18,7 @@ from gradparity.data import DATASETS
 from gradparity.matrix import default_cases, xor_case
 from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
 from gradparity.report import render, write_report
-from gradparity.runner import CaseOutcome, run_case, validate_frameworks
+from gradparity.runner import CaseOutcome, run_case, sweep_seeds, validate_frameworks
 
 EXAMPLES = """\
 examples:
@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                      help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default: all)")
     run.add_argument("--quiet", action="store_true", help="print only the verdict")
+    run.add_argument("--seeds", type=int, default=0, metavar="K",
+                     help="also run every case over seeds 0..K-1 and report the distribution "
+                     "of observed/allowed and the failure rate (default: no sweep)")
     commands.add_parser("list", help="list registered components and framework availability")
     cli_check.add_parsers(commands)
     return parser
@@ -78,6 +81,10 @@ def _run(args: argparse.Namespace) -> int:
     if not frameworks:
         print("gradparity run: --frameworks: no framework given", file=sys.stderr)
         return 2
+    if args.seeds < 0:
+        print(f"gradparity run: --seeds: invalid value {args.seeds}; allowed: an integer >= 0",
+              file=sys.stderr)
+        return 2
     cases = default_cases()
     xor_cases = [xor_case("float64"), xor_case("float32")]
     outcomes: list[CaseOutcome] = []
@@ -93,10 +100,20 @@ def _run(args: argparse.Namespace) -> int:
         if not args.quiet:
             status = "ok  " if outcome.passed else "FAIL"
             print(f"[{index:3}/{total}] {status} {case.id}", flush=True)
+    sweeps = []
+    if args.seeds > 0:
+        for index, case in enumerate(cases, start=1):
+            ratios, failures = sweep_seeds(case, args.seeds, frameworks)
+            sweeps.append((case.id, ratios, failures))
+            if not args.quiet:
+                print(f"[sweep {index:3}/{len(cases)}] {failures}/{args.seeds} failed "
+                      f"{case.id}", flush=True)
     command = "gradparity run" + ("" if args.out == Path("reports") else f" --out {args.out}")
     if frameworks != tuple(FRAMEWORKS):
         command += f" --frameworks {','.join(frameworks)}"
-    text = render(outcomes[: len(cases)], outcomes[len(cases):], frameworks, command)
+    if args.seeds:
+        command += f" --seeds {args.seeds}"
+    text = render(outcomes[: len(cases)], outcomes[len(cases):], frameworks, command, sweeps)
     path = write_report(text, args.out)
     failed = [o.case.id for o in outcomes if not o.passed]
     verdict = f"{len(failed)} of {total} cases DISAGREE" if failed else f"all {total} cases agree"

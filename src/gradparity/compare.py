@@ -23,14 +23,13 @@ from gradparity.adapters.base import RunResult
 from gradparity.case import Case
 
 TOLERANCE_EPS: dict[str, float] = {"float32": 256.0, "float64": 256.0}
-"""Normwise relative tolerance per dtype, in units of that dtype's machine epsilon.
+"""A fixed fallback tolerance per dtype, in eps, for :func:`compare_arrays` calls
+that name none (and the scale on which :mod:`gradparity.diagnosis` matches).
 
-Derivation (README, "Tolerances"): a length-n dot product has relative error
-at most about n*eps (Higham, *Accuracy and Stability of Numerical Algorithms*,
-section 3.1). A gradient passes through 2L such products (L forward, L
-backward); for the built-in cases (L <= 3, n <= 16 features or 8 to 32 batch
-rows) that gives 2*3*16 = 96 eps, rounded up to 256 eps to cover a few ulps
-from exp/tanh/log1p. Observed errors are 1 to 10 eps (see reports/REPORT.md).
+Checks between implementations use the per-case, per-quantity tolerances
+derived in :mod:`gradparity.tolerances` instead; 256 eps is the order of the
+worst-case bound n*eps for the built-in network sizes (Higham, *Accuracy and
+Stability of Numerical Algorithms*, section 3.1).
 """
 
 
@@ -173,22 +172,35 @@ def compare_results(
     tolerance: float | None = None,
     steps: Sequence[int] | None = None,
 ) -> list[Difference]:
-    """Every quantity of ``result`` against ``baseline``: loss, gradients, parameters, losses."""
+    """Every quantity of ``result`` against ``baseline``.
+
+    The loss, every gradient, the backward signals dL/dz_l (when both expose
+    them), the parameters after each step in ``steps`` (default: the first and
+    the last) and the loss after every step. ``tolerance`` overrides the
+    derived per-quantity tolerances of :mod:`gradparity.tolerances`.
+    """
+    from gradparity.tolerances import derive
+
+    model = derive(case) if tolerance is None else None
 
     def compare(
         value: np.ndarray | None, base: np.ndarray, quantity: str, parameter: str
     ) -> Difference:
+        sides = (result.framework, baseline.framework)
+        allowed = tolerance if model is None else model.normwise(quantity, parameter, sides)
         return compare_arrays(
             value, base, case_id=case.id, dtype=case.dtype, framework=result.framework,
             baseline_name=baseline.framework, quantity=quantity, parameter=parameter,
-            tolerance=tolerance,
+            tolerance=allowed,
         )
 
     differences = [compare(np.asarray(result.loss), np.asarray(baseline.loss), "loss", "loss")]
     for name in baseline.gradients:
-        differences.append(
-            compare(result.gradients.get(name), baseline.gradients[name], "gradient", name)
-        )
+        differences.append(compare(result.gradients.get(name), baseline.gradients[name],
+                                   "gradient", name))
+    if result.deltas and baseline.deltas:
+        for name, value in baseline.deltas[0].items():
+            differences.append(compare(result.deltas[0].get(name), value, "delta", name))
     for step in checkpoints(case) if steps is None else steps:
         after, base_after = result.parameters_after(step), baseline.parameters_after(step)
         for name in base_after:
@@ -198,6 +210,28 @@ def compare_results(
     if len(result.losses) > 1:
         differences.append(compare(result.losses, baseline.losses, "losses", "loss"))
     return differences
+
+
+def first_backward_divergence(
+    result: RunResult, baseline: RunResult, case: Case
+) -> tuple[int, int] | None:
+    """``(step, layer)``: the first step whose backward signals disagree, and the layer
+    nearest the output (where backward starts) that disagrees at that step."""
+    from gradparity.tolerances import derive
+
+    model = derive(case)
+    for step, (mine, theirs) in enumerate(zip(result.deltas, baseline.deltas, strict=False)):
+        failing = [
+            int(name[1:]) for name, value in theirs.items()
+            if not compare_arrays(
+                mine[name], value, case_id=case.id, dtype=case.dtype,
+                framework=result.framework, baseline_name=baseline.framework,
+                quantity="delta", parameter=name, tolerance=model.normwise("delta", name),
+            ).passed
+        ]
+        if failing:
+            return step, max(failing)
+    return None
 
 
 class ParityError(AssertionError):

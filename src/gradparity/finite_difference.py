@@ -83,3 +83,87 @@ def central_differences(
         gradients[name] = grad
         kinks[name] = crossed
     return FiniteDifferenceResult(gradients, kinks)
+
+
+FINITE_DIFFERENCE_TOLERANCE = 1e-6
+"""Normwise relative tolerance of backprop against the float64 central differences.
+
+The stencil's own error is about 1e-11 relative for smooth losses (truncation
+and rounding balanced by the step above); 1e-6 leaves room for curvature
+while any missing factor or derivative (>= 1e-2 relative) fails by orders of
+magnitude.
+"""
+
+MAX_FULL_PARAMETERS = 2000
+RANDOM_DIRECTIONS = 16
+
+
+def directional_differences(
+    params: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    activations: tuple[str, ...],
+    loss: str,
+    directions: int = RANDOM_DIRECTIONS,
+    seed: int = 0,
+) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+    """Central differences along random unit directions (for networks too large to probe
+    every parameter): returns the directions, the estimates and a mask of stencils that
+    crossed a kink."""
+    base = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
+    x64 = np.asarray(x, dtype=np.float64)
+    y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
+    step = STEP_SCALE * scale
+    vectors, estimates, crossed = [], [], []
+    for _ in range(directions):
+        raw = {n: rng.standard_normal(v.shape) for n, v in base.items()}
+        norm = np.sqrt(sum(float((r * r).sum()) for r in raw.values()))
+        direction = {n: r / norm for n, r in raw.items()}
+        plus = forward({n: base[n] + step * direction[n] for n in base}, x64, y64,
+                       activations, loss)
+        minus = forward({n: base[n] - step * direction[n] for n in base}, x64, y64,
+                        activations, loss)
+        vectors.append(direction)
+        estimates.append((float(plus.loss) - float(minus.loss)) / (2 * step))
+        crossed.append(any(
+            not np.array_equal(a, b) for a, b in zip(
+                _kink_sides(plus.pre_activations, activations),
+                _kink_sides(minus.pre_activations, activations), strict=True)
+        ))
+    return vectors, np.array(estimates), np.array(crossed)
+
+
+def check_against_finite_differences(case, problem, reference) -> list:
+    """The reference gradient against central differences, as ``Difference`` rows.
+
+    Every parameter of a network with at most ``MAX_FULL_PARAMETERS`` parameters,
+    else ``RANDOM_DIRECTIONS`` random directional derivatives. Entries whose
+    stencil crosses a kink are not compared (the reference is compared with
+    itself there); :func:`kink_count` reports how many.
+    """
+    from gradparity.compare import compare_arrays
+
+    size = sum(value.size for value in problem.params.values())
+    common = {"case_id": case.id, "dtype": case.dtype, "framework": reference.framework,
+              "baseline_name": "finite differences", "tolerance": FINITE_DIFFERENCE_TOLERANCE}
+    if size <= MAX_FULL_PARAMETERS:
+        estimate = central_differences(problem.params, problem.x, problem.y,
+                                       case.activations, case.loss)
+        rows = []
+        for name, fd in estimate.gradients.items():
+            mine = np.asarray(reference.gradients[name], np.float64)
+            oracle = np.where(estimate.kink_elements[name], mine, fd)
+            rows.append(compare_arrays(mine, oracle, quantity="gradient", parameter=name,
+                                       **common))
+        return rows
+    vectors, estimates, crossed = directional_differences(
+        problem.params, problem.x, problem.y, case.activations, case.loss, seed=case.seed)
+    predicted = np.array([
+        sum(float((np.asarray(reference.gradients[n], np.float64) * v[n]).sum()) for n in v)
+        for v in vectors
+    ])
+    oracle = np.where(crossed, predicted, estimates)
+    return [compare_arrays(predicted, oracle, quantity="gradient",
+                           parameter=f"{RANDOM_DIRECTIONS} random directions", **common)]

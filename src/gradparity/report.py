@@ -17,16 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gradparity import report_sections as sections
 from gradparity.adapters import FRAMEWORKS, get_adapter
 from gradparity.case import DTYPES
-from gradparity.compare import (
-    TOLERANCE_EPS,
-    Difference,
-    format_eps,
-    machine_epsilon,
-    tolerance_for,
-)
-from gradparity.runner import CaseOutcome, framework_pairs
+from gradparity.compare import Difference, format_eps, machine_epsilon
+from gradparity.runner import FINITE_DIFFERENCES, CaseOutcome, framework_pairs
 
 XOR_REPORTED_STEPS = (0, 1, 10, 100, 500, 1000)
 
@@ -63,12 +58,15 @@ def environment() -> dict[str, str]:
 
 
 def _eps_cell(difference: Difference | None) -> str:
+    """``observed / allowed eps (headroom)``: every check shows its headroom."""
     if difference is None:
         return "n/a"
     if difference.note:
         return f"FAIL: {difference.note}"
-    flag = "" if difference.passed else " FAIL"
-    return f"{difference.normwise:.2e} ({format_eps(difference.normwise_eps)}){flag}"
+    flag = "" if difference.passed else " **FAIL**"
+    allowed = difference.tolerance / machine_epsilon(difference.dtype)
+    observed = format_eps(difference.normwise_eps).removesuffix(" eps")
+    return f"{observed} / {allowed:.0f} eps ({difference.headroom:.3f}){flag}"
 
 
 def summary_table(outcomes: Sequence[CaseOutcome], frameworks: Sequence[str]) -> pd.DataFrame:
@@ -91,14 +89,14 @@ def parameter_table(outcome: CaseOutcome) -> pd.DataFrame:
     """One row per (quantity, parameter): normwise difference per pair, and max |diff|."""
     rows: dict[tuple[str, str], dict[str, str]] = {}
     worst_abs: dict[tuple[str, str], float] = {}
-    for difference in outcome.differences:
+    for difference in outcome.checks:
         key = (difference.quantity, difference.parameter)
         row = rows.setdefault(key, {"quantity": key[0], "parameter": key[1]})
         row[difference.pair] = _eps_cell(difference)
         worst_abs[key] = max(worst_abs.get(key, 0.0), difference.max_abs)
     for key, row in rows.items():
         row["max abs diff (any pair)"] = f"{worst_abs[key]:.2e}"
-    return pd.DataFrame(list(rows.values()))
+    return pd.DataFrame(list(rows.values())).fillna("-")
 
 
 def xor_table(outcome: CaseOutcome) -> pd.DataFrame:
@@ -122,59 +120,82 @@ def _markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True)
 
 
-def render(
-    outcomes: Sequence[CaseOutcome],
-    xor_outcomes: Sequence[CaseOutcome],
-    frameworks: Sequence[str],
-    command: str,
-) -> str:
-    """The whole report as Markdown text."""
-    all_outcomes = [*outcomes, *xor_outcomes]
-    checks = [d for outcome in all_outcomes for d in outcome.differences]
+def _verdict_lines(all_outcomes: Sequence[CaseOutcome], frameworks: Sequence[str]) -> list:
+    checks = [d for outcome in all_outcomes for d in outcome.checks]
     failed_cases = [o.case.id for o in all_outcomes if not o.passed]
     worst = max((d.headroom for d in checks), default=0.0)
     if failed_cases:
         verdict = f"**Verdict: DISAGREEMENT in {len(failed_cases)} of {len(all_outcomes)} cases**"
     else:
         verdict = f"**Verdict: all {len(all_outcomes)} cases agree**"
-    verdict += (
-        f" ({', '.join(frameworks)}; {len(checks)} checks; "
-        f"largest observed/allowed ratio {worst:.3f})"
-    )
-
-    lines = ["# gradparity report", "", verdict, ""]
+    verdict += (f" ({', '.join(frameworks)}; {len(checks)} checks; "
+                f"largest observed/allowed ratio {worst:.3f})")
+    lines = [verdict, ""]
     if checks:
         largest = max(checks, key=lambda d: d.headroom)
         lines += [f"Largest difference relative to its tolerance: {largest.message()}", ""]
     for dtype in DTYPES:
-        in_dtype = [d for d in checks if d.dtype == dtype]
+        in_dtype = [d for d in checks if d.dtype == dtype and d.baseline != FINITE_DIFFERENCES]
         if in_dtype:
             top = max(in_dtype, key=lambda d: d.normwise)
-            lines += [
-                f"- {dtype}: {len(in_dtype)} checks, largest normwise relative difference "
-                f"{top.normwise:.2e} ({format_eps(top.normwise_eps)}), "
-                f"{top.pair}, {top.quantity} of {top.parameter} in {top.case_id}"
-            ]
-    lines += ["", f"Reproduce with: `{command}`", ""]
-    lines += ["## Environment", ""]
+            lines += [f"- {dtype}: {len(in_dtype)} checks, largest normwise relative difference "
+                      f"{top.normwise:.2e} ({format_eps(top.normwise_eps)}), {top.pair}, "
+                      f"{top.quantity} of {top.parameter} in {top.case_id}"]
+    furthest = [o.worst_against_oracle() for o in all_outcomes]
+    furthest = [d for d in furthest if d is not None]
+    if furthest:
+        top = max(furthest, key=lambda d: d.normwise)
+        lines += [f"- float32 against the float64 oracle: the implementation furthest from it "
+                  f"is **{top.framework}**, {format_eps(top.normwise_eps)} ({top.quantity} of "
+                  f"{top.parameter} in {top.case_id})"]
+    return [*lines, ""]
+
+
+def render(
+    outcomes: Sequence[CaseOutcome],
+    xor_outcomes: Sequence[CaseOutcome],
+    frameworks: Sequence[str],
+    command: str,
+    sweeps: Sequence[tuple[str, np.ndarray, int]] = (),
+) -> str:
+    """The whole report as Markdown text."""
+    all_outcomes = [*outcomes, *xor_outcomes]
+    lines = ["# gradparity report", "", *_verdict_lines(all_outcomes, frameworks)]
+    lines += [f"Reproduce with: `{command}`", "", "## Environment", ""]
     env = environment()
     for name in frameworks:
         availability = get_adapter(name).availability()
         if not availability.available:
             env[f"{name} adapter"] = f"unavailable: {availability.reason}"
     lines += [_markdown(pd.DataFrame({"component": list(env), "version": list(env.values())})), ""]
-
     lines += ["## How to read this report", "", HOW_TO_READ, ""]
-    lines += ["## Tolerances", ""]
-    lines += [_markdown(pd.DataFrame([
-        {"dtype": dtype, "machine eps": f"{machine_epsilon(dtype):.3e}",
-         "tolerance (eps)": f"{TOLERANCE_EPS[dtype]:g}",
-         "tolerance (normwise relative)": f"{tolerance_for(dtype):.3e}"}
-        for dtype in DTYPES
-    ])), "", "Derivation: see the README section *Tolerances*.", ""]
-
+    lines += ["## Tolerances and headroom", "", *sections.headroom_lines(all_outcomes)]
     lines += ["## Summary", "", _markdown(summary_table(all_outcomes, frameworks)), ""]
-
+    broken = sections.broken_lines(all_outcomes)
+    if broken:
+        lines += ["## Where it broke", "", *broken]
+    oracle = sections.oracle_table(all_outcomes)
+    if oracle is not None:
+        lines += ["## float32 against the float64 oracle", "",
+                  "Each float32 implementation against the NumPy reference run in float64 "
+                  "from the same float32-rounded weights and data: its own largest error, "
+                  "in float32 eps, and the quantity where it occurs.", "",
+                  _markdown(oracle), ""]
+    fd = sections.finite_difference_table(all_outcomes)
+    if fd is not None:
+        lines += ["## The reference against finite differences", "",
+                  "Central differences in float64, no framework involved; entries whose "
+                  "stencil crosses a relu kink are left out.", "", _markdown(fd), ""]
+    trajectories = sections.trajectory_table(all_outcomes)
+    if trajectories is not None:
+        lines += ["## Trajectories: free-running and teacher-forced", "",
+                  "Largest parameter error against the NumPy reference, in eps. Free-running: "
+                  "each implementation follows its own parameters. Teacher-forced: every step "
+                  "starts from the reference's parameters, so it measures the error of one "
+                  "update; the gap between the two is accumulated drift.", "",
+                  _markdown(trajectories), ""]
+    if sweeps:
+        lines += ["## Seed sweep", "", _markdown(sections.seed_sweep_table(sweeps)), ""]
     lines += ["## Seed example: XOR", ""]
     for outcome in xor_outcomes:
         case = outcome.case
@@ -186,15 +207,15 @@ def render(
             f"Result: {'all implementations agree' if outcome.passed else '**DISAGREEMENT**'}.",
             "", _markdown(xor_table(outcome)), "",
         ]
-
-    lines += ["## Per-parameter differences", ""]
+    lines += ["## Per-parameter differences", "",
+              "Each cell: observed / allowed, in eps, and their ratio (the headroom).", ""]
     for outcome in all_outcomes:
         lines += [f"### {outcome.case.id}", ""]
+        for name, reason in outcome.skipped.items():
+            lines += [f"- {name} skipped: {reason}"]
         if outcome.skipped:
-            for name, reason in outcome.skipped.items():
-                lines += [f"- {name} skipped: {reason}"]
             lines += [""]
-        if outcome.differences:
+        if outcome.checks:
             lines += [_markdown(parameter_table(outcome)), ""]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -1,34 +1,91 @@
-"""Run one case on every requested framework and compare every pair."""
+"""Run one case on every requested framework, compare every pair, and explain gaps.
+
+Besides the pairwise checks, :func:`run_case` also measures each
+implementation against independent oracles and says where things broke:
+
+* the **float64 oracle** (float32 cases): the NumPy reference run in float64
+  from the same float32-rounded weights and data; each implementation's own
+  error against it, in float32 epsilons;
+* **finite differences** (float64, no framework) against the reference gradient;
+* for every failing check, **rounding or bug**: the case is rerun in float64;
+  a rounding error shrinks by about eps64/eps32, a logic difference does not;
+* the **first backward divergence** (step, layer) from the dL/dz_l signals;
+* **trajectories** free-running and teacher-forced (every step restarted from
+  the reference's parameters), so per-step error is told apart from drift.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
+import numpy as np
+
 from gradparity.adapters import FRAMEWORKS, RunResult, get_adapter
+from gradparity.adapters.base import run_teacher_forced
 from gradparity.case import Case
-from gradparity.compare import Difference, compare_results
-from gradparity.data import make_problem
+from gradparity.compare import (
+    Difference,
+    compare_arrays,
+    compare_results,
+    first_backward_divergence,
+    machine_epsilon,
+)
+from gradparity.data import Problem, make_problem
+from gradparity.finite_difference import check_against_finite_differences
+
+ORACLE = "float64 oracle"
+FINITE_DIFFERENCES = "finite differences"
+
+
+@dataclass(frozen=True)
+class TrajectoryErrors:
+    """Per-step normwise error (in eps) of one framework against the reference."""
+
+    free_running: tuple[float, ...]
+    teacher_forced: tuple[float, ...]
+
+    @property
+    def growth_per_step(self) -> float:
+        """Geometric mean growth of the free-running error from step 1 to the last."""
+        if len(self.free_running) < 2:
+            return float("nan")
+        # errors below one eps are a single rounding: count them as one eps
+        first, last = max(self.free_running[0], 1.0), max(self.free_running[-1], 1.0)
+        return float((last / first) ** (1 / (len(self.free_running) - 1)))
 
 
 @dataclass(frozen=True)
 class CaseOutcome:
-    """Results of one case: per framework, the skipped ones, and every pairwise check."""
+    """Results of one case: per framework, the skipped ones, and every check."""
 
     case: Case
     results: dict[str, RunResult]
     skipped: dict[str, str] = field(default_factory=dict)  # framework -> reason
     differences: tuple[Difference, ...] = ()
+    oracle_differences: tuple[Difference, ...] = ()  # each implementation vs the oracle
+    verdicts: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+    localisation: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    trajectories: dict[str, TrajectoryErrors] = field(default_factory=dict)
+
+    @property
+    def checks(self) -> tuple[Difference, ...]:
+        return self.differences + self.oracle_differences
 
     @property
     def passed(self) -> bool:
-        return all(d.passed for d in self.differences)
+        return all(d.passed for d in self.checks)
 
     def worst(self, framework: str, baseline: str) -> Difference | None:
         """The check of this pair with the largest observed/allowed ratio."""
-        pair = [d for d in self.differences if (d.framework, d.baseline) == (framework, baseline)]
+        pair = [d for d in self.checks if (d.framework, d.baseline) == (framework, baseline)]
         return max(pair, key=lambda d: d.headroom) if pair else None
+
+    def worst_against_oracle(self) -> Difference | None:
+        """The implementation furthest from the oracle (float64 oracle or finite differences)."""
+        candidates = [d for d in self.oracle_differences if d.baseline == ORACLE]
+        return max(candidates, key=lambda d: d.normwise) if candidates else None
 
 
 def validate_frameworks(frameworks: Sequence[str]) -> tuple[str, ...]:
@@ -47,10 +104,7 @@ def framework_pairs(frameworks: Sequence[str]) -> list[tuple[str, str]]:
     return [(later, earlier) for earlier, later in combinations(ordered, 2)]
 
 
-def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS)) -> CaseOutcome:
-    """Run ``case`` on each available framework and compare all pairs."""
-    frameworks = validate_frameworks(frameworks)
-    problem = make_problem(case)
+def _run_all(case: Case, problem: Problem, frameworks: Sequence[str]):
     results: dict[str, RunResult] = {}
     skipped: dict[str, str] = {}
     for name in frameworks:
@@ -64,7 +118,126 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS)) -> CaseO
             skipped[name] = f"not expressible in {name}: {reason}"
             continue
         results[name] = adapter.run(case, problem)
+    return results, skipped
+
+
+def float64_oracle(case: Case, problem: Problem) -> RunResult:
+    """The NumPy reference in float64 from the (already rounded) inputs of ``problem``."""
+    wide = Problem(
+        params={n: v.astype(np.float64) for n, v in problem.params.items()},
+        x=problem.x.astype(np.float64),
+        y=problem.y if problem.y.dtype.kind == "i" else problem.y.astype(np.float64),
+    )
+    result = get_adapter("numpy").run(replace(case, dtype="float64"), wide)
+    return replace(result, framework=ORACLE, case_id=case.id)
+
+
+def _trajectory_errors(case, problem, results) -> dict[str, TrajectoryErrors]:
+    reference = results.get("numpy")
+    if reference is None or case.steps < 2:
+        return {}
+    eps = machine_epsilon(case.dtype)
+
+    def error(params, step):
+        target = reference.parameters_after(step)
+        return max(
+            float(np.abs(np.asarray(params[n], np.float64) - target[n]).max()
+                  / max(np.abs(target[n]).max(), np.finfo(float).tiny))
+            for n in target
+        ) / eps
+
+    errors = {}
+    for name, result in results.items():
+        if name == "numpy":
+            continue
+        forced = run_teacher_forced(get_adapter(name), case, problem, reference)
+        errors[name] = TrajectoryErrors(
+            free_running=tuple(error(result.parameters_after(t), t)
+                               for t in range(1, case.steps + 1)),
+            teacher_forced=tuple(error(p, t) for t, p in enumerate(forced, start=1)),
+        )
+    return errors
+
+
+def rounding_or_bug(case: Case, failed: Sequence[Difference],
+                    frameworks: Sequence[str]) -> dict[tuple[str, str, str, str], str]:
+    """Rerun a float32 case in float64: does each failing check shrink like rounding?"""
+    verdicts: dict[tuple[str, str, str, str], str] = {}
+    for d in failed:
+        if d.baseline == FINITE_DIFFERENCES:
+            verdicts[(d.framework, d.baseline, d.quantity, d.parameter)] = (
+                "logic difference: the reference disagrees with float64 finite differences")
+    failed = [d for d in failed if d.baseline != FINITE_DIFFERENCES]
+    if not failed:
+        return verdicts
+    if case.dtype == "float64":
+        for d in failed:
+            verdicts[(d.framework, d.baseline, d.quantity, d.parameter)] = (
+                "logic difference: fails in float64, where rounding cannot explain it")
+        return verdicts
+    wide = run_case(replace(case, dtype="float64"), frameworks, explain=False)
+    again = {(d.framework, d.baseline.replace(ORACLE, "numpy"), d.quantity, d.parameter): d
+             for d in wide.checks}
+    expected = machine_epsilon("float64") / machine_epsilon("float32")
+    for d in failed:
+        key = (d.framework, d.baseline, d.quantity, d.parameter)
+        other = again.get((d.framework, d.baseline.replace(ORACLE, "numpy"), d.quantity,
+                           d.parameter))
+        if other is None:
+            verdicts[key] = "undetermined: no float64 counterpart"
+            continue
+        ratio = other.normwise / d.normwise if d.normwise else float("inf")
+        if other.passed and ratio < 1e3 * expected:
+            verdicts[key] = (f"rounding: shrinks x{ratio:.1e} in float64 (eps ratio "
+                             f"{expected:.1e}) and passes there")
+        else:
+            verdicts[key] = (f"logic difference: float32 {d.normwise:.2e}, float64 "
+                             f"{other.normwise:.2e} (does not shrink with precision)")
+    return verdicts
+
+
+def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
+             explain: bool = True, finite_differences: bool = True) -> CaseOutcome:
+    """Run ``case`` on each available framework, compare all pairs and the oracles."""
+    frameworks = validate_frameworks(frameworks)
+    problem = make_problem(case)
+    results, skipped = _run_all(case, problem, frameworks)
     differences: list[Difference] = []
     for framework, baseline in framework_pairs(list(results)):
         differences += compare_results(results[framework], results[baseline], case)
-    return CaseOutcome(case, results, skipped, tuple(differences))
+    oracle_differences: list[Difference] = []
+    oracle = float64_oracle(case, problem) if case.dtype == "float32" else None
+    if oracle is not None and explain:
+        for result in results.values():
+            oracle_differences += compare_results(result, oracle, case)
+    if finite_differences and "numpy" in results:
+        # the reference's maths is checked in float64: a float32 gradient's own
+        # rounding (~1e-7) would eat most of the 1e-6 finite-difference budget
+        reference = oracle if oracle is not None else results["numpy"]
+        oracle_differences += check_against_finite_differences(case, problem, reference)
+    if not explain:
+        return CaseOutcome(case, results, skipped, tuple(differences), tuple(oracle_differences))
+    failed = [d for d in differences + oracle_differences if not d.passed]
+    localisation = {}
+    for framework, baseline in framework_pairs(list(results)):
+        where = first_backward_divergence(results[framework], results[baseline], case)
+        if where is not None:
+            localisation[(framework, baseline)] = where
+    return CaseOutcome(
+        case, results, skipped, tuple(differences), tuple(oracle_differences),
+        verdicts=rounding_or_bug(case, failed, frameworks),
+        localisation=localisation,
+        trajectories=_trajectory_errors(case, problem, results),
+    )
+
+
+def sweep_seeds(case: Case, seeds: int, frameworks: Sequence[str] = tuple(FRAMEWORKS)):
+    """Run ``case`` over seeds ``0..seeds-1``: the largest observed/allowed per run."""
+    outcomes = [run_case(replace(case, seed=seed), frameworks, explain=False)
+                for seed in range(seeds)]
+    ratios = np.array([max((d.headroom for d in o.checks), default=0.0) for o in outcomes])
+    failures = sum(not o.passed for o in outcomes)
+    return ratios, failures
+
+
+__all__ = ["ORACLE", "CaseOutcome", "compare_arrays", "framework_pairs", "run_case"]

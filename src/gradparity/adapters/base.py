@@ -42,6 +42,9 @@ class RunResult:
     ``W`` shaped ``(fan_in, fan_out)``.
     ``trajectory[t]``: the parameters after ``t + 1`` optimizer steps.
     ``losses[t]``: the loss at the parameters after ``t`` steps (``t = 0..steps``).
+    ``deltas[t]``: the backward signals dL/dz_l, keyed ``z1 .. zL``, at the
+    parameters after ``t`` steps (``t = 0..steps``); empty for implementations
+    that do not expose them.
     """
 
     framework: str
@@ -50,6 +53,7 @@ class RunResult:
     gradients: Mapping[str, np.ndarray]
     trajectory: tuple[Mapping[str, np.ndarray], ...]
     losses: np.ndarray
+    deltas: tuple[Mapping[str, np.ndarray], ...] = ()
 
     def parameters_after(self, step: int) -> Mapping[str, np.ndarray]:
         """Parameters after ``step`` optimizer steps (``step >= 1``)."""
@@ -70,6 +74,14 @@ class TrainingSession(Protocol):
 
     def step(self) -> dict[str, np.ndarray]:
         """Apply one optimizer step with the last gradients; return the new parameters."""
+        ...
+
+    def backward_signals(self) -> dict[str, np.ndarray]:
+        """dL/dz_l per layer (``z1 .. zL``) from the last ``loss_and_gradients`` call."""
+        ...
+
+    def set_parameters(self, params: Mapping[str, np.ndarray]) -> None:
+        """Overwrite the parameters (reference layout); the optimizer state is kept."""
         ...
 
 
@@ -147,6 +159,7 @@ def run_session(framework: str, case: Case, session: TrainingSession) -> RunResu
     check_precision(framework, case, "loss", loss)
     _checked(framework, case, "gradient of", gradients)
     losses = [loss]
+    deltas = [_checked(framework, case, "backward signal", session.backward_signals())]
     trajectory = []
     for step in range(1, case.steps + 1):
         trajectory.append(_checked(framework, case, f"step {step} parameter", session.step()))
@@ -155,6 +168,7 @@ def run_session(framework: str, case: Case, session: TrainingSession) -> RunResu
         next_loss, _ = session.loss_and_gradients()
         check_precision(framework, case, f"loss after step {step}", next_loss)
         losses.append(next_loss)
+        deltas.append(_checked(framework, case, "backward signal", session.backward_signals()))
     return RunResult(
         framework=framework,
         case_id=case.id,
@@ -162,4 +176,24 @@ def run_session(framework: str, case: Case, session: TrainingSession) -> RunResu
         gradients=gradients,
         trajectory=tuple(trajectory),
         losses=np.array(losses, dtype=case.dtype),
+        deltas=tuple(deltas),
     )
+
+
+def run_teacher_forced(
+    adapter: Adapter, case: Case, problem: Problem, reference: RunResult
+) -> tuple[dict[str, np.ndarray], ...]:
+    """Each step restarts from the reference's parameters: isolates the per-step error.
+
+    Returns the framework's parameters after step t computed from the
+    reference's parameters after step t - 1. The framework keeps its own
+    optimizer state (torch.optim and optax state is not set from outside).
+    """
+    session = adapter.start(case, problem)
+    trajectory = []
+    for step in range(1, case.steps + 1):
+        start = problem.params if step == 1 else reference.parameters_after(step - 1)
+        session.set_parameters(start)
+        session.loss_and_gradients()
+        trajectory.append(_checked(adapter.name, case, f"step {step} parameter", session.step()))
+    return tuple(trajectory)

@@ -76,11 +76,18 @@ def _set_x64(enabled: bool) -> None:
 
 def _make_loss(
     activations: tuple[str, ...], loss_name: str
-) -> Callable[[dict, jax.Array, jax.Array], jax.Array]:
-    def loss_fn(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
+) -> Callable[[dict, list, jax.Array, jax.Array], jax.Array]:
+    """The loss of params and of zero offsets added to each z_l.
+
+    The gradient with respect to an offset that is added to z_l is dL/dz_l: the
+    vector-Jacobian product through that layer output.
+    """
+
+    def loss_fn(params: dict, offsets: list, x: jax.Array, y: jax.Array) -> jax.Array:
         a = x
         for layer, activation in enumerate(activations, start=1):
-            a = ACTIVATIONS[activation](a @ params[f"W{layer}"] + params[f"b{layer}"])
+            z = a @ params[f"W{layer}"] + params[f"b{layer}"] + offsets[layer - 1]
+            a = ACTIVATIONS[activation](z)
         return LOSSES[loss_name](a, y)
 
     return loss_fn
@@ -101,7 +108,7 @@ def _compiled(
         updates, opt_state = transform.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    value_and_grad = jax.jit(jax.value_and_grad(_make_loss(activations, loss)))
+    value_and_grad = jax.jit(jax.value_and_grad(_make_loss(activations, loss), argnums=(0, 1)))
     return value_and_grad, jax.jit(apply), transform
 
 
@@ -111,6 +118,10 @@ class _JaxSession:
         self._case = case
         self._params = {name: jnp.asarray(value) for name, value in problem.params.items()}
         self._x = jnp.asarray(problem.x)
+        self._offsets = [
+            jnp.zeros((problem.x.shape[0], width), dtype=self._x.dtype)
+            for width in case.layer_sizes[1:]
+        ]
         self._y = jnp.asarray(problem.y)
         self._check_dtype("x", self._x)
         self._value_and_grad, self._apply, transform = _compiled(
@@ -131,9 +142,18 @@ class _JaxSession:
         return np.array(leaf)
 
     def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        loss, self._grads = self._value_and_grad(self._params, self._x, self._y)
+        loss, (self._grads, self._deltas) = self._value_and_grad(
+            self._params, self._offsets, self._x, self._y
+        )
         grads = {name: self._to_reference(name, g) for name, g in self._grads.items()}
         return self._to_reference("loss", loss), grads
+
+    def backward_signals(self) -> dict[str, np.ndarray]:
+        return {f"z{layer}": self._to_reference("delta", d)
+                for layer, d in enumerate(self._deltas, start=1)}
+
+    def set_parameters(self, params) -> None:
+        self._params = {name: jnp.asarray(value) for name, value in params.items()}
 
     def step(self) -> dict[str, np.ndarray]:
         if self._grads is None:

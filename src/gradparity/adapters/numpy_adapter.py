@@ -20,10 +20,18 @@ class _ReferenceSession:
         self._grads: dict[str, np.ndarray] | None = None
 
     def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        loss, self._grads = reference.loss_and_gradients(
+        cache = reference.forward(
             self._params, self._x, self._y, self._case.activations, self._case.loss
         )
-        return np.asarray(loss), {name: grad.copy() for name, grad in self._grads.items()}
+        self._grads = reference.backward(cache)
+        self._deltas = reference.backward_deltas(cache)
+        return np.asarray(cache.loss), {name: grad.copy() for name, grad in self._grads.items()}
+
+    def backward_signals(self) -> dict[str, np.ndarray]:
+        return {f"z{layer}": np.array(d) for layer, d in enumerate(self._deltas, start=1)}
+
+    def set_parameters(self, params) -> None:
+        self._params = {name: np.array(value) for name, value in params.items()}
 
     def step(self) -> dict[str, np.ndarray]:
         if self._grads is None:

@@ -85,8 +85,11 @@ class _TorchSession:
 
     def _loss(self) -> torch.Tensor:
         a = self._x
+        self._pre_activations = []
         for layer, activation in enumerate(self._case.activations, start=1):
             z = F.linear(a, self._params[f"W{layer}"], self._params[f"b{layer}"])
+            z.retain_grad()  # keeps dL/dz for backward_signals()
+            self._pre_activations.append(z)
             a = ACTIVATIONS[activation](z)
         return LOSSES[self._case.loss](a, self._y)
 
@@ -100,6 +103,16 @@ class _TorchSession:
     def step(self) -> dict[str, np.ndarray]:
         self._optimizer.step()
         return {name: self._to_reference(name, p) for name, p in self._params.items()}
+
+    def backward_signals(self) -> dict[str, np.ndarray]:
+        return {f"z{layer}": self._to_reference("delta", z.grad)
+                for layer, z in enumerate(self._pre_activations, start=1)}
+
+    def set_parameters(self, params) -> None:
+        with torch.no_grad():
+            for name, value in params.items():
+                array = value.T if _is_weight(name) else value
+                self._params[name].copy_(torch.tensor(np.ascontiguousarray(array)))
 
 
 class TorchAdapter(Adapter):

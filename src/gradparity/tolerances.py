@@ -1,0 +1,207 @@
+"""Tolerances derived from the dtype and the case, one per checked quantity.
+
+Every tolerance is ``K * eps(dtype)`` on the normwise relative difference
+``max|a - b| / max|b|``. ``K`` comes from a rounding-error model of the
+network, evaluated on the case's own weights and data (in float64):
+
+* **Size.** A length-n sum carries a rounding error of about ``sqrt(n) * eps``
+  relative to the sum of the absolute values of its terms (the probabilistic
+  bound of Higham & Mary, SIAM J. Sci. Comput. 41(5), 2019; the worst case is
+  ``n * eps``). A gradient passes through every layer's forward product, the
+  backward products and a sum over the batch, so
+  ``n_eff = batch + sum over layers of (fan_in + fan_out)``.
+* **Conditioning.** What is compared is the result, not the sum of absolute
+  values: where terms cancel, the relative error can grow by up to
+  ``kappa = max(|A|^T |delta|) / max|A^T delta|`` (per layer, for dW, db and
+  the propagated delta; the largest over the layer and the layers above it).
+  Rounding errors of different terms partly cancel too, so the model uses
+  ``sqrt(kappa)`` (calibrated below; ``kappa`` itself overshoots by 100x and more).
+* **Steps.** How much a gradient error moves the parameters is measured on the
+  case: the reference trajectory is rerun with every gradient entry multiplied
+  by ``1 +- delta`` (random signs, like rounding; ``delta = 1e-7``), and
+  ``S_t = max|p'_t - p_t| / (delta max|p_t|)`` per parameter. For SGD that is
+  how far the parameters moved; for Adam it also captures the division by
+  ``sqrt(v_hat)``, which amplifies errors in gradients near zero (for example
+  where coupled weight decay cancels the gradient). On top, one rounding per
+  step of ``p - lr * d``, accumulating like a random walk: ``sqrt(t)``.
+* **Adam's constants.** Adam divides by the bias corrections ``1 - beta^t``;
+  computed in float32 they carry a relative error of about
+  ``beta / (1 - beta)`` eps, e.g. 999 eps for ``beta2 = 0.999``, halved by
+  the square root: the update may differ by
+  ``A = beta1/(1 - beta1) + beta2/(2 (1 - beta2))`` eps. Only a pair with a
+  framework in ``CONSTANTS_IN_PARAMETER_DTYPE`` in a float32 case gets this
+  term (optax with x64 off computes the constants in float32; torch.optim and
+  the reference use Python floats). It reaches the parameters as
+  ``U_t``: measured like ``S_t``, with every *update* scaled by ``1 + delta``
+  instead (one sign: the error of a constant is systematic; for SGD about
+  ``max|p_t - p_0| / max|p_t|``).
+* **The loss trajectory** uses the same two measurements on the loss itself
+  (``S_L``, ``U_L``: relative change of the loss per unit relative error).
+* **Safety.** ``C = 4`` on the sums and ``8`` on the per-step rounding.
+  Calibration (``python -m nox -s slow``, README): over the default matrix
+  and 20 seeds the largest observed/allowed ratio is below 0.5 and no check's
+  tolerance is more than 1000x its observed difference (observed floored at
+  one eps).
+
+    K_loss          = C sqrt(n_eff)
+    K_grad(l)       = C sqrt(n_eff) sqrt(kappa_l)
+    K_delta(l)      = C sqrt(n_eff) sqrt(kappa_l)
+    K_params(t, l)  = K_grad(l) S_t(l) + A U_t(l) + 8 sqrt(t)   (A = 0 unless Adam, float32, jax)
+    K_losses        = K_loss + K_grad,max S_L + A U_L + 8 sqrt(steps)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from gradparity import reference
+from gradparity.case import Case
+from gradparity.data import make_problem
+
+SUM_SAFETY = 4.0
+STEP_SAFETY = 8.0
+PERTURBATION = 1e-7
+CONSTANTS_IN_PARAMETER_DTYPE = frozenset({"jax"})
+"""Frameworks that compute optimizer constants (Adam's 1 - beta^t) in the parameter
+dtype when that is float32: optax does, with jax_enable_x64 off."""
+KAPPA_CAP = 1e6
+
+
+def machine_epsilon(dtype: str) -> float:
+    return float(np.finfo(np.dtype(dtype)).eps)
+
+
+def _kappa(absolute: np.ndarray, exact: np.ndarray) -> float:
+    scale = float(np.abs(exact).max()) if exact.size else 0.0
+    if scale == 0.0:
+        return 1.0
+    return float(min(max(float(absolute.max()) / scale, 1.0), KAPPA_CAP))
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """The derived ``K`` (in eps) for every quantity of one case."""
+
+    dtype: str
+    n_eff: int
+    kappa: dict[int, float]  # per layer
+    sensitivity: dict[int, dict[str, float]]  # S_t per step and parameter
+    moved: dict[int, dict[str, float]]  # U_t per step and parameter
+    bias_correction_eps: float  # A
+    loss_sensitivity: tuple[float, float]  # (to gradient errors, to update errors)
+
+    def eps_multiple(self, quantity: str, parameter: str,
+                     frameworks: tuple[str, ...] = ()) -> float:
+        """K for one check; ``frameworks`` are the two sides (they decide Adam's A term)."""
+        reduced = self.dtype == "float32" and bool(
+            CONSTANTS_IN_PARAMETER_DTYPE.intersection(frameworks))
+        bias = self.bias_correction_eps if reduced else 0.0
+        base = SUM_SAFETY * np.sqrt(self.n_eff)
+        if quantity == "loss":
+            return float(base)
+        if quantity in ("gradient", "delta"):
+            return float(base * np.sqrt(self.kappa[int(parameter[1:])]))
+        if quantity.startswith("params@"):
+            return self._params(int(quantity[7:]), parameter, bias)
+        if quantity == "losses":
+            steps = max(self.moved) if self.moved else 0
+            by_gradient, by_update = self.loss_sensitivity
+            gradient = base * np.sqrt(max(self.kappa.values()))
+            return float(base + gradient * by_gradient + bias * by_update
+                         + STEP_SAFETY * np.sqrt(steps))
+        raise ValueError(f"quantity: invalid value {quantity!r}; allowed: loss, gradient, "
+                         "delta, params@<step>, losses")
+
+    def _params(self, step: int, parameter: str, bias: float) -> float:
+        gradient = SUM_SAFETY * np.sqrt(self.n_eff) * np.sqrt(self.kappa[int(parameter[1:])])
+        return float(gradient * self.sensitivity[step][parameter]
+                     + bias * self.moved[step][parameter]
+                     + STEP_SAFETY * np.sqrt(step))
+
+    def normwise(self, quantity: str, parameter: str, frameworks: tuple[str, ...] = ()) -> float:
+        return self.eps_multiple(quantity, parameter, frameworks) * machine_epsilon(self.dtype)
+
+
+@functools.lru_cache(maxsize=512)
+def derive(case: Case) -> Tolerances:
+    """Evaluate the model on the case's weights and data, in float64."""
+    problem = make_problem(case)
+    case64 = replace(case, dtype="float64")
+    params = {n: np.asarray(v, np.float64) for n, v in problem.params.items()}
+    x = np.asarray(problem.x, np.float64)
+    y = problem.y if problem.y.dtype.kind == "i" else np.asarray(problem.y, np.float64)
+    cache = reference.forward(params, x, y, case64.activations, case.loss)
+    deltas = reference.backward_deltas(cache)
+    layers = case.num_layers
+    local: dict[int, float] = {}
+    for index in range(layers):
+        a, delta = cache.inputs[index], deltas[index]
+        kappas = [
+            _kappa(np.abs(a).T @ np.abs(delta), a.T @ delta),
+            _kappa(np.abs(delta).sum(axis=0), delta.sum(axis=0)),
+        ]
+        if index + 1 < layers:
+            upper, weight = deltas[index + 1], cache.weights[index + 1]
+            kappas.append(_kappa(np.abs(upper) @ np.abs(weight).T, upper @ weight.T))
+        local[index + 1] = max(kappas)
+    # an error entering at layer k reaches every layer below it
+    kappa = {layer: max(local[k] for k in range(layer, layers + 1)) for layer in local}
+    n_eff = case.batch_size + sum(
+        fan_in + fan_out for fan_in, fan_out in zip(case.layer_sizes[:-1], case.layer_sizes[1:],
+                                                    strict=True)
+    )
+    sensitivity, moved = {}, {}
+    clean, clean_losses = _trajectory(case, params, x, y, noise=None)
+    by_gradient, gradient_losses = _trajectory(case, params, x, y, noise="gradient")
+    by_update, update_losses = _trajectory(case, params, x, y, noise="update")
+    for step in range(1, case.steps + 1):
+        exact = clean[step - 1]
+        scale = {n: max(float(np.abs(exact[n]).max()), np.finfo(float).tiny) for n in params}
+        sensitivity[step] = {n: float(np.abs(by_gradient[step - 1][n] - exact[n]).max())
+                             / (PERTURBATION * scale[n]) for n in params}
+        moved[step] = {n: float(np.abs(by_update[step - 1][n] - exact[n]).max())
+                       / (PERTURBATION * scale[n]) for n in params}
+
+    def loss_sensitivity(losses: np.ndarray) -> float:
+        if not len(losses):
+            return 0.0
+        change = np.abs(losses - clean_losses) / np.maximum(np.abs(clean_losses), 1e-300)
+        return float(change.max() / PERTURBATION)
+
+    hp = case.hparams
+    bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
+            if case.optimizer in ("adam", "adamw") else 0.0)
+    return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=kappa, sensitivity=sensitivity,
+                      moved=moved, bias_correction_eps=bias,
+                      loss_sensitivity=(loss_sensitivity(gradient_losses),
+                                        loss_sensitivity(update_losses)))
+
+
+def _trajectory(case, params, x, y, noise):
+    """The float64 reference trajectory, optionally with every gradient entry multiplied
+    by ``1 +- PERTURBATION`` (random signs, like rounding) or every update scaled by
+    ``1 + PERTURBATION`` (one sign, like a misrounded constant)."""
+    optimizer = reference.OPTIMIZERS[case.optimizer]
+    rng = np.random.default_rng(case.seed)
+    state, current = optimizer.init(params), dict(params)
+    trajectory, losses = [], []
+    activations = case.activations
+
+    def jitter(array):
+        return array * (1 + PERTURBATION * rng.choice((-1.0, 1.0), size=array.shape))
+
+    for _ in range(case.steps):
+        _, grads = reference.loss_and_gradients(current, x, y, activations, case.loss)
+        if noise == "gradient":
+            grads = {n: jitter(g) for n, g in grads.items()}
+        new, state = optimizer.update(current, grads, state, case.hparams)
+        if noise == "update":
+            # systematic, like a misrounded constant: every update scaled by 1 + delta
+            new = {n: current[n] + (new[n] - current[n]) * (1 + PERTURBATION) for n in new}
+        current = new
+        trajectory.append(current)
+        losses.append(float(reference.forward(current, x, y, activations, case.loss).loss))
+    return trajectory, np.array(losses)
