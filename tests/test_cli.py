@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require
-from gradparity import cli
+from gradparity import cli, cli_run
 from gradparity.matrix import default_cases
 
 
@@ -109,8 +109,8 @@ def test_disagreement_exits_1_and_is_flagged_in_the_report(tmp_path: Path, monke
     from gradparity.reference import activations
 
     small = Case((3, 5, 2), "tanh", steps=2)
-    monkeypatch.setattr(cli, "default_cases", lambda: [small])
-    monkeypatch.setattr(cli, "xor_case", lambda dtype: Case((3, 4, 2), "relu", dtype=dtype))
+    monkeypatch.setattr(cli_run, "default_cases", lambda: [small])
+    monkeypatch.setattr(cli_run, "xor_case", lambda dtype: Case((3, 4, 2), "relu", dtype=dtype))
     broken = dataclasses.replace(activations.ACTIVATIONS["tanh"],
                                  derivative=lambda z, a: np.ones_like(z))
     monkeypatch.setitem(activations.ACTIVATIONS, "tanh", broken)
@@ -127,8 +127,8 @@ def test_disagreement_exits_1_and_is_flagged_in_the_report(tmp_path: Path, monke
 def test_seeds_option_adds_a_sweep_section(tmp_path: Path, monkeypatch) -> None:
     from gradparity.case import Case
 
-    monkeypatch.setattr(cli, "default_cases", lambda: [Case((3, 5, 2), "tanh", steps=2)])
-    monkeypatch.setattr(cli, "xor_case", lambda dtype: Case((3, 4, 2), "relu", dtype=dtype))
+    monkeypatch.setattr(cli_run, "default_cases", lambda: [Case((3, 5, 2), "tanh", steps=2)])
+    monkeypatch.setattr(cli_run, "xor_case", lambda dtype: Case((3, 4, 2), "relu", dtype=dtype))
     code = cli.main(["run", "--out", str(tmp_path), "--frameworks", "numpy", "--quiet",
                      "--seeds", "3"])
     text = (tmp_path / "REPORT.md").read_text(encoding="utf-8")

@@ -166,3 +166,34 @@ def test_seed_sweep_distribution() -> None:
     ratios, failures = sweep_seeds(Case((3, 8, 2), "tanh"), 4, ("numpy",))
     assert ratios.shape == (4,) and failures == 0
     assert (ratios < 1).all()
+
+
+def test_large_networks_use_random_directions(monkeypatch) -> None:
+    case = Case((64, 64, 64, 3), "tanh", loss="softmax_cross_entropy")
+    problem = make_problem(case)
+    reference = run_case(case, ("numpy",), explain=False, finite_differences=False)
+    (row,) = check_against_finite_differences(case, problem, reference.results["numpy"])
+    assert row.parameter.startswith("16 random directions") and row.passed, row.message()
+    _broken(monkeypatch, "tanh")
+    broken = run_case(case, ("numpy",), explain=False, finite_differences=False)
+    (row,) = check_against_finite_differences(case, problem, broken.results["numpy"])
+    assert not row.passed
+
+
+def test_kink_entries_are_reported_not_compared() -> None:
+    # a relu unit whose pre-activation is exactly 0 for the only example
+    case = Case((1, 2, 1), "relu", batch_size=1, steps=1)
+    problem = make_problem(case)
+    params = dict(problem.params)
+    params["b1"] = (-problem.x[0, 0] * params["W1"][0]).astype(params["b1"].dtype)
+    from gradparity.data import Problem
+
+    pinned = Problem(params=params, x=problem.x, y=problem.y)
+    outcome = run_case(case, ("numpy",), explain=False, finite_differences=False)
+    from gradparity.adapters import get_adapter
+
+    result = get_adapter("numpy").run(case, pinned)
+    rows = check_against_finite_differences(case, pinned, result)
+    assert any("kink entries skipped" in row.parameter for row in rows), [r.parameter for r in rows]
+    assert all(row.passed for row in rows)
+    assert outcome.results  # the unpinned case runs as usual

@@ -151,23 +151,63 @@ def _verdict_lines(all_outcomes: Sequence[CaseOutcome], frameworks: Sequence[str
     return [*lines, ""]
 
 
+def counts_table(outcomes: Sequence[CaseOutcome]) -> pd.DataFrame:
+    """Pass/fail counts per pair (framework vs baseline or oracle) and dtype."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for outcome in outcomes:
+        for d in outcome.checks:
+            entry = counts.setdefault((d.pair, d.dtype), [0, 0])
+            entry[0 if d.passed else 1] += 1
+    return pd.DataFrame([
+        {"pair": pair, "dtype": dtype, "passed": str(ok), "failed": str(bad)}
+        for (pair, dtype), (ok, bad) in sorted(counts.items())
+    ])
+
+
+def worst_table(outcomes: Sequence[CaseOutcome], limit: int = 10) -> pd.DataFrame:
+    """The checks closest to (or past) their tolerance."""
+    checks = sorted((d for o in outcomes for d in o.checks), key=lambda d: -d.headroom)[:limit]
+    return pd.DataFrame([
+        {"case": d.case_id, "pair": d.pair, "quantity": f"{d.quantity} {d.parameter}",
+         "observed / allowed": _eps_cell(d)}
+        for d in checks
+    ])
+
+
 def render(
     outcomes: Sequence[CaseOutcome],
     xor_outcomes: Sequence[CaseOutcome],
     frameworks: Sequence[str],
     command: str,
     sweeps: Sequence[tuple[str, np.ndarray, int]] = (),
+    audit: dict | None = None,
+    plots: Sequence[str] = (),
 ) -> str:
-    """The whole report as Markdown text."""
+    """The whole report as Markdown text (no timestamp: identical runs give identical text)."""
     all_outcomes = [*outcomes, *xor_outcomes]
     lines = ["# gradparity report", "", *_verdict_lines(all_outcomes, frameworks)]
-    lines += [f"Reproduce with: `{command}`", "", "## Environment", ""]
+    if audit and audit["non_ieee_float32"]:
+        lines += ["**Warning: a non-IEEE float32 mode was active:** "
+                  + "; ".join(audit["non_ieee_float32"]), ""]
+    lines += [f"Reproduce with: `{command}`", ""]
+    if plots:
+        lines += ["Plots: " + " | ".join(f"[{name}]({name})" for name in plots), ""]
+    lines += ["## Pass/fail counts", "", _markdown(counts_table(all_outcomes)), ""]
+    lines += ["## Worst offenders", "", _markdown(worst_table(all_outcomes)), ""]
+    lines += ["## Environment", ""]
     env = environment()
     for name in frameworks:
         availability = get_adapter(name).availability()
         if not availability.available:
             env[f"{name} adapter"] = f"unavailable: {availability.reason}"
     lines += [_markdown(pd.DataFrame({"component": list(env), "version": list(env.values())})), ""]
+    if audit:
+        settings = audit["settings"]
+        lines += ["## Numeric-mode audit", "",
+                  _markdown(pd.DataFrame({"setting": list(settings),
+                                          "value": [str(v) for v in settings.values()]})), ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     lines += ["## How to read this report", "", HOW_TO_READ, ""]
     lines += ["## Tolerances and headroom", "", *sections.headroom_lines(all_outcomes)]
     lines += ["## Summary", "", _markdown(summary_table(all_outcomes, frameworks)), ""]
@@ -228,6 +268,9 @@ def write_report(text: str, out_dir: Path, name: str = "REPORT.md") -> Path:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
             stream.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; use the usual mode
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -1,0 +1,194 @@
+"""``gradparity run`` (the matrix and its report) and ``gradparity diff`` (two runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from gradparity.adapters import FRAMEWORKS, PrecisionError
+from gradparity.matrix import default_cases, xor_case
+from gradparity.report import render, write_report
+from gradparity.runner import CaseOutcome, run_case, sweep_seeds, validate_frameworks
+
+RUN_EXAMPLES = """\
+examples:
+  gradparity run                          # default matrix -> reports/REPORT.md, results.json,
+                                          #   checks.csv and PNG plots
+  gradparity run --out /tmp/parity --frameworks numpy,torch --filter float64
+  gradparity run --config examples/cases.toml
+  gradparity run --seeds 20               # plus a 20-seed sweep per case
+
+exit codes: 0 every check agrees; 1 a disagreement; 2 usage or input error.
+"""
+
+DIFF_EXAMPLES = """\
+examples:
+  gradparity diff old/results.json new/results.json
+  gradparity diff old/results.json new/results.json --factor 4 --out DIFF.md
+
+exit codes: 0 no case stopped passing; 1 some case stopped passing; 2 bad input.
+"""
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run", help="run the built-in matrix (or a case file) and write the report",
+        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--out", type=Path, default=Path("reports"),
+                     help="directory for REPORT.md, results.json, checks.csv, plots "
+                     "(default: reports)")
+    run.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                     help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default: all)")
+    run.add_argument("--config", type=Path, help="a TOML case file instead of the built-in "
+                     "matrix (see examples/cases.toml)")
+    run.add_argument("--filter", help="only cases whose id contains this text")
+    run.add_argument("--seeds", type=int, default=0, metavar="K",
+                     help="also run every case over seeds 0..K-1 and report the distribution "
+                     "of observed/allowed and the failure rate (default: no sweep)")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--quiet", action="store_true", help="print only the verdict")
+    diff = commands.add_parser(
+        "diff", help="compare two results.json files (numerical drift between runs)",
+        epilog=DIFF_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diff.add_argument("old", type=Path)
+    diff.add_argument("new", type=Path)
+    diff.add_argument("--factor", type=float, default=10.0,
+                      help="report checks whose error changed by more than this (default 10)")
+    diff.add_argument("--out", type=Path, help="write the Markdown here instead of stdout")
+
+
+def _error(command: str, message: str) -> int:
+    print(f"gradparity {command}: {message}", file=sys.stderr)
+    return 2
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; one line per case elsewhere; nothing if quiet."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet = total, quiet
+        self.tty = sys.stderr.isatty()
+        self.started = time.perf_counter()
+
+    def update(self, index: int, label: str, ok: bool) -> None:
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.started
+        if self.tty:
+            done = int(30 * index / self.total)
+            sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {index}/{self.total} "
+                             f"{elapsed:5.1f} s {'ok  ' if ok else 'FAIL'} {label[:50]:50}")
+            if index == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        else:
+            print(f"[{index:3}/{self.total}] {'ok  ' if ok else 'FAIL'} {label}", flush=True)
+
+
+def _cases(args: argparse.Namespace):
+    if args.config is not None:
+        from gradparity.config import load_cases
+
+        cases, xor_cases = load_cases(args.config), []
+    else:
+        cases, xor_cases = default_cases(), [xor_case("float64"), xor_case("float32")]
+    if args.filter:
+        cases = [c for c in cases if args.filter in c.id]
+        xor_cases = [c for c in xor_cases if args.filter in c.id]
+    return cases, xor_cases
+
+
+def run(args: argparse.Namespace) -> int:
+    from gradparity.config import ConfigError
+
+    try:
+        frameworks = validate_frameworks([f.strip() for f in args.frameworks.split(",") if f])
+        if not frameworks:
+            raise ValueError("--frameworks: no framework given")
+        if args.seeds < 0:
+            raise ValueError(f"--seeds: invalid value {args.seeds}; allowed: an integer >= 0")
+        cases, xor_cases = _cases(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except ValueError as error:
+        return _error("run", str(error))
+    if not cases and not xor_cases:
+        return _error("run", f"--filter: no case id contains {args.filter!r}")
+    progress = _Progress(len(cases) + len(xor_cases) + len(cases) * bool(args.seeds),
+                         args.quiet)
+    outcomes: list[CaseOutcome] = []
+    try:
+        for case in [*cases, *xor_cases]:
+            outcomes.append(run_case(case, frameworks))
+            progress.update(len(outcomes), case.id, outcomes[-1].passed)
+        sweeps = []
+        for index, case in enumerate(cases if args.seeds else [], start=1):
+            ratios, failures = sweep_seeds(case, args.seeds, frameworks)
+            sweeps.append((case.id, ratios, failures))
+            progress.update(len(outcomes) + index, f"{args.seeds} seeds: {case.id}",
+                            failures == 0)
+    except PrecisionError as error:
+        print(f"gradparity run: {error}", file=sys.stderr)
+        return 1
+    command = _command(args, frameworks)
+    write_outputs(outcomes, len(cases), frameworks, command, sweeps, args.out,
+                  plots=not args.no_plots)
+    failed = [o.case.id for o in outcomes if not o.passed]
+    total = len(outcomes)
+    verdict = f"{len(failed)} of {total} cases DISAGREE" if failed else f"all {total} cases agree"
+    print(f"{verdict}; report: {args.out / 'REPORT.md'} "
+          f"({time.perf_counter() - progress.started:.1f} s)")
+    return 1 if failed else 0
+
+
+def _command(args: argparse.Namespace, frameworks) -> str:
+    command = "gradparity run"
+    if args.out != Path("reports"):
+        command += f" --out {args.out}"
+    if frameworks != tuple(FRAMEWORKS):
+        command += f" --frameworks {','.join(frameworks)}"
+    if args.config is not None:
+        command += f" --config {args.config}"
+    if args.filter:
+        command += f" --filter {args.filter}"
+    if args.seeds:
+        command += f" --seeds {args.seeds}"
+    return command
+
+
+def write_outputs(outcomes, n_main, frameworks, command, sweeps, out: Path,
+                  plots: bool = True) -> None:
+    """REPORT.md, results.json, checks.csv and the plots, all into ``out``."""
+    from gradparity.plots import write_plots
+    from gradparity.results import build_results, numeric_audit, write_results
+
+    audit = numeric_audit()
+    images = [p.name for p in write_plots(outcomes, frameworks, out)] if plots else []
+    text = render(outcomes[:n_main], outcomes[n_main:], frameworks, command, sweeps,
+                  audit=audit, plots=images)
+    write_report(text, out)
+    write_results(build_results(outcomes, frameworks, command, audit), out)
+
+
+def diff(args: argparse.Namespace) -> int:
+    from gradparity.diff import compare_runs, render_diff
+    from gradparity.results import load_results
+
+    try:
+        old, new = load_results(args.old), load_results(args.new)
+        result = compare_runs(old, new, args.factor)
+    except ValueError as error:
+        return _error("diff", str(error))
+    text = render_diff(result, str(args.old), str(args.new))
+    if args.out is not None:
+        write_report(text, args.out.parent, name=args.out.name)
+        print(f"{len(result['stopped_passing'])} cases stopped passing; diff: {args.out}")
+    else:
+        print(text, end="")
+    return 1 if result["stopped_passing"] else 0

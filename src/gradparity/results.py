@@ -1,0 +1,210 @@
+"""Machine-readable results (``results.json``, ``checks.csv``) and the numeric-mode audit.
+
+``results.json`` schema (``schema_version`` 1):
+
+    {
+      "schema_version": 1,
+      "run": {"timestamp": "...", "command": "..."},   # the only field that changes between
+                                                        # two identical runs
+      "audit": {"versions": {...}, "settings": {...}, "non_ieee_float32": [...]},
+      "frameworks": ["numpy", "torch", "jax"],
+      "summary": {"cases": N, "failed_cases": [...], "checks": N, "failed_checks": N},
+      "cases": [
+        {"id": ..., "case": {Case.to_dict()}, "passed": bool, "skipped": {framework: reason},
+         "localisation": [{"framework", "baseline", "step", "layer"}],
+         "trajectories": {framework: {"free_running": [eps...], "teacher_forced": [eps...]}},
+         "checks": [CHECK, ...]}
+      ]
+    }
+
+    CHECK = {"framework", "baseline", "quantity", "parameter", "normwise", "normwise_eps",
+             "tolerance", "headroom", "max_abs", "max_rel", "worst_index", "value",
+             "baseline_value", "passed", "note", "verdict"}
+
+Non-finite numbers are written as the strings "inf", "-inf" and "nan".
+``checks.csv`` has one row per check with the case id first:
+``pandas.read_csv("reports/checks.csv")``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gradparity.report import environment
+from gradparity.runner import CaseOutcome
+
+SCHEMA_VERSION = 1
+CHECK_FIELDS = (
+    "framework", "baseline", "quantity", "parameter", "normwise", "normwise_eps", "tolerance",
+    "headroom", "max_abs", "max_rel", "worst_index", "value", "baseline_value", "passed", "note",
+)
+
+
+def _number(value: float) -> float | str:
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def numeric_audit() -> dict[str, Any]:
+    """The settings that change results, and any non-IEEE float32 mode that is active."""
+    settings: dict[str, Any] = {
+        "dtype policy": "each case runs in its own dtype; inputs are rounded once from float64",
+        "BLAS (numpy)": _numpy_blas(),
+        "threads (os.cpu_count)": os.cpu_count(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "unset"),
+        "processor": platform.processor() or platform.machine(),
+    }
+    non_ieee: list[str] = []
+    try:
+        import torch
+
+        matmul = torch.get_float32_matmul_precision()
+        settings.update({
+            "torch float32 matmul precision": matmul,
+            "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+            "torch deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+            "torch threads": torch.get_num_threads(),
+            "torch devices": "cpu" + (f", cuda x{torch.cuda.device_count()}"
+                                      if torch.cuda.is_available() else ""),
+        })
+        if matmul != "highest":
+            non_ieee.append(f"torch float32 matmul precision is {matmul!r} (TF32/bf16 allowed)")
+        if torch.backends.cuda.matmul.allow_tf32:
+            non_ieee.append("torch.backends.cuda.matmul.allow_tf32 is True")
+    except ImportError:
+        settings["torch"] = "not installed"
+    try:
+        import jax
+
+        precision = jax.config.jax_default_matmul_precision
+        settings.update({
+            "jax_enable_x64 (set per case: on for float64, off for float32)":
+                bool(jax.config.jax_enable_x64),
+            "jax default matmul precision": str(precision),
+            "jax devices": ", ".join(str(d) for d in jax.devices()),
+        })
+        gpu = any(d.platform != "cpu" for d in jax.devices())
+        if gpu and precision not in ("highest", "float32", "HIGHEST"):
+            non_ieee.append(f"jax default matmul precision is {precision!r} on an accelerator")
+    except ImportError:
+        settings["jax"] = "not installed"
+    return {"versions": environment(), "settings": settings, "non_ieee_float32": non_ieee}
+
+
+def _numpy_blas() -> str:
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # the layout of show_config differs between NumPy builds
+        return "unknown"
+
+
+def _check(difference, verdict: str) -> dict[str, Any]:
+    row = {}
+    for field in CHECK_FIELDS:
+        value = getattr(difference, field)
+        if field == "worst_index":
+            value = list(value)
+        elif isinstance(value, float | np.floating):
+            value = _number(value)
+        row[field] = value
+    row["verdict"] = verdict
+    return row
+
+
+def build_results(
+    outcomes: Sequence[CaseOutcome], frameworks: Sequence[str], command: str,
+    audit: dict[str, Any], timestamp: str | None = None,
+) -> dict[str, Any]:
+    cases = []
+    for outcome in outcomes:
+        checks = [
+            _check(d, outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
+                                           ""))
+            for d in outcome.checks
+        ]
+        cases.append({
+            "id": outcome.case.id,
+            "case": outcome.case.to_dict(),
+            "passed": outcome.passed,
+            "skipped": dict(outcome.skipped),
+            "localisation": [
+                {"framework": f, "baseline": b, "step": step, "layer": layer}
+                for (f, b), (step, layer) in outcome.localisation.items()
+            ],
+            "trajectories": {
+                name: {"free_running": [_number(v) for v in errors.free_running],
+                       "teacher_forced": [_number(v) for v in errors.teacher_forced]}
+                for name, errors in outcome.trajectories.items()
+            },
+            "checks": checks,
+        })
+    all_checks = [c for case in cases for c in case["checks"]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {"timestamp": timestamp or datetime.datetime.now(datetime.UTC).isoformat(
+            timespec="seconds"), "command": command},
+        "audit": audit,
+        "frameworks": list(frameworks),
+        "summary": {
+            "cases": len(cases),
+            "failed_cases": [c["id"] for c in cases if not c["passed"]],
+            "checks": len(all_checks),
+            "failed_checks": sum(not c["passed"] for c in all_checks),
+        },
+        "cases": cases,
+    }
+
+
+def checks_frame(results: dict[str, Any]) -> pd.DataFrame:
+    """One row per check, the case id first (the CSV's content)."""
+    rows = [{"case": case["id"], "dtype": case["case"]["dtype"], **check}
+            for case in results["cases"] for check in case["checks"]]
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["worst_index"] = frame["worst_index"].map(
+            lambda index: "(" + ", ".join(map(str, index)) + ")")
+    return frame
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """``results.json`` and ``checks.csv``, each written atomically."""
+    from gradparity.report import write_report
+
+    text = json.dumps(results, indent=None, separators=(",", ":"), allow_nan=False) + "\n"
+    json_path = write_report(text, out_dir, name="results.json")
+    csv_text = checks_frame(results).to_csv(index=False, lineterminator="\n")
+    csv_path = write_report(csv_text, out_dir, name="checks.csv")
+    return json_path, csv_path
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read a results.json, refusing files of another schema with a clear error."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        found = data.get("schema_version") if isinstance(data, dict) else None
+        raise ValueError(f"{path}: schema_version {found!r}; allowed: {SCHEMA_VERSION} "
+                         "(a results.json written by gradparity run)")
+    return data
