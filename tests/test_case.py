@@ -46,13 +46,16 @@ def test_case_is_frozen_and_hashable() -> None:
                             "weight_decay": 0.0}
 
 
+ALL_ACTIVATIONS = (
+    "identity, sigmoid, tanh, relu, leaky_relu, elu, gelu, gelu_tanh, silu, softplus"
+)
 INVALID = [
     ({"layer_sizes": (4,)}, "layer_sizes", "at least two integers"),
     ({"layer_sizes": (4, 0, 2)}, "layer_sizes", "at least two integers"),
     ({"layer_sizes": "4-3"}, "layer_sizes", "at least two integers"),
-    ({"hidden_activation": "swish"}, "hidden_activation", "identity, sigmoid, tanh, relu"),
+    ({"hidden_activation": "swish"}, "hidden_activation", ALL_ACTIVATIONS),
     ({"hidden_activation": ("relu",)}, "hidden_activation", "sequence of 2"),
-    ({"output_activation": "softmax"}, "output_activation", "identity, sigmoid, tanh, relu"),
+    ({"output_activation": "softmax"}, "output_activation", ALL_ACTIVATIONS),
     ({"loss": "hinge"}, "loss", "mse, softmax_cross_entropy"),
     ({"loss": "softmax_cross_entropy", "output_activation": "sigmoid"},
      "output_activation", "takes logits"),

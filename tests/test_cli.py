@@ -89,7 +89,9 @@ def test_unknown_framework_is_a_usage_error(tmp_path: Path, capsys) -> None:
 def test_list_shows_registries_and_availability(capsys) -> None:
     assert cli.main(["list"]) == 0
     output = capsys.readouterr().out
-    assert "activations: identity, sigmoid, tanh, relu" in output
+    assert ("activations: identity, sigmoid, tanh, relu, leaky_relu, elu, gelu, gelu_tanh, "
+            "silu, softplus") in output
+    assert "conventions: linear_weight_layout, relu_derivative_at_zero" in output
     assert "losses:      mse, softmax_cross_entropy, binary_cross_entropy_with_logits" in output
     assert re.search(r"numpy +\d", output)
 

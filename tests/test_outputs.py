@@ -140,7 +140,7 @@ def test_case_file_errors_are_all_reported_with_lines(capsys) -> None:
             "allowed: layer_sizes, hidden_activation,") in problems[0]
     assert ":11: case[1].steps: expected an integer, got str '10'" in problems[1]
     assert (":15: case[2].hidden_activation: Case.hidden_activation: invalid value 'swish'; "
-            "allowed: identity, sigmoid, tanh, relu") in problems[2]
+            "allowed: identity, sigmoid, tanh, relu, leaky_relu,") in problems[2]
     code = cli.main(["run", "--config", str(EXAMPLES / "cases_with_errors.toml")])
     assert code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 3

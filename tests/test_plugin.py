@@ -195,7 +195,7 @@ def test_check_cli_report_and_shrunk_reproduction(tmp_path: Path, capsys) -> Non
 
     report_path = tmp_path / "check.md"
     code = cli.main([
-        "check", "gradparity.mutants:mse_missing_mean", "--case", "tanh_mse_float64",
+        "check", "gradparity.mutants:mse_missing_mean", "--case", "mlp4-16-16-3_tanh_mse_float64",
         "--frameworks", "numpy", "--report", str(report_path), "--shrink", str(tmp_path),
     ])
     assert code == 1
@@ -214,7 +214,8 @@ def test_check_cli_report_and_shrunk_reproduction(tmp_path: Path, capsys) -> Non
 
 
 def test_seeds_option_repeats_cases() -> None:
-    report = verify(textbook_gradients, case="relu_mse_float64", seeds=3, frameworks=("numpy",))
+    report = verify(textbook_gradients, case="mlp4-16-16-3_relu_mse_float64", seeds=3,
+                    frameworks=("numpy",))
     assert sorted(c.case.seed for c in report.cases) == [0, 1, 2]
     assert report.passed
 

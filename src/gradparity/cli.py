@@ -49,6 +49,9 @@ def _list() -> int:
     print("optimizers:  " + ", ".join(OPTIMIZERS))
     print("datasets:    " + ", ".join(DATASETS))
     print("dtypes:      " + ", ".join(DTYPES))
+    from gradparity.conventions import CONVENTIONS
+
+    print("conventions: " + ", ".join(c.name for c in CONVENTIONS))
     print("frameworks:")
     for name in FRAMEWORKS:
         availability = get_adapter(name).availability()

@@ -151,6 +151,16 @@ def _verdict_lines(all_outcomes: Sequence[CaseOutcome], frameworks: Sequence[str
     return [*lines, ""]
 
 
+def conventions_table() -> pd.DataFrame:
+    from gradparity.conventions import CONVENTIONS
+
+    return pd.DataFrame([
+        {"convention": c.name, "PyTorch": c.torch, "JAX / optax": c.jax,
+         "reference": c.reference, "effect": c.effect, "alignment": c.alignment}
+        for c in CONVENTIONS
+    ])
+
+
 def counts_table(outcomes: Sequence[CaseOutcome]) -> pd.DataFrame:
     """Pass/fail counts per pair (framework vs baseline or oracle) and dtype."""
     counts: dict[tuple[str, str], list[int]] = {}
@@ -236,6 +246,9 @@ def render(
                   _markdown(trajectories), ""]
     if sweeps:
         lines += ["## Seed sweep", "", _markdown(sections.seed_sweep_table(sweeps)), ""]
+    lines += ["## Conventions", "",
+              "Where PyTorch and JAX/optax define the same thing differently, and how this run "
+              "aligned them (gradparity.conventions).", "", _markdown(conventions_table()), ""]
     lines += ["## Seed example: XOR", ""]
     for outcome in xor_outcomes:
         case = outcome.case

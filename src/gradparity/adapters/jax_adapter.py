@@ -30,6 +30,12 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
+    "leaky_relu": jax.nn.leaky_relu,  # negative_slope 0.01
+    "elu": jax.nn.elu,  # alpha 1
+    "gelu": lambda z: jax.nn.gelu(z, approximate=False),  # jax.nn.gelu's default is tanh
+    "gelu_tanh": lambda z: jax.nn.gelu(z, approximate=True),
+    "silu": jax.nn.silu,
+    "softplus": jax.nn.softplus,
 }
 
 LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {

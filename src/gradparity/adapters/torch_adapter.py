@@ -25,6 +25,12 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "relu": F.relu,
+    "leaky_relu": F.leaky_relu,  # negative_slope 0.01
+    "elu": F.elu,  # alpha 1
+    "gelu": F.gelu,  # approximate="none": the exact erf form
+    "gelu_tanh": lambda z: F.gelu(z, approximate="tanh"),
+    "silu": F.silu,
+    "softplus": F.softplus,  # beta 1, threshold 20 (linear above 20: a convention)
 }
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

@@ -12,6 +12,7 @@ PyTorch autograd and ``jax.grad`` so a disagreement there is a real difference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,10 +80,99 @@ def relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     return (z > 0).astype(z.dtype)
 
 
+# leaky_relu: a = z if z > 0 else s z,  da/dz = 1 if z >= 0 else s   (s = 0.01)
+LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu and jax.nn.leaky_relu default
+
+
+def leaky_relu(z: np.ndarray) -> np.ndarray:
+    return np.where(z >= 0, z, LEAKY_SLOPE * z)
+
+
+def leaky_relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """1 for z >= 0, the slope below. At the kink z == 0 the derivative is **1**.
+
+    That is jax.nn.leaky_relu's (``where(x >= 0, ...)``); PyTorch's
+    ``leaky_relu_backward`` returns the slope at exactly 0 (``x > 0``): a named
+    convention (gradparity.conventions), reachable only at z == 0 exactly.
+    """
+    return np.where(z >= 0, 1.0, LEAKY_SLOPE).astype(z.dtype)
+
+
+# elu: a = z if z > 0 else alpha (e^z - 1),  da/dz = 1 if z > 0 else a + alpha   (alpha = 1)
+ELU_ALPHA = 1.0  # torch and jax default
+
+
+def elu(z: np.ndarray) -> np.ndarray:
+    return np.where(z > 0, z, ELU_ALPHA * np.expm1(np.minimum(z, 0)))
+
+
+def elu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """1 above 0, alpha e^z = a + alpha at and below 0: **alpha** at the kink (both frameworks)."""
+    return np.where(z > 0, 1.0, a + ELU_ALPHA).astype(z.dtype)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    # NumPy has no erf; math.erf per element is exact to an ulp (computed in float64)
+    return (0.5 * (1 + _erf(np.asarray(z, dtype=np.float64) / math.sqrt(2)))).astype(np.float64)
+
+
+# gelu (exact): a = z Phi(z),  da/dz = Phi(z) + z phi(z)
+def gelu(z: np.ndarray) -> np.ndarray:
+    return (z * _normal_cdf(z)).astype(z.dtype)
+
+
+def gelu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    z64 = np.asarray(z, dtype=np.float64)
+    density = np.exp(-0.5 * z64 * z64) / math.sqrt(2 * math.pi)
+    return (_normal_cdf(z) + z64 * density).astype(z.dtype)
+
+
+# gelu (tanh approximation): a = z/2 (1 + tanh(u)),  u = c (z + 0.044715 z^3),  c = sqrt(2/pi)
+#   da/dz = (1 + t)/2 + z/2 (1 - t^2) c (1 + 3 * 0.044715 z^2),  t = tanh(u)
+def gelu_tanh(z: np.ndarray) -> np.ndarray:
+    return 0.5 * z * (1 + np.tanh(SQRT_2_OVER_PI * (z + 0.044715 * z**3)))
+
+
+def gelu_tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    t = np.tanh(SQRT_2_OVER_PI * (z + 0.044715 * z**3))
+    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * z * z)
+
+
+# silu (swish): a = z sigmoid(z),  da/dz = s (1 + z (1 - s)),  s = sigmoid(z)
+def silu(z: np.ndarray) -> np.ndarray:
+    return z * sigmoid(z)
+
+
+def silu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    s = sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+# softplus: a = log(1 + e^z) = max(z, 0) + log1p(e^-|z|),  da/dz = sigmoid(z)
+def softplus(z: np.ndarray) -> np.ndarray:
+    """Exact everywhere (jax.nn.softplus). PyTorch's default ``threshold=20`` returns z
+    itself above 20: a named convention, about 2e-9 relative there."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def softplus_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return sigmoid(z)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "identity": Activation("identity", identity, identity_derivative),
     "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
     "tanh": Activation("tanh", tanh, tanh_derivative),
     "relu": Activation("relu", relu, relu_derivative, kinks=(0.0,)),
+    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kinks=(0.0,)),
+    "elu": Activation("elu", elu, elu_derivative, kinks=(0.0,)),
+    "gelu": Activation("gelu", gelu, gelu_derivative),
+    "gelu_tanh": Activation("gelu_tanh", gelu_tanh, gelu_tanh_derivative),
+    "silu": Activation("silu", silu, silu_derivative),
+    "softplus": Activation("softplus", softplus, softplus_derivative),
 }
 """The registry of activations: case validation, adapters, tests and the CLI read it."""

@@ -1,0 +1,125 @@
+"""The catalogue of conventions: where PyTorch and JAX/optax define the same thing differently.
+
+One entry per convention: its value in PyTorch, in JAX/optax and in the
+gradparity reference, what it changes mathematically, and how gradparity
+aligns the frameworks (or why it cannot). ``gradparity list``, the report and
+the tests (``tests/test_conventions.py`` pins every framework claim made
+here against the installed frameworks) all read this one tuple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Convention:
+    name: str
+    torch: str
+    jax: str
+    reference: str
+    effect: str
+    alignment: str
+
+
+CONVENTIONS: tuple[Convention, ...] = (
+    Convention(
+        "linear_weight_layout",
+        "nn.Linear / F.linear store W as (out, in): z = x W^T + b",
+        "any layout; gradparity's pytree uses (in, out): z = x W + b",
+        "(fan_in, fan_out): z = a W + b",
+        "none: a transpose",
+        "the torch adapter transposes weights in and gradients/parameters out",
+    ),
+    Convention(
+        "relu_derivative_at_zero",
+        "0 (threshold_backward: x > 0)", "0", "0",
+        "the gradient of a unit whose pre-activation is exactly 0",
+        "all agree",
+    ),
+    Convention(
+        "leaky_relu_derivative_at_zero",
+        "negative_slope (leaky_relu_backward: x > 0)", "1 (where(x >= 0, ...))", "1",
+        "the gradient of a unit whose pre-activation is exactly 0: 1 versus 0.01",
+        "no option in either framework; only reachable at z == 0 exactly, which the built-in "
+        "cases never hit (the finite-difference oracle skips stencils across the kink)",
+    ),
+    Convention(
+        "elu_derivative_at_zero",
+        "alpha (x <= 0 branch)", "alpha (where(x > 0, 1, alpha e^x))", "alpha",
+        "none with the default alpha = 1 (the derivative is continuous there)",
+        "all agree",
+    ),
+    Convention(
+        "gelu_default_form",
+        "F.gelu default approximate='none': exact z Phi(z)",
+        "jax.nn.gelu default approximate=True: the tanh approximation",
+        "both, as the activations 'gelu' (exact) and 'gelu_tanh'",
+        "activations differ by up to about 5e-4 absolute: a porting difference, not rounding",
+        "gradparity passes the form explicitly (approximate='tanh' / approximate=False)",
+    ),
+    Convention(
+        "softplus_threshold",
+        "F.softplus(threshold=20): returns z itself (derivative 1) for z > 20",
+        "jax.nn.softplus: exact log(1 + e^z) everywhere",
+        "exact (JAX's)",
+        "for z > 20 the value differs by log1p(e^-z) < 2.1e-9 and the derivative by "
+        "1 - sigmoid(z) < 2.1e-9",
+        "torch's threshold can be raised per call; gradparity keeps the default, and the "
+        "built-in cases stay below z = 20",
+    ),
+    Convention(
+        "sgd_dampening",
+        "torch.optim.SGD(dampening=d): b_t = momentum b_{t-1} + (1 - d) g_t",
+        "optax.sgd's trace has no dampening",
+        "torch's form",
+        "the momentum buffer is scaled by (1 - d) after the first step",
+        "cases with dampening != 0 are reported 'not expressible in jax', never emulated",
+    ),
+    Convention(
+        "adamw_default_weight_decay",
+        "torch.optim.AdamW weight_decay=1e-2", "optax.adamw weight_decay=1e-4",
+        "1e-2 (torch's) unless the case sets it",
+        "a 100x different decoupled decay when a port relies on defaults",
+        "gradparity passes weight_decay explicitly to both",
+    ),
+    Convention(
+        "adam_coupled_weight_decay",
+        "torch.optim.Adam(weight_decay=w) adds w * theta to the gradient",
+        "optax.adam has no weight decay; chain(add_decayed_weights(w), adam) does the same",
+        "coupled for adam, decoupled for adamw",
+        "none once chained that way",
+        "the JAX adapter chains add_decayed_weights before adam / sgd",
+    ),
+    Convention(
+        "float64_mode",
+        "float64 tensors compute in float64",
+        "float64 needs jax_enable_x64; without it float64 input silently becomes float32",
+        "float64 when the case says so",
+        "a float64 case silently run in float32 would differ by ~1e-7",
+        "the JAX adapter sets x64 per case and every adapter's output dtype is checked "
+        "(PrecisionError)",
+    ),
+    Convention(
+        "adam_bias_correction_dtype",
+        "1 - beta^t computed in Python floats (float64)",
+        "with x64 off (float32 cases) optax computes 1 - beta^t in float32; with x64 on, in "
+        "float64 even for float32 parameters",
+        "Python floats (float64)",
+        "in float32, 1 - 0.999^t carries ~1000 eps relative error: Adam updates differ by up "
+        "to ~500 eps between JAX and the others",
+        "float32 cases run with x64 off (JAX's default); the derived tolerance has a term for "
+        "it (gradparity.tolerances, A) for pairs involving JAX",
+    ),
+    Convention(
+        "mse_reduction",
+        "F.mse_loss reduction='mean': divides by batch * outputs",
+        "optax.losses.squared_error is elementwise; the caller reduces (gradparity: jnp.mean)",
+        "mean over all elements",
+        "a factor of outputs (or 2 with l2_loss's 1/2) when a port reduces differently",
+        "gradparity reduces with the mean over all elements in every implementation",
+    ),
+)
+"""Every known convention, in report order."""
+
+BY_NAME: dict[str, Convention] = {convention.name: convention for convention in CONVENTIONS}

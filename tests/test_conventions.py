@@ -1,0 +1,111 @@
+"""Every framework claim in gradparity.conventions, pinned against the installed frameworks."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from gradparity.conventions import BY_NAME, CONVENTIONS
+from gradparity.reference import ACTIVATIONS
+
+torch = pytest.importorskip("torch", reason="torch not installed: conventions not checkable")
+jax = pytest.importorskip("jax", reason="jax not installed: conventions not checkable")
+F = torch.nn.functional
+
+
+@pytest.fixture
+def x64():
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+def _torch_derivative(function, value: float) -> float:
+    z = torch.tensor([value], dtype=torch.float64, requires_grad=True)
+    function(z).sum().backward()
+    return float(z.grad[0])
+
+
+def _reference_derivative(name: str, value: float) -> float:
+    z = np.array([value])
+    activation = ACTIVATIONS[name]
+    return float(activation.derivative(z, activation.forward(z))[0])
+
+
+def test_catalogue_entries_are_complete_and_unique() -> None:
+    assert len(BY_NAME) == len(CONVENTIONS)
+    for convention in CONVENTIONS:
+        for field in ("torch", "jax", "reference", "effect", "alignment"):
+            assert getattr(convention, field).strip(), (convention.name, field)
+
+
+def test_linear_weight_layout() -> None:
+    assert tuple(torch.nn.Linear(3, 2).weight.shape) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "torch_fn", "jax_fn", "torch_value", "jax_value", "reference_value"),
+    [
+        ("relu", F.relu, "relu", 0.0, 0.0, 0.0),
+        ("leaky_relu", F.leaky_relu, "leaky_relu", 0.01, 1.0, 1.0),
+        ("elu", F.elu, "elu", 1.0, 1.0, 1.0),
+    ],
+    ids=["relu", "leaky_relu", "elu"],
+)
+def test_derivative_at_the_kink(name, torch_fn, jax_fn, torch_value, jax_value,
+                                reference_value, x64) -> None:
+    assert _torch_derivative(torch_fn, 0.0) == torch_value
+    assert float(jax.grad(getattr(jax.nn, jax_fn))(0.0)) == jax_value
+    assert _reference_derivative(name, 0.0) == reference_value
+
+
+def test_gelu_default_forms(x64) -> None:
+    z = np.linspace(-4, 4, 81)
+    exact, approximate = ACTIVATIONS["gelu"].forward(z), ACTIVATIONS["gelu_tanh"].forward(z)
+    np.testing.assert_allclose(F.gelu(torch.tensor(z)).numpy(), exact, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(jax.nn.gelu(z)), approximate, rtol=0, atol=1e-15)
+    gap = np.abs(exact - approximate).max()
+    assert 1e-4 < gap < 5e-4  # the size the catalogue states
+
+
+def test_softplus_threshold(x64) -> None:
+    assert F.softplus(torch.tensor(25.0, dtype=torch.float64)).item() == 25.0
+    exact = float(jax.nn.softplus(25.0))
+    assert exact == pytest.approx(25 + np.log1p(np.exp(-25.0)), rel=1e-16) and exact != 25.0
+    assert float(ACTIVATIONS["softplus"].forward(np.array([25.0]))[0]) == exact
+    # below the threshold all three agree
+    z = np.linspace(-10, 19, 30)
+    np.testing.assert_allclose(F.softplus(torch.tensor(z)).numpy(),
+                               ACTIVATIONS["softplus"].forward(z), rtol=1e-15)
+
+
+def test_optimizer_defaults_and_options() -> None:
+    import optax
+
+    assert "dampening" in inspect.signature(torch.optim.SGD).parameters
+    assert "dampening" not in inspect.signature(optax.sgd).parameters
+    assert inspect.signature(torch.optim.AdamW).parameters["weight_decay"].default == 1e-2
+    assert inspect.signature(optax.adamw).parameters["weight_decay"].default == 1e-4
+    assert "weight_decay" not in inspect.signature(optax.adam).parameters
+
+
+def test_float64_needs_x64() -> None:
+    import jax.numpy as jnp
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        assert jnp.asarray(np.ones(2, dtype=np.float64)).dtype == jnp.float32
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def test_mse_reduction() -> None:
+    import optax
+
+    y_hat, y = np.array([[1.0, 2.0], [3.0, 4.0]]), np.zeros((2, 2))
+    assert F.mse_loss(torch.tensor(y_hat), torch.tensor(y)).item() == 30 / 4
+    assert np.asarray(optax.losses.squared_error(y_hat, y)).shape == (2, 2)
