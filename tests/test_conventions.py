@@ -92,6 +92,21 @@ def test_optimizer_defaults_and_options() -> None:
     assert "weight_decay" not in inspect.signature(optax.adam).parameters
 
 
+def test_rmsprop_adagrad_defaults() -> None:
+    import optax
+
+    rms, optax_rms = inspect.signature(torch.optim.RMSprop), inspect.signature(optax.rmsprop)
+    assert rms.parameters["alpha"].default == 0.99
+    assert optax_rms.parameters["decay"].default == 0.9
+    assert optax_rms.parameters["eps_in_sqrt"].default is True
+    ada, optax_ada = inspect.signature(torch.optim.Adagrad), inspect.signature(optax.adagrad)
+    assert ada.parameters["eps"].default == 1e-10
+    assert ada.parameters["initial_accumulator_value"].default == 0
+    assert optax_ada.parameters["eps"].default == 1e-7
+    assert optax_ada.parameters["initial_accumulator_value"].default == 0.1
+    assert "amsgrad" in inspect.signature(torch.optim.Adam).parameters
+
+
 def test_float64_needs_x64() -> None:
     import jax.numpy as jnp
 

@@ -193,3 +193,46 @@ def test_adamw_decays_the_weights_before_the_step() -> None:
     params = {"w": np.array([2.0])}
     new, _ = optimizer.update(params, {"w": np.array([1.0])}, optimizer.init(params), hp)
     assert new["w"][0] == pytest.approx(2.0 * (1 - 0.1 * 0.5) - 0.1 * 1 / (1 + 1e-8), rel=1e-14)
+
+
+def test_rmsprop_first_step_by_hand() -> None:
+    optimizer = reference.OPTIMIZERS["rmsprop"]
+    params, grads = {"w": np.array([1.0])}, {"w": np.array([2.0])}
+    outside = Case((2, 1), optimizer="rmsprop", hyperparameters={"lr": 0.1}).hparams
+    new, _ = optimizer.update(params, grads, optimizer.init(params), outside)
+    v = 0.01 * 4.0  # (1 - alpha) g^2
+    assert new["w"][0] == pytest.approx(1 - 0.1 * 2 / (np.sqrt(v) + 1e-8), rel=1e-15)
+    inside = {**outside, "eps_in_sqrt": True, "eps": 1e-2}
+    new, _ = optimizer.update(params, grads, optimizer.init(params), inside)
+    assert new["w"][0] == pytest.approx(1 - 0.1 * 2 / np.sqrt(v + 1e-2), rel=1e-15)
+
+
+def test_adagrad_two_steps_by_hand() -> None:
+    optimizer = reference.OPTIMIZERS["adagrad"]
+    hp = Case((2, 1), optimizer="adagrad",
+              hyperparameters={"lr": 0.1, "initial_accumulator_value": 1.0}).hparams
+    params = {"w": np.array([0.0])}
+    state = optimizer.init(params)
+    params, state = optimizer.update(params, {"w": np.array([1.0])}, state, hp)
+    assert params["w"][0] == pytest.approx(-0.1 * 1 / (np.sqrt(2.0) + 1e-10))
+    params, state = optimizer.update(params, {"w": np.array([2.0])}, state, hp)
+    assert params["w"][0] == pytest.approx(-0.1 / np.sqrt(2.0) - 0.1 * 2 / np.sqrt(6.0))
+
+
+def test_amsgrad_maxima_differ_only_after_the_maximum_moves() -> None:
+    optimizer = reference.OPTIMIZERS["amsgrad"]
+    raw = Case((2, 1), optimizer="amsgrad", hyperparameters={"lr": 0.1}).hparams
+    corrected = {**raw, "max_of_bias_corrected": True}
+    params = {"w": np.array([0.0])}
+    runs = {}
+    for name, hp in (("raw", raw), ("corrected", corrected)):
+        p, state = params, optimizer.init(params)
+        trace = []
+        for g in (3.0, 0.1, 0.1):  # a large gradient, then small ones
+            p, state = optimizer.update(p, {"w": np.array([g])}, state, hp)
+            trace.append(p["w"][0])
+        runs[name] = trace
+    assert runs["raw"][0] == pytest.approx(runs["corrected"][0], rel=1e-15)
+    # v_hat_1 = 9 stays the corrected maximum; the raw maximum v_1 = 0.009 is divided by a
+    # growing 1 - beta2^t, so the two denominators part from step 2 on
+    assert runs["raw"][2] != pytest.approx(runs["corrected"][2], rel=1e-6)

@@ -27,6 +27,8 @@ HYPERPARAMETER_RANGES: dict[str, tuple[float, float, str]] = {
     "beta1": (0.0, 0.999999, "in [0, 1)"),
     "beta2": (0.0, 0.999999, "in [0, 1)"),
     "eps": (math.ulp(0.0), math.inf, "> 0"),
+    "alpha": (0.0, 0.999999, "in [0, 1)"),
+    "initial_accumulator_value": (0.0, math.inf, ">= 0"),
 }
 
 
@@ -166,7 +168,7 @@ class Case:
                         f"a mapping that sets {name!r} (required by {self.optimizer!r})",
                     )
                 values[name] = default
-        if values.get("nesterov") and (values["momentum"] <= 0 or values["dampening"] != 0):
+        if values.get("nesterov") and (values["momentum"] <= 0 or values.get("dampening", 0) != 0):
             raise _invalid(
                 "hyperparameters['nesterov']", True, "only with momentum > 0 and dampening == 0"
             )

@@ -92,6 +92,34 @@ CONVENTIONS: tuple[Convention, ...] = (
         "the JAX adapter chains add_decayed_weights before adam / sgd",
     ),
     Convention(
+        "rmsprop_eps_placement_and_decay",
+        "torch.optim.RMSprop: g / (sqrt(v) + eps), alpha (decay) 0.99",
+        "optax.rmsprop: g / sqrt(v + eps) by default (eps_in_sqrt=True), decay 0.9",
+        "both placements (hyperparameter eps_in_sqrt), alpha 0.99 unless the case sets it",
+        "with eps = 1e-8 and small v the step sizes differ visibly; the default decays "
+        "differ 10x in memory length",
+        "gradparity passes decay and eps_in_sqrt to optax; eps_in_sqrt=True is 'not "
+        "expressible in torch'",
+    ),
+    Convention(
+        "adagrad_eps_and_initial_accumulator",
+        "torch.optim.Adagrad: g / (sqrt(s) + eps), eps 1e-10, initial accumulator 0",
+        "optax.adagrad: g / sqrt(s + eps), eps 1e-7, initial accumulator 0.1",
+        "both placements (eps_in_sqrt); eps and initial accumulator from the case",
+        "the first steps differ strongly (an initial 0.1 in the accumulator shrinks them)",
+        "eps and the initial accumulator are passed explicitly; each placement is 'not "
+        "expressible' in the other framework",
+    ),
+    Convention(
+        "amsgrad_maximum",
+        "Adam(amsgrad=True): max of the raw v_t, divided by the current 1 - beta2^t",
+        "optax.amsgrad: max of the bias-corrected v_hat_t",
+        "both (hyperparameter max_of_bias_corrected)",
+        "differs once the maximum was reached at an earlier step (the corrections differ)",
+        "each form is 'not expressible' in the other framework; each framework is compared "
+        "with the reference in its own form",
+    ),
+    Convention(
         "float64_mode",
         "float64 tensors compute in float64",
         "float64 needs jax_enable_x64; without it float64 input silently becomes float32",

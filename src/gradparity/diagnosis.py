@@ -323,6 +323,12 @@ def update_hypotheses(case: Case) -> list[tuple[str, str, UpdateVariant, bool]]:
                 f"{'decoupled' if decoupled else 'coupled'}",
                 lambda p, g, s, h: OPTIMIZERS["adam"].update(
                     p, g, s, h, decoupled_weight_decay=not decoupled), False))
+    if "eps_in_sqrt" in hp:
+        placement = "outside" if hp["eps_in_sqrt"] else "inside"
+        variants.append((
+            "eps_placement", f"eps {placement} the square root",
+            lambda p, g, s, h: optimizer.update(p, g, s, {**h, "eps_in_sqrt": not h[
+                "eps_in_sqrt"]}), False))
     if hp.get("weight_decay"):
         variants.append((
             "weight_decay_sign", "weight decay with the wrong sign (weights grow)",

@@ -27,6 +27,21 @@ OPTIMIZER_VARIANTS: tuple[tuple[str, dict], ...] = (
     ("adamw", {"lr": 0.01, "weight_decay": 0.1}),
 )
 
+# Implemented and tested at seed 0, but not yet in the default matrices: the
+# derived tolerances are not calibrated for them (README, "Tolerances").
+UNCALIBRATED_OPTIMIZER_VARIANTS: tuple[tuple[str, dict], ...] = (
+    # the two AMSGrad maxima: torch's (raw v) and optax's (bias-corrected v_hat)
+    ("amsgrad", {"lr": 0.01}),
+    ("amsgrad", {"lr": 0.01, "max_of_bias_corrected": True}),
+    ("rmsprop", {"lr": 0.01}),
+    ("rmsprop", {"lr": 0.01, "centered": True}),
+    ("rmsprop", {"lr": 0.01, "momentum": 0.9}),
+    ("rmsprop", {"lr": 0.01, "eps_in_sqrt": True}),  # optax's default placement
+    # eps outside the square root (torch) and inside (optax)
+    ("adagrad", {"lr": 0.1}),
+    ("adagrad", {"lr": 0.1, "eps_in_sqrt": True, "initial_accumulator_value": 0.1}),
+)
+
 XOR_STEPS = 1000
 XOR_LEARNING_RATE = 0.1
 
@@ -46,13 +61,15 @@ def xor_case(dtype: str = "float64") -> Case:
     )
 
 
-def optimizer_cases(sizes: tuple[int, ...] = REPORT_ARCHITECTURE) -> list[Case]:
+def optimizer_cases(
+    sizes: tuple[int, ...] = REPORT_ARCHITECTURE, variants=OPTIMIZER_VARIANTS
+) -> list[Case]:
     """Every optimizer variant in both dtypes, on a tanh classifier."""
     return [
         Case(sizes, "tanh", loss="softmax_cross_entropy", dtype=dtype, optimizer=name,
              hyperparameters=hyperparameters)
         for dtype in DTYPES
-        for name, hyperparameters in OPTIMIZER_VARIANTS
+        for name, hyperparameters in variants
     ]
 
 
@@ -85,7 +102,8 @@ def parity_cases() -> list[Case]:
             Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", batch_size=1, dtype=dtype),
             Case((3, 8, 2), "relu", batch_size=32, seed=7, dtype=dtype),
         ]
-    return cases + optimizer_cases((3, 8, 2))
+    return (cases + optimizer_cases((3, 8, 2))
+            + optimizer_cases((4, 16, 16, 3), UNCALIBRATED_OPTIMIZER_VARIANTS))
 
 
 def check_cases() -> list[Case]:

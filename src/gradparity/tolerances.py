@@ -173,7 +173,7 @@ def derive(case: Case) -> Tolerances:
 
     hp = case.hparams
     bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
-            if case.optimizer in ("adam", "adamw") else 0.0)
+            if case.optimizer in ("adam", "adamw", "amsgrad") else 0.0)
     return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=kappa, sensitivity=sensitivity,
                       moved=moved, bias_correction_eps=bias,
                       loss_sensitivity=(loss_sensitivity(gradient_losses),

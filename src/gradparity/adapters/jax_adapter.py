@@ -66,13 +66,30 @@ OPTIMIZERS: dict[str, Callable[[dict], optax.GradientTransformation]] = {
         learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
         weight_decay=hp["weight_decay"],
     ),
+    "amsgrad": lambda hp: optax.amsgrad(
+        learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
+    ),
+    "rmsprop": lambda hp: optax.rmsprop(
+        learning_rate=hp["lr"], decay=hp["alpha"], eps=hp["eps"],
+        eps_in_sqrt=hp["eps_in_sqrt"], centered=hp["centered"],
+        momentum=hp["momentum"] or None,
+    ),
+    "adagrad": lambda hp: optax.adagrad(
+        learning_rate=hp["lr"], eps=hp["eps"],
+        initial_accumulator_value=hp["initial_accumulator_value"],
+    ),
 }
 
 
 def unsupported_reason(case: Case) -> str | None:
     """Why optax cannot express ``case`` exactly, or None."""
-    if case.optimizer == "sgd" and case.hparams["dampening"] != 0:
+    hp = case.hparams
+    if case.optimizer == "sgd" and hp["dampening"] != 0:
         return "optax.sgd's momentum trace has no dampening"
+    if case.optimizer == "adagrad" and not hp["eps_in_sqrt"]:
+        return "optax.adagrad adds eps inside the square root"
+    if case.optimizer == "amsgrad" and not hp["max_of_bias_corrected"]:
+        return "optax.amsgrad keeps the maximum of the bias-corrected second moment"
     return None
 
 

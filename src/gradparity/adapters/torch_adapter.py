@@ -54,7 +54,28 @@ OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], dict], torch.optim.Optimizer
         params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
         weight_decay=hp["weight_decay"],
     ),
+    "amsgrad": lambda params, hp: torch.optim.Adam(
+        params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], amsgrad=True,
+    ),
+    "rmsprop": lambda params, hp: torch.optim.RMSprop(
+        params, lr=hp["lr"], alpha=hp["alpha"], eps=hp["eps"], momentum=hp["momentum"],
+        centered=hp["centered"],
+    ),
+    "adagrad": lambda params, hp: torch.optim.Adagrad(
+        params, lr=hp["lr"], eps=hp["eps"],
+        initial_accumulator_value=hp["initial_accumulator_value"],
+    ),
 }
+
+
+def unsupported_reason(case: Case) -> str | None:
+    """Why torch.optim cannot express ``case`` exactly, or None."""
+    hp = case.hparams
+    if hp.get("eps_in_sqrt"):
+        return f"torch.optim.{case.optimizer} adds eps outside the square root"
+    if hp.get("max_of_bias_corrected"):
+        return "torch.optim.Adam(amsgrad=True) keeps the maximum of the raw second moment"
+    return None
 
 
 def _is_weight(name: str) -> bool:
@@ -128,6 +149,9 @@ class TorchAdapter(Adapter):
 
     def availability(self) -> Availability:
         return Availability(True, torch.__version__, "")
+
+    def unsupported_reason(self, case: Case) -> str | None:
+        return unsupported_reason(case)
 
     def start(self, case: Case, problem: Problem) -> TrainingSession:
         return _TorchSession(case, problem)

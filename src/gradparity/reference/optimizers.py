@@ -9,6 +9,7 @@ method differently the result is mathematically identical (noted per optimizer).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -126,6 +127,117 @@ def adamw_update(
     return adam_update(params, grads, state, hp, decoupled_weight_decay=True, **variant)
 
 
+def _denominator(second: np.ndarray, eps: float, eps_in_sqrt: bool) -> np.ndarray:
+    # torch.optim: sqrt(v) + eps; optax (rmsprop default, adagrad always): sqrt(v + eps)
+    return np.sqrt(second + eps) if eps_in_sqrt else np.sqrt(second) + eps
+
+
+class RMSpropState(NamedTuple):
+    step: int
+    square_avg: dict[str, np.ndarray]  # v
+    grad_avg: dict[str, np.ndarray]  # g_bar (used when centered)
+    momentum_buffer: dict[str, np.ndarray]  # b (used when momentum > 0)
+
+
+def rmsprop_init(params: Params) -> RMSpropState:
+    zeros = {n: np.zeros_like(p) for n, p in params.items()}
+    return RMSpropState(0, zeros, dict(zeros), dict(zeros))
+
+
+def rmsprop_update(
+    params: Params, grads: Params, state: RMSpropState, hp: Hyper
+) -> tuple[dict[str, np.ndarray], RMSpropState]:
+    """RMSprop (torch.optim.RMSprop's form; optax.rmsprop with eps_in_sqrt=False matches).
+
+        v_t     = alpha v_{t-1} + (1 - alpha) g_t^2
+        g_bar_t = alpha g_bar_{t-1} + (1 - alpha) g_t      (centered)
+        s_t     = v_t - g_bar_t^2  (centered)  or  v_t
+        d_t     = g_t / (sqrt(s_t) + eps)      (eps_in_sqrt: g_t / sqrt(s_t + eps))
+        b_t     = momentum b_{t-1} + d_t;  theta_t = theta_{t-1} - lr b_t   (momentum > 0)
+        theta_t = theta_{t-1} - lr d_t                                      (otherwise)
+    """
+    alpha, momentum = hp["alpha"], hp["momentum"]
+    v = {n: alpha * state.square_avg[n] + (1 - alpha) * grads[n] * grads[n] for n in params}
+    g_bar = {n: alpha * state.grad_avg[n] + (1 - alpha) * grads[n] for n in params}
+    new_params, buffers = {}, {}
+    for n in params:
+        second = v[n] - g_bar[n] * g_bar[n] if hp["centered"] else v[n]
+        direction = grads[n] / _denominator(second, hp["eps"], hp["eps_in_sqrt"])
+        if momentum:
+            buffers[n] = momentum * state.momentum_buffer[n] + direction
+            direction = buffers[n]
+        else:
+            buffers[n] = state.momentum_buffer[n]
+        new_params[n] = params[n] - hp["lr"] * direction
+    return new_params, RMSpropState(state.step + 1, v, g_bar, buffers)
+
+
+class AdagradState(NamedTuple):
+    step: int
+    sum_of_squares: dict[str, np.ndarray]
+
+
+def adagrad_init(params: Params, initial: float = 0.0) -> AdagradState:
+    return AdagradState(0, {n: np.full_like(p, initial) for n, p in params.items()})
+
+
+def adagrad_update(
+    params: Params, grads: Params, state: AdagradState, hp: Hyper
+) -> tuple[dict[str, np.ndarray], AdagradState]:
+    """Adagrad: s_t = s_{t-1} + g_t^2 (s_0 = initial_accumulator_value),
+    theta_t = theta_{t-1} - lr g_t / (sqrt(s_t) + eps)   (torch.optim.Adagrad, lr_decay 0)
+    or ... / sqrt(s_t + eps) with eps_in_sqrt (optax.adagrad's only form)."""
+    if state.step == 0 and hp["initial_accumulator_value"]:
+        state = adagrad_init(params, hp["initial_accumulator_value"])
+    total = {n: state.sum_of_squares[n] + grads[n] * grads[n] for n in params}
+    new_params = {
+        n: params[n] - hp["lr"] * grads[n] / _denominator(total[n], hp["eps"], hp["eps_in_sqrt"])
+        for n in params
+    }
+    return new_params, AdagradState(state.step + 1, total)
+
+
+class AMSGradState(NamedTuple):
+    step: int
+    first_moment: dict[str, np.ndarray]
+    second_moment: dict[str, np.ndarray]
+    max_second_moment: dict[str, np.ndarray]
+
+
+def amsgrad_init(params: Params) -> AMSGradState:
+    zeros = {n: np.zeros_like(p) for n, p in params.items()}
+    return AMSGradState(0, zeros, dict(zeros), dict(zeros))
+
+
+def amsgrad_update(
+    params: Params, grads: Params, state: AMSGradState, hp: Hyper
+) -> tuple[dict[str, np.ndarray], AMSGradState]:
+    """AMSGrad: Adam whose denominator uses the running maximum of the second moment.
+
+    torch.optim.Adam(amsgrad=True) keeps the maximum of the raw v_t and divides it
+    by the current bias correction: sqrt(max_t v) / sqrt(1 - beta2^t) + eps.
+    optax.amsgrad keeps the maximum of the bias-corrected v_hat_t:
+    sqrt(max_t v_hat) + eps (``max_of_bias_corrected``). The two differ once
+    the maximum is attained at an earlier step.
+    """
+    beta1, beta2, eps, t = hp["beta1"], hp["beta2"], hp["eps"], state.step + 1
+    m = {n: beta1 * state.first_moment[n] + (1 - beta1) * grads[n] for n in params}
+    v = {n: beta2 * state.second_moment[n] + (1 - beta2) * grads[n] * grads[n] for n in params}
+    correction1, correction2 = 1 - beta1**t, 1 - beta2**t
+    new_params, maxima = {}, {}
+    for n in params:
+        if hp["max_of_bias_corrected"]:
+            maxima[n] = np.maximum(state.max_second_moment[n], v[n] / correction2)
+            denominator = np.sqrt(maxima[n]) + eps
+        else:
+            maxima[n] = np.maximum(state.max_second_moment[n], v[n])
+            # math.sqrt keeps a Python float (weak), np.sqrt would make the
+            # float32 arithmetic float64
+            denominator = np.sqrt(maxima[n]) / math.sqrt(correction2) + eps
+        new_params[n] = params[n] - hp["lr"] * (m[n] / correction1) / denominator
+    return new_params, AMSGradState(t, m, v, maxima)
+
+
 @dataclass(frozen=True)
 class Optimizer:
     """A named optimizer and its hyperparameters with defaults (``None`` = required).
@@ -150,5 +262,18 @@ OPTIMIZERS: dict[str, Optimizer] = {
     ),
     "adam": Optimizer("adam", {**_ADAM_DEFAULTS, "weight_decay": 0.0}, adam_init, adam_update),
     "adamw": Optimizer("adamw", {**_ADAM_DEFAULTS, "weight_decay": 0.01}, adam_init, adamw_update),
+    "amsgrad": Optimizer("amsgrad", {**_ADAM_DEFAULTS, "max_of_bias_corrected": False},
+                         amsgrad_init, amsgrad_update),
+    "rmsprop": Optimizer(
+        "rmsprop",
+        {"lr": None, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False,
+         "eps_in_sqrt": False},
+        rmsprop_init, rmsprop_update,
+    ),
+    "adagrad": Optimizer(
+        "adagrad",
+        {"lr": None, "eps": 1e-10, "initial_accumulator_value": 0.0, "eps_in_sqrt": False},
+        adagrad_init, adagrad_update,
+    ),
 }
 """The registry of optimizers: case validation, adapters, tests and the CLI read it."""
