@@ -118,6 +118,21 @@ def test_float64_needs_x64() -> None:
         jax.config.update("jax_enable_x64", previous)
 
 
+def test_loss_conventions() -> None:
+    import optax
+
+    d = np.array([0.5, 3.0])
+    assert np.allclose(optax.losses.l2_loss(d, 0 * d), 0.5 * d**2)
+    t = torch.tensor(d)
+    assert torch.allclose(F.smooth_l1_loss(t, 0 * t, beta=2.0),
+                          F.huber_loss(t, 0 * t, delta=2.0) / 2.0)
+    assert F.binary_cross_entropy(torch.tensor([0.0], dtype=torch.float64),
+                                  torch.tensor([1.0], dtype=torch.float64)).item() == 100.0
+    onehot = np.eye(3)[[0, 2]]
+    assert np.allclose(optax.smooth_labels(onehot, 0.1), 0.9 * onehot + 0.1 / 3)
+    assert "weight" not in inspect.signature(optax.losses.softmax_cross_entropy).parameters
+
+
 def test_mse_reduction() -> None:
     import optax
 

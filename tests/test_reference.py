@@ -14,8 +14,13 @@ from gradparity.reference import ACTIVATIONS, LOSSES
 from gradparity.reference.activations import sigmoid
 
 FD_CASES = [
-    Case((3, 5, 4, 2), activation, loss=loss, batch_size=4, seed=seed)
+    Case((3, 5, 4, 2), activation, loss=loss, batch_size=4, seed=seed,
+         output_activation=LOSSES[loss].output_activation or "identity")
     for seed, activation in enumerate(ACTIVATIONS)
+    for loss in ("mse", "softmax_cross_entropy", "binary_cross_entropy_with_logits")
+] + [
+    Case((3, 5, 4, 2), "tanh", loss=loss, batch_size=4, seed=3,
+         output_activation=LOSSES[loss].output_activation or "identity")
     for loss in LOSSES
 ] + [
     Case((3, 5, 2), "tanh", output_activation="sigmoid", batch_size=3),
@@ -236,3 +241,39 @@ def test_amsgrad_maxima_differ_only_after_the_maximum_moves() -> None:
     # v_hat_1 = 9 stays the corrected maximum; the raw maximum v_1 = 0.009 is divided by a
     # growing 1 - beta2^t, so the two denominators part from step 2 on
     assert runs["raw"][2] != pytest.approx(runs["corrected"][2], rel=1e-6)
+
+
+def test_loss_family_closed_forms() -> None:
+    y_hat, y = np.array([[1.0, 3.0], [0.5, -2.0]]), np.zeros((2, 2))
+    squares = 1 + 9 + 0.25 + 4
+    assert LOSSES["mse_sum"].value(y_hat, y) == squares
+    assert LOSSES["mse_batch_mean"].value(y_hat, y) == squares / 2
+    assert LOSSES["half_mse"].value(y_hat, y) == squares / 8
+    np.testing.assert_array_equal(LOSSES["half_mse_sum"].gradient(y_hat, y), y_hat)
+    # huber, delta 1: quadratic inside, linear outside, continuous gradient at the joint
+    assert LOSSES["huber"].value(y_hat, y) == pytest.approx((0.5 + 2.5 + 0.125 + 1.5) / 4)
+    np.testing.assert_array_equal(LOSSES["huber"].gradient(y_hat, y),
+                                  np.array([[1.0, 1.0], [0.5, -1.0]]) / 4)
+    assert LOSSES["smooth_l1"].value(y_hat, y) == LOSSES["huber"].value(y_hat, y)  # beta 1
+
+
+def test_classification_loss_variants_closed_forms() -> None:
+    logits = np.zeros((2, 4))
+    labels = np.array([0, 3])
+    uniform = np.log(4.0)
+    assert LOSSES["softmax_cross_entropy_smoothed"].value(logits, labels) == pytest.approx(uniform)
+    soft = np.full((2, 4), 0.25)
+    assert LOSSES["softmax_cross_entropy_soft"].value(logits, soft) == pytest.approx(uniform)
+    np.testing.assert_allclose(LOSSES["softmax_cross_entropy_soft"].gradient(logits, soft), 0,
+                               atol=1e-17)
+    # weights 0.5 .. 2 over 4 classes: labels 0 and 3 weigh 0.5 and 2
+    grad = LOSSES["softmax_cross_entropy_weighted"].gradient(logits, labels)
+    np.testing.assert_allclose(grad[0], 0.5 * (0.25 - np.eye(4)[0]) / 2.5)
+    np.testing.assert_allclose(grad[1], 2.0 * (0.25 - np.eye(4)[3]) / 2.5)
+
+
+def test_binary_cross_entropy_clamps_like_torch() -> None:
+    p, y = np.array([[0.0, 1.0, 0.5]]), np.array([[1.0, 1.0, 0.0]])
+    # log(0) is clamped at -100: a finite loss, as in torch
+    assert LOSSES["binary_cross_entropy"].value(p, y) == pytest.approx((100 + 0 + np.log(2)) / 3)
+    assert np.isfinite(LOSSES["binary_cross_entropy"].gradient(p, y)).all()

@@ -125,6 +125,12 @@ class Case:
                 "output_activation", self.output_activation,
                 f"'identity' only, because loss {self.loss!r} takes logits",
             )
+        if loss.output_activation and self.output_activation != loss.output_activation:
+            raise _invalid(
+                "output_activation", self.output_activation,
+                f"{loss.output_activation!r} only, because loss {self.loss!r} takes "
+                "probabilities",
+            )
         if self.layer_sizes[-1] < loss.min_outputs:
             raise _invalid(
                 "layer_sizes", self.layer_sizes,

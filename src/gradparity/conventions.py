@@ -140,6 +140,48 @@ CONVENTIONS: tuple[Convention, ...] = (
         "it (gradparity.tolerances, A) for pairs involving JAX",
     ),
     Convention(
+        "squared_error_half_factor",
+        "F.mse_loss has no 1/2",
+        "optax.losses.l2_loss = 0.5 * squared_error; squared_error has no 1/2",
+        "both: the losses mse* and half_mse*",
+        "a factor 2 in every gradient when a port swaps l2_loss for mse_loss",
+        "each loss name maps to the matching function in each framework",
+    ),
+    Convention(
+        "smooth_l1_versus_huber",
+        "F.smooth_l1_loss(beta) = huber(delta=beta) / beta; F.huber_loss(delta) separate",
+        "optax has huber_loss only; smooth_l1 is huber_loss(delta=beta) / beta",
+        "both, written out separately (equal at beta = delta = 1)",
+        "a factor beta between the two for beta != 1",
+        "the JAX adapter composes optax.losses.huber_loss / beta (an identity, not an emulation)",
+    ),
+    Convention(
+        "binary_cross_entropy_clamp",
+        "F.binary_cross_entropy clamps log(p) and log(1-p) at -100 and p(1-p) at 1e-12 in "
+        "the gradient",
+        "no BCE on probabilities in optax (only sigmoid_binary_cross_entropy on logits)",
+        "torch's clamps",
+        "finite loss and gradient at saturated outputs p = 0 or 1",
+        "'not expressible in jax'",
+    ),
+    Convention(
+        "class_weight_normalisation",
+        "F.cross_entropy(weight=w), reduction='mean': sum w_y ce / sum w_y",
+        "optax's softmax cross-entropy takes no class weights",
+        "torch's weighted mean, w = linspace(0.5, 2, K)",
+        "dividing by the batch size instead (a common hand-written idiom) rescales every "
+        "gradient by sum w_y / B",
+        "'not expressible in jax'",
+    ),
+    Convention(
+        "label_smoothing",
+        "F.cross_entropy(label_smoothing=e): targets (1 - e) onehot + e / K",
+        "optax.smooth_labels(onehot, e): the same",
+        "epsilon 0.1",
+        "none",
+        "all agree",
+    ),
+    Convention(
         "mse_reduction",
         "F.mse_loss reduction='mean': divides by batch * outputs",
         "optax.losses.squared_error is elementwise; the caller reduces (gradparity: jnp.mean)",

@@ -65,6 +65,8 @@ def _xor(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _xor_incompatibility(case: Case) -> str | None:
+    if _loss_target_kind(case) == "probabilities":
+        return f"xor has hard labels; loss {case.loss!r} needs probability targets (blobs)"
     n_out_required = 2 if _loss_target_kind(case) == "class_index" else 1
     if case.layer_sizes[0] != 2 or case.layer_sizes[-1] != n_out_required:
         return (
@@ -107,13 +109,18 @@ def _blobs(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     x = centres[labels] + rng.standard_normal((case.batch_size, n_in))
     if _loss_target_kind(case) == "class_index":
         return x, labels.astype(np.int64)
+    if _loss_target_kind(case) == "probabilities":
+        # soft targets leaning towards the blob's class: softmax(3 onehot + noise)
+        scores = 3.0 * np.eye(n_out)[labels] + rng.standard_normal((case.batch_size, n_out))
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return x, scores / scores.sum(axis=1, keepdims=True)
     if n_out == 1:
         return x, labels[:, None].astype(np.float64)
     return x, np.eye(n_out)[labels]
 
 
 def _blobs_incompatibility(case: Case) -> str | None:
-    if _loss_target_kind(case) not in ("class_index", "binary"):
+    if _loss_target_kind(case) not in ("class_index", "binary", "probabilities"):
         return f"blobs has class labels; loss {case.loss!r} needs real-valued targets"
     return None
 

@@ -73,12 +73,32 @@ def optimizer_cases(
     ]
 
 
+BASE_LOSSES = ("mse", "softmax_cross_entropy", "binary_cross_entropy_with_logits")
+
+
+def _loss_case(sizes: tuple[int, ...], loss: str, dtype: str, activation: str = "tanh") -> Case:
+    """One case for ``loss``: the output activation it needs, and a step size that keeps
+    summed losses (whose gradients are batch*outputs times larger) from diverging."""
+    output = LOSSES[loss].output_activation or "identity"
+    summed = loss.endswith("_sum")
+    lr = 0.1 / (8 * sizes[-1]) if summed else 0.1
+    return Case(sizes, activation, output_activation=output, loss=loss, dtype=dtype,
+                hyperparameters={"lr": lr})
+
+
+def loss_cases(sizes: tuple[int, ...] = REPORT_ARCHITECTURE) -> list[Case]:
+    """Every loss beyond the three base ones, in both dtypes, with tanh hidden layers."""
+    return [_loss_case(sizes, loss, dtype) for dtype in DTYPES for loss in LOSSES
+            if loss not in BASE_LOSSES]
+
+
 def default_cases() -> list[Case]:
-    """What ``gradparity run`` runs: activation x loss x dtype on one MLP, then optimizers."""
+    """What ``gradparity run`` runs: activation x base loss x dtype on one MLP, then every
+    other loss, then the optimizers."""
     return [
         Case(REPORT_ARCHITECTURE, activation, loss=loss, dtype=dtype)
-        for dtype, loss, activation in product(DTYPES, LOSSES, ACTIVATIONS)
-    ] + optimizer_cases()
+        for dtype, loss, activation in product(DTYPES, BASE_LOSSES, ACTIVATIONS)
+    ] + loss_cases() + optimizer_cases()
 
 
 def parity_cases() -> list[Case]:
@@ -86,9 +106,10 @@ def parity_cases() -> list[Case]:
     cases = [
         Case(sizes, activation, loss=loss, dtype=dtype)
         for sizes, activation, loss, dtype in product(
-            TEST_ARCHITECTURES, ACTIVATIONS, LOSSES, DTYPES
+            TEST_ARCHITECTURES, ACTIVATIONS, BASE_LOSSES, DTYPES
         )
     ]
+    cases += loss_cases((3, 8, 2))
     for dtype in DTYPES:
         cases += [
             # an output nonlinearity in front of mse

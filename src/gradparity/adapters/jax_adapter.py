@@ -24,6 +24,7 @@ import optax
 from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
 from gradparity.case import Case
 from gradparity.data import Problem
+from gradparity.reference.losses import HUBER_DELTA, LABEL_SMOOTHING, SMOOTH_L1_BETA
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda z: z,
@@ -46,6 +47,33 @@ LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     "binary_cross_entropy_with_logits": lambda out, y: jnp.mean(
         optax.losses.sigmoid_binary_cross_entropy(out, y)
     ),
+    "mse_sum": lambda out, y: jnp.sum(optax.losses.squared_error(out, y)),
+    "mse_batch_mean": lambda out, y: jnp.sum(optax.losses.squared_error(out, y))
+    / out.shape[0],
+    # optax.losses.l2_loss is 0.5 * squared_error: the "half" family
+    "half_mse": lambda out, y: jnp.mean(optax.losses.l2_loss(out, y)),
+    "half_mse_sum": lambda out, y: jnp.sum(optax.losses.l2_loss(out, y)),
+    "half_mse_batch_mean": lambda out, y: jnp.sum(optax.losses.l2_loss(out, y)) / out.shape[0],
+    "huber": lambda out, y: jnp.mean(optax.losses.huber_loss(out, y, delta=HUBER_DELTA)),
+    # optax has no smooth_l1: it is huber with delta = beta, divided by beta (catalogued)
+    "smooth_l1": lambda out, y: jnp.mean(
+        optax.losses.huber_loss(out, y, delta=SMOOTH_L1_BETA)
+    ) / SMOOTH_L1_BETA,
+    "softmax_cross_entropy_soft": lambda out, y: jnp.mean(
+        optax.losses.softmax_cross_entropy(out, y)
+    ),
+    "softmax_cross_entropy_smoothed": lambda out, y: jnp.mean(
+        optax.losses.softmax_cross_entropy(
+            out, optax.smooth_labels(jax.nn.one_hot(y, out.shape[1], dtype=out.dtype),
+                                     LABEL_SMOOTHING)
+        )
+    ),
+}
+
+NOT_EXPRESSIBLE_LOSSES = {
+    "binary_cross_entropy": "optax has no binary cross-entropy on probabilities "
+    "(only sigmoid_binary_cross_entropy on logits)",
+    "softmax_cross_entropy_weighted": "optax's softmax cross-entropy takes no class weights",
 }
 
 def _with_coupled_decay(hp: dict, transform: optax.GradientTransformation):
@@ -84,6 +112,8 @@ OPTIMIZERS: dict[str, Callable[[dict], optax.GradientTransformation]] = {
 def unsupported_reason(case: Case) -> str | None:
     """Why optax cannot express ``case`` exactly, or None."""
     hp = case.hparams
+    if case.loss in NOT_EXPRESSIBLE_LOSSES:
+        return NOT_EXPRESSIBLE_LOSSES[case.loss]
     if case.optimizer == "sgd" and hp["dampening"] != 0:
         return "optax.sgd's momentum trace has no dampening"
     if case.optimizer == "adagrad" and not hp["eps_in_sqrt"]:

@@ -17,6 +17,12 @@ import torch.nn.functional as F
 from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
 from gradparity.case import Case
 from gradparity.data import Problem
+from gradparity.reference.losses import (
+    HUBER_DELTA,
+    LABEL_SMOOTHING,
+    SMOOTH_L1_BETA,
+    class_weights,
+)
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -38,6 +44,22 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "softmax_cross_entropy": lambda out, y: F.cross_entropy(out, y, reduction="mean"),
     "binary_cross_entropy_with_logits": lambda out, y: F.binary_cross_entropy_with_logits(
         out, y, reduction="mean"
+    ),
+    "mse_sum": lambda out, y: F.mse_loss(out, y, reduction="sum"),
+    "mse_batch_mean": lambda out, y: F.mse_loss(out, y, reduction="sum") / out.shape[0],
+    "half_mse": lambda out, y: 0.5 * F.mse_loss(out, y, reduction="mean"),
+    "half_mse_sum": lambda out, y: 0.5 * F.mse_loss(out, y, reduction="sum"),
+    "half_mse_batch_mean": lambda out, y: 0.5 * F.mse_loss(out, y, reduction="sum")
+    / out.shape[0],
+    "huber": lambda out, y: F.huber_loss(out, y, delta=HUBER_DELTA),
+    "smooth_l1": lambda out, y: F.smooth_l1_loss(out, y, beta=SMOOTH_L1_BETA),
+    "binary_cross_entropy": lambda out, y: F.binary_cross_entropy(out, y),
+    "softmax_cross_entropy_soft": lambda out, y: F.cross_entropy(out, y),
+    "softmax_cross_entropy_smoothed": lambda out, y: F.cross_entropy(
+        out, y, label_smoothing=LABEL_SMOOTHING
+    ),
+    "softmax_cross_entropy_weighted": lambda out, y: F.cross_entropy(
+        out, y, weight=torch.from_numpy(class_weights(out.shape[1], np.dtype(str(out.dtype)[6:])))
     ),
 }
 

@@ -23,9 +23,11 @@ class Loss:
     """A named loss with its hand-written gradient.
 
     ``target_kind`` says what ``y`` holds: ``"real"`` (same shape as the output),
-    ``"class_index"`` (integer labels of shape ``(batch,)``) or ``"binary"``
-    (0/1 floats, same shape as the output). ``takes_logits`` losses fold the
-    output nonlinearity in and need the identity output activation.
+    ``"class_index"`` (integer labels of shape ``(batch,)``), ``"binary"``
+    (0/1 floats, same shape as the output) or ``"probabilities"`` (rows that
+    sum to 1). ``takes_logits`` losses fold the output nonlinearity in and need
+    the identity output activation; ``output_activation`` names the one a loss
+    requires otherwise (binary cross-entropy on probabilities: sigmoid).
     """
 
     name: str
@@ -35,6 +37,7 @@ class Loss:
     target_kind: str
     takes_logits: bool
     min_outputs: int = 1
+    output_activation: str | None = None
 
 
 # mean squared error, reduction='mean' over ALL elements (batch * outputs):
@@ -85,6 +88,134 @@ def binary_cross_entropy_with_logits_gradient(logits: np.ndarray, y: np.ndarray)
     return (sigmoid(logits) - y) / logits.size
 
 
+# -- the mean squared error family: reductions and the 1/2 factor ------------------
+#   sum:        L = sum (y_hat - y)^2            dL/dy_hat = 2 (y_hat - y)
+#   batch_mean: L = sum (y_hat - y)^2 / B        dL/dy_hat = 2 (y_hat - y) / B
+#   half_*:     the same times 1/2               (the 2 cancels)
+def _squared_error_loss(half: bool, reduction: str) -> tuple[Callable, Callable]:
+    factor = 0.5 if half else 1.0
+
+    def divisor(y_hat: np.ndarray) -> int:
+        return {"mean": y_hat.size, "sum": 1, "batch_mean": y_hat.shape[0]}[reduction]
+
+    def value(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+        diff = y_hat - y
+        return factor * np.sum(diff * diff) / divisor(y_hat)
+
+    def gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return 2 * factor * (y_hat - y) / divisor(y_hat)
+
+    return value, gradient
+
+
+# huber (delta = 1), mean over all elements:
+#   l(d) = d^2 / 2 if |d| <= delta else delta (|d| - delta / 2)
+#   dl/dd = d if |d| <= delta else delta sign(d)   (continuous at |d| = delta)
+HUBER_DELTA = 1.0  # torch.nn.functional.huber_loss and optax.losses.huber_loss default
+SMOOTH_L1_BETA = 1.0  # torch.nn.functional.smooth_l1_loss default
+
+
+def huber(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    d = np.abs(y_hat - y)
+    return np.mean(np.where(d <= HUBER_DELTA, 0.5 * d * d, HUBER_DELTA * (d - 0.5 * HUBER_DELTA)))
+
+
+def huber_gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    d = y_hat - y
+    return np.clip(d, -HUBER_DELTA, HUBER_DELTA) / y_hat.size
+
+
+# smooth_l1 (beta): l(d) = d^2 / (2 beta) if |d| < beta else |d| - beta / 2 = huber_beta / beta
+def smooth_l1(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    d = np.abs(y_hat - y)
+    return np.mean(np.where(d < SMOOTH_L1_BETA, 0.5 * d * d / SMOOTH_L1_BETA,
+                            d - 0.5 * SMOOTH_L1_BETA))
+
+
+def smooth_l1_gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    d = y_hat - y
+    return np.clip(d / SMOOTH_L1_BETA, -1, 1) / y_hat.size
+
+
+# binary cross-entropy on probabilities (output activation sigmoid), mean over all:
+#   L = -mean[y log p + (1 - y) log(1 - p)],  dL/dp = (p - y) / (p (1 - p)) / n
+# PyTorch clamps each log at -100 and the denominator at 1e-12 (catalogued
+# convention); the reference does the same so that saturated outputs compare.
+BCE_LOG_FLOOR = -100.0
+BCE_DENOMINATOR_FLOOR = 1e-12
+
+
+def binary_cross_entropy(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(p), BCE_LOG_FLOOR)
+        log_q = np.maximum(np.log1p(-p), BCE_LOG_FLOOR)
+    return -np.mean(y * log_p + (1 - y) * log_q)
+
+
+def binary_cross_entropy_gradient(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (p - y) / np.maximum(p * (1 - p), BCE_DENOMINATOR_FLOOR) / p.size
+
+
+# softmax cross-entropy with probability targets q (rows sum to 1), mean over the batch:
+#   L = -1/B sum_i sum_k q_ik log softmax(z_i)_k,  dL/dz = (softmax(z) - q) / B
+def softmax_cross_entropy_soft(logits: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return -np.sum(q * _log_softmax(logits)) / logits.shape[0]
+
+
+def softmax_cross_entropy_soft_gradient(logits: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return (np.exp(_log_softmax(logits)) - q) / logits.shape[0]
+
+
+# label smoothing (epsilon = 0.1): q = (1 - epsilon) onehot(y) + epsilon / K, then the above
+LABEL_SMOOTHING = 0.1
+
+
+def _smoothed(labels: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
+    onehot = np.eye(classes, dtype=dtype)[labels]
+    return (1 - LABEL_SMOOTHING) * onehot + LABEL_SMOOTHING / classes
+
+
+def softmax_cross_entropy_smoothed(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return softmax_cross_entropy_soft(logits, _smoothed(labels, logits.shape[1], logits.dtype))
+
+
+def softmax_cross_entropy_smoothed_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    q = _smoothed(labels, logits.shape[1], logits.dtype)
+    return softmax_cross_entropy_soft_gradient(logits, q)
+
+
+# per-class weights w_k = linspace(0.5, 2, K), PyTorch's weighted mean:
+#   L = sum_i w_{y_i} ce_i / sum_i w_{y_i},  dL/dz_i = w_{y_i} (softmax(z_i) - onehot_i) / sum w
+def class_weights(classes: int, dtype: np.dtype) -> np.ndarray:
+    return np.linspace(0.5, 2.0, classes).astype(dtype)
+
+
+def softmax_cross_entropy_weighted(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    w = class_weights(logits.shape[1], logits.dtype)[labels]
+    picked = _log_softmax(logits)[np.arange(logits.shape[0]), labels]
+    return -np.sum(w * picked) / np.sum(w)
+
+
+def softmax_cross_entropy_weighted_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    w = class_weights(logits.shape[1], logits.dtype)[labels]
+    probs = np.exp(_log_softmax(logits))
+    probs[np.arange(logits.shape[0]), labels] -= 1
+    return w[:, None] * probs / np.sum(w)
+
+
+def _mse_family() -> dict[str, Loss]:
+    family = {}
+    for half in (False, True):
+        for reduction, suffix in (("mean", ""), ("sum", "_sum"), ("batch_mean", "_batch_mean")):
+            if not half and reduction == "mean":
+                continue  # "mse" itself, below
+            name = ("half_mse" if half else "mse") + suffix
+            value, gradient = _squared_error_loss(half, reduction)
+            family[name] = Loss(name, name.replace("_", "-"), value, gradient,
+                                target_kind="real", takes_logits=False)
+    return family
+
+
 LOSSES: dict[str, Loss] = {
     "mse": Loss(
         "mse", "mse", mean_squared_error, mean_squared_error_gradient,
@@ -99,6 +230,30 @@ LOSSES: dict[str, Loss] = {
         "binary_cross_entropy_with_logits", "bce-logits",
         binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_gradient,
         target_kind="binary", takes_logits=True,
+    ),
+    **_mse_family(),
+    "huber": Loss("huber", "huber", huber, huber_gradient, target_kind="real",
+                  takes_logits=False),
+    "smooth_l1": Loss("smooth_l1", "smooth-l1", smooth_l1, smooth_l1_gradient,
+                      target_kind="real", takes_logits=False),
+    "binary_cross_entropy": Loss(
+        "binary_cross_entropy", "bce", binary_cross_entropy, binary_cross_entropy_gradient,
+        target_kind="binary", takes_logits=False, output_activation="sigmoid",
+    ),
+    "softmax_cross_entropy_soft": Loss(
+        "softmax_cross_entropy_soft", "softmax-ce-soft", softmax_cross_entropy_soft,
+        softmax_cross_entropy_soft_gradient, target_kind="probabilities", takes_logits=True,
+        min_outputs=2,
+    ),
+    "softmax_cross_entropy_smoothed": Loss(
+        "softmax_cross_entropy_smoothed", "softmax-ce-smooth0.1",
+        softmax_cross_entropy_smoothed, softmax_cross_entropy_smoothed_gradient,
+        target_kind="class_index", takes_logits=True, min_outputs=2,
+    ),
+    "softmax_cross_entropy_weighted": Loss(
+        "softmax_cross_entropy_weighted", "softmax-ce-weighted",
+        softmax_cross_entropy_weighted, softmax_cross_entropy_weighted_gradient,
+        target_kind="class_index", takes_logits=True, min_outputs=2,
     ),
 }
 """The registry of losses: case validation, adapters, tests and the CLI read it."""
