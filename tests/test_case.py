@@ -43,7 +43,8 @@ def test_case_is_frozen_and_hashable() -> None:
     assert hash(case) == hash(Case((2, 3, 1)))
     assert case.hidden_activation == ("tanh",)
     assert case.hparams == {"lr": 0.1, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
-                            "weight_decay": 0.0}
+                            "weight_decay": 0.0, "clip_value": 0.0, "clip_norm": 0.0,
+                            "clip_norm_eps": 1e-6}
 
 
 ALL_ACTIVATIONS = (

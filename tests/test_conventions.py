@@ -133,6 +133,18 @@ def test_loss_conventions() -> None:
     assert "weight" not in inspect.signature(optax.losses.softmax_cross_entropy).parameters
 
 
+def test_clip_by_global_norm_epsilon(x64) -> None:
+    import optax
+
+    t = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
+    t.grad = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    torch.nn.utils.clip_grad_norm_([t], 1.0)
+    assert t.grad.tolist() == pytest.approx([3 / (5 + 1e-6), 4 / (5 + 1e-6)], rel=1e-15)
+    clip = optax.clip_by_global_norm(1.0)
+    updates, _ = clip.update(np.array([3.0, 4.0]), clip.init(np.zeros(2)))
+    assert np.allclose(np.asarray(updates), [0.6, 0.8], rtol=1e-15, atol=0)
+
+
 def test_mse_reduction() -> None:
     import optax
 

@@ -277,3 +277,17 @@ def test_binary_cross_entropy_clamps_like_torch() -> None:
     # log(0) is clamped at -100: a finite loss, as in torch
     assert LOSSES["binary_cross_entropy"].value(p, y) == pytest.approx((100 + 0 + np.log(2)) / 3)
     assert np.isfinite(LOSSES["binary_cross_entropy"].gradient(p, y)).all()
+
+
+def test_gradient_clipping_by_value_then_norm() -> None:
+    from gradparity.reference.optimizers import clip_gradients
+
+    grads = {"a": np.array([3.0, -4.0]), "b": np.array([0.0])}
+    by_value = clip_gradients(grads, {"clip_value": 1.0, "clip_norm": 0.0, "clip_norm_eps": 0})
+    np.testing.assert_array_equal(by_value["a"], [1.0, -1.0])
+    by_norm = clip_gradients(grads, {"clip_value": 0.0, "clip_norm": 1.0, "clip_norm_eps": 0.0})
+    np.testing.assert_allclose(by_norm["a"], [0.6, -0.8], rtol=1e-15)
+    torch_form = clip_gradients(grads, {"clip_value": 0, "clip_norm": 1.0, "clip_norm_eps": 1e-6})
+    np.testing.assert_allclose(torch_form["a"], np.array([3.0, -4.0]) / (5 + 1e-6), rtol=1e-15)
+    unclipped = clip_gradients(grads, {"clip_value": 0, "clip_norm": 10.0, "clip_norm_eps": 0})
+    np.testing.assert_array_equal(unclipped["a"], grads["a"])

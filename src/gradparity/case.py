@@ -29,6 +29,9 @@ HYPERPARAMETER_RANGES: dict[str, tuple[float, float, str]] = {
     "eps": (math.ulp(0.0), math.inf, "> 0"),
     "alpha": (0.0, 0.999999, "in [0, 1)"),
     "initial_accumulator_value": (0.0, math.inf, ">= 0"),
+    "clip_value": (0.0, math.inf, ">= 0 (0: off)"),
+    "clip_norm": (0.0, math.inf, ">= 0 (0: off)"),
+    "clip_norm_eps": (0.0, math.inf, ">= 0"),
 }
 
 

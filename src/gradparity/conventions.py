@@ -120,6 +120,14 @@ CONVENTIONS: tuple[Convention, ...] = (
         "with the reference in its own form",
     ),
     Convention(
+        "clip_by_global_norm_epsilon",
+        "torch.nn.utils.clip_grad_norm_: g * max_norm / (||g|| + 1e-6) when that is < 1",
+        "optax.clip_by_global_norm: g * max_norm / ||g|| when ||g|| > max_norm",
+        "both (hyperparameter clip_norm_eps: 1e-6 or 0)",
+        "clipped gradients differ by a relative 1e-6 / ||g||: far above float64 rounding",
+        "each form is 'not expressible' in the other framework",
+    ),
+    Convention(
         "float64_mode",
         "float64 tensors compute in float64",
         "float64 needs jax_enable_x64; without it float64 input silently becomes float32",

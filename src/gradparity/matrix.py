@@ -25,6 +25,10 @@ OPTIMIZER_VARIANTS: tuple[tuple[str, dict], ...] = (
     ("adam", {"lr": 0.01, "weight_decay": 0.1}),
     ("adamw", {"lr": 0.01}),
     ("adamw", {"lr": 0.01, "weight_decay": 0.1}),
+    # clipping: by global norm with torch's 1e-6 and with optax's 0, and by value
+    ("sgd", {"lr": 0.1, "clip_norm": 0.05}),
+    ("sgd", {"lr": 0.1, "clip_norm": 0.05, "clip_norm_eps": 0.0}),
+    ("sgd", {"lr": 0.1, "clip_value": 0.01}),
 )
 
 # Implemented and tested at seed 0, but not yet in the default matrices: the

@@ -120,6 +120,8 @@ def unsupported_reason(case: Case) -> str | None:
         return "optax.adagrad adds eps inside the square root"
     if case.optimizer == "amsgrad" and not hp["max_of_bias_corrected"]:
         return "optax.amsgrad keeps the maximum of the bias-corrected second moment"
+    if hp["clip_norm"] and hp["clip_norm_eps"] != 0:
+        return "optax.clip_by_global_norm adds no epsilon to the norm"
     return None
 
 
@@ -155,7 +157,13 @@ def _compiled(
     jax.jit caches the compiled program per input shape and dtype, so cases that
     differ only in seed or data reuse it instead of recompiling.
     """
-    transform = OPTIMIZERS[optimizer](dict(hyperparameters))
+    hp = dict(hyperparameters)
+    clipping = []
+    if hp["clip_value"]:
+        clipping.append(optax.clip(hp["clip_value"]))
+    if hp["clip_norm"]:
+        clipping.append(optax.clip_by_global_norm(hp["clip_norm"]))
+    transform = optax.chain(*clipping, OPTIMIZERS[optimizer](hp))
 
     def apply(params: dict, grads: dict, opt_state: optax.OptState) -> tuple:
         updates, opt_state = transform.update(grads, opt_state, params)

@@ -97,6 +97,8 @@ def unsupported_reason(case: Case) -> str | None:
         return f"torch.optim.{case.optimizer} adds eps outside the square root"
     if hp.get("max_of_bias_corrected"):
         return "torch.optim.Adam(amsgrad=True) keeps the maximum of the raw second moment"
+    if hp["clip_norm"] and hp["clip_norm_eps"] != 1e-6:
+        return "torch.nn.utils.clip_grad_norm_ always adds 1e-6 to the norm"
     return None
 
 
@@ -150,6 +152,11 @@ class _TorchSession:
         return self._to_reference("loss", loss), grads
 
     def step(self) -> dict[str, np.ndarray]:
+        hp, params = self._case.hparams, list(self._params.values())
+        if hp["clip_value"]:
+            torch.nn.utils.clip_grad_value_(params, hp["clip_value"])
+        if hp["clip_norm"]:
+            torch.nn.utils.clip_grad_norm_(params, hp["clip_norm"])
         self._optimizer.step()
         return {name: self._to_reference(name, p) for name, p in self._params.items()}
 

@@ -238,6 +238,38 @@ def amsgrad_update(
     return new_params, AMSGradState(t, m, v, maxima)
 
 
+def clip_gradients(grads: Params, hp: Hyper) -> dict[str, np.ndarray]:
+    """Clipping before the update, by value then by global norm (0 disables either).
+
+        g <- clip(g, -clip_value, clip_value)                   (torch clip_grad_value_,
+                                                                  optax.clip)
+        g <- g * min(1, clip_norm / (||g||_2 + clip_norm_eps))  (||g|| over every parameter)
+
+    torch.nn.utils.clip_grad_norm_ adds 1e-6 to the norm, optax.clip_by_global_norm adds
+    nothing: ``clip_norm_eps`` (default 1e-6) names that convention.
+    """
+    clipped = dict(grads)
+    if hp.get("clip_value"):
+        clipped = {n: np.clip(g, -hp["clip_value"], hp["clip_value"]) for n, g in clipped.items()}
+    if hp.get("clip_norm"):
+        norm = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in clipped.values()))
+        scale = hp["clip_norm"] / (norm + hp["clip_norm_eps"])
+        if scale < 1:
+            clipped = {n: g * scale for n, g in clipped.items()}
+    return clipped
+
+
+def _clipping_first(update: Callable[..., Any]) -> Callable[..., Any]:
+    def clipped_update(params, grads, state, hp, **variant):
+        return update(params, clip_gradients(grads, hp), state, hp, **variant)
+
+    clipped_update.__doc__ = update.__doc__
+    return clipped_update
+
+
+CLIPPING = {"clip_value": 0.0, "clip_norm": 0.0, "clip_norm_eps": 1e-6}
+
+
 @dataclass(frozen=True)
 class Optimizer:
     """A named optimizer and its hyperparameters with defaults (``None`` = required).
@@ -253,7 +285,7 @@ class Optimizer:
 
 _ADAM_DEFAULTS = {"lr": None, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
-OPTIMIZERS: dict[str, Optimizer] = {
+_UNCLIPPED: dict[str, Optimizer] = {
     "sgd": Optimizer(
         "sgd",
         {"lr": None, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
@@ -276,4 +308,10 @@ OPTIMIZERS: dict[str, Optimizer] = {
         adagrad_init, adagrad_update,
     ),
 }
-"""The registry of optimizers: case validation, adapters, tests and the CLI read it."""
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    name: Optimizer(name, {**optimizer.hyperparameters, **CLIPPING}, optimizer.init,
+                    _clipping_first(optimizer.update))
+    for name, optimizer in _UNCLIPPED.items()
+}
+"""The registry of optimizers (every one with optional gradient clipping first)."""
