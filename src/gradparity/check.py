@@ -19,7 +19,13 @@ from gradparity.case import Case
 from gradparity.compare import Difference, compare_arrays, compare_results, tolerance_for
 from gradparity.data import Problem, make_problem
 from gradparity.diagnosis import Finding, diagnose_gradients, diagnose_update
-from gradparity.finite_difference import FiniteDifferenceResult, central_differences
+from gradparity.finite_difference import (
+    FINITE_DIFFERENCE_TOLERANCE,
+    DirectionalEstimate,
+    FiniteDifferenceResult,
+    compare_with_estimate,
+    estimate_for,
+)
 from gradparity.plugin import (
     CaseNotHandled,
     Plugin,
@@ -33,10 +39,6 @@ from gradparity.runner import run_case
 from gradparity.textbook import Textbook
 
 YOURS = "yours"
-FINITE_DIFFERENCES = "finite differences"
-FINITE_DIFFERENCE_TOLERANCE = 1e-6
-"""Normwise tolerance against central differences; their own error is ~1e-9 or less."""
-MAX_FINITE_DIFFERENCE_PARAMETERS = 5000
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class _Baselines:
     problem: Problem
     results: dict[str, RunResult]
     skipped: dict[str, str]
-    finite_differences: FiniteDifferenceResult | None
+    finite_differences: FiniteDifferenceResult | DirectionalEstimate | None
 
 
 @dataclass
@@ -116,12 +118,7 @@ class Verifier:
             frameworks = tuple(dict.fromkeys(("numpy", *self.frameworks)))
             outcome = run_case(case, frameworks)
             problem = make_problem(case)
-            estimate = None
-            size = sum(p.size for p in problem.params.values())
-            if self.finite_differences and size <= MAX_FINITE_DIFFERENCE_PARAMETERS:
-                estimate = central_differences(
-                    problem.params, problem.x, problem.y, case.activations, case.loss
-                )
+            estimate = estimate_for(case, problem) if self.finite_differences else None
             self._cache[case] = _Baselines(problem, outcome.results, outcome.skipped, estimate)
         return self._cache[case]
 
@@ -211,17 +208,9 @@ def _compare(result: RunResult, case: Case, baselines: _Baselines, with_steps: b
         differences += compare_results(result, baseline, case, steps=None if with_steps else ())
     estimate = baselines.finite_differences
     if estimate is not None:
+        # a float32 implementation carries its own rounding: never tighter than the case's
         tolerance = max(tolerance_for(case.dtype), FINITE_DIFFERENCE_TOLERANCE)
-        for name, fd in estimate.gradients.items():
-            user = result.gradients[name]
-            # stencils across a kink estimate nothing: compare those entries to themselves
-            oracle = np.where(estimate.kink_elements[name], user, fd) if (
-                np.shape(user) == fd.shape) else fd
-            differences.append(compare_arrays(
-                user, oracle, case_id=case.id, dtype=case.dtype, framework=YOURS,
-                baseline_name=FINITE_DIFFERENCES, quantity="gradient", parameter=name,
-                tolerance=tolerance,
-            ))
+        differences += compare_with_estimate(case, estimate, result.gradients, YOURS, tolerance)
     return differences
 
 
@@ -261,10 +250,10 @@ def _first_divergent_step(result: RunResult, reference: RunResult, case: Case) -
 def _diagnose_step(result: RunResult, case: Case, problem: Problem, step: int) -> list:
     """Replay the reference optimizer in float64 along the user's trajectory up to ``step``."""
     case64 = replace(case, dtype="float64")
-    x = np.asarray(problem.x, np.float64)
-    y = problem.y if problem.y.dtype.kind == "i" else np.asarray(problem.y, np.float64)
+    wide = problem.as_float64()
+    x, y = wide.x, wide.y
     textbook, optimizer = Textbook(), OPTIMIZERS[case.optimizer]
-    params = {n: np.asarray(v, np.float64) for n, v in problem.params.items()}
+    params = wide.params
     state = optimizer.init(params)
     for completed in range(1, step):
         _, grads = textbook.gradients(params, x, y, case64)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gradparity.adapters import FRAMEWORKS
 from gradparity.case import DTYPES, Case
-from gradparity.check import FINITE_DIFFERENCES, CaseCheck, Verifier
+from gradparity.check import CaseCheck, Verifier
 from gradparity.check_report import (
     failure_details,
     render_check,
@@ -19,7 +19,7 @@ from gradparity.matrix import check_cases, select_cases
 from gradparity.plugin import PluginError, UserCodeError, load_plugin
 from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
 from gradparity.report import write_report
-from gradparity.runner import validate_frameworks
+from gradparity.runner import FINITE_DIFFERENCES, validate_frameworks
 
 CHECK_EXAMPLES = """\
 the contract:

@@ -35,6 +35,14 @@ class Problem:
     x: np.ndarray
     y: np.ndarray
 
+    def as_float64(self) -> Problem:
+        """The same numbers in float64 (labels stay integers): oracles compute there."""
+        return Problem(
+            params={n: np.asarray(v, dtype=np.float64) for n, v in self.params.items()},
+            x=np.asarray(self.x, dtype=np.float64),
+            y=self.y if self.y.dtype.kind == "i" else np.asarray(self.y, dtype=np.float64),
+        )
+
 
 @dataclass(frozen=True)
 class Dataset:

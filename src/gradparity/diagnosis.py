@@ -274,9 +274,8 @@ def diagnose_gradients(
     user: Mapping[str, np.ndarray], case: Case, problem: Problem, wrong: set[str]
 ) -> list[Finding]:
     """Findings for every parameter in ``wrong``, then the localisation summary."""
-    params64 = {n: np.asarray(v, dtype=np.float64) for n, v in problem.params.items()}
-    x64 = np.asarray(problem.x, dtype=np.float64)
-    y64 = problem.y if problem.y.dtype.kind == "i" else np.asarray(problem.y, dtype=np.float64)
+    wide = problem.as_float64()
+    params64, x64, y64 = wide.params, wide.x, wide.y
     case64 = replace(case, dtype="float64")
     _, correct = Textbook().gradients(params64, x64, y64, case64)
     hypotheses_by_param: dict[str, dict[tuple[str, str], np.ndarray]] = {n: {} for n in correct}

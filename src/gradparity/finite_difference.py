@@ -135,39 +135,69 @@ def directional_differences(
     return vectors, np.array(estimates), np.array(crossed)
 
 
-def check_against_finite_differences(case, problem, reference) -> list:
-    """The reference gradient against central differences, as ``Difference`` rows.
+@dataclass(frozen=True)
+class DirectionalEstimate:
+    """Directional derivatives along random unit directions, and which crossed a kink."""
 
-    Every parameter of a network with at most ``MAX_FULL_PARAMETERS`` parameters,
-    else ``RANDOM_DIRECTIONS`` random directional derivatives. Entries whose
-    stencil crosses a kink are not compared (the reference is compared with
-    itself there); each row's ``parameter`` says how many were left out.
+    directions: list[dict[str, np.ndarray]]
+    estimates: np.ndarray
+    crossed: np.ndarray
+
+
+def estimate_for(case, problem) -> FiniteDifferenceResult | DirectionalEstimate:
+    """Every parameter of a network with at most ``MAX_FULL_PARAMETERS`` parameters,
+    else ``RANDOM_DIRECTIONS`` random directional derivatives (computed once, compared
+    with as many implementations as needed)."""
+    size = sum(value.size for value in problem.params.values())
+    if size <= MAX_FULL_PARAMETERS:
+        return central_differences(problem.params, problem.x, problem.y, case.activations,
+                                   case.loss)
+    return DirectionalEstimate(*directional_differences(
+        problem.params, problem.x, problem.y, case.activations, case.loss, seed=case.seed))
+
+
+def compare_with_estimate(
+    case, estimate: FiniteDifferenceResult | DirectionalEstimate,
+    gradients: Mapping[str, np.ndarray], framework: str,
+    tolerance: float = FINITE_DIFFERENCE_TOLERANCE,
+) -> list:
+    """``gradients`` against the estimate, as ``Difference`` rows.
+
+    Entries whose stencil crosses a kink are not compared (the gradient is
+    compared with itself there); each row's ``parameter`` says how many were
+    left out.
     """
     from gradparity.compare import compare_arrays
 
-    size = sum(value.size for value in problem.params.values())
-    common = {"case_id": case.id, "dtype": case.dtype, "framework": reference.framework,
-              "baseline_name": "finite differences", "tolerance": FINITE_DIFFERENCE_TOLERANCE}
-    if size <= MAX_FULL_PARAMETERS:
-        estimate = central_differences(problem.params, problem.x, problem.y,
-                                       case.activations, case.loss)
+    common = {"case_id": case.id, "dtype": case.dtype, "framework": framework,
+              "baseline_name": "finite differences", "tolerance": tolerance}
+    if isinstance(estimate, FiniteDifferenceResult):
         rows = []
         for name, fd in estimate.gradients.items():
-            mine = np.asarray(reference.gradients[name], np.float64)
+            mine = np.asarray(gradients[name], np.float64)
             kinks = estimate.kink_elements[name]
-            oracle = np.where(kinks, mine, fd)
+            oracle = np.where(kinks, mine, fd) if mine.shape == fd.shape else fd
             label = name if not kinks.any() else f"{name} ({int(kinks.sum())} kink entries skipped)"
             rows.append(compare_arrays(mine, oracle, quantity="gradient", parameter=label,
                                        **common))
         return rows
-    vectors, estimates, crossed = directional_differences(
-        problem.params, problem.x, problem.y, case.activations, case.loss, seed=case.seed)
+    shapes = {n: v.shape for n, v in estimate.directions[0].items()}
+    wrong = [n for n in shapes if np.shape(gradients[n]) != shapes[n]]
+    if wrong:  # no directional derivative of a wrongly shaped gradient: say so per parameter
+        return [compare_arrays(np.asarray(gradients[n]), np.zeros(shapes[n]), quantity="gradient",
+                               parameter=n, **common) for n in wrong]
     predicted = np.array([
-        sum(float((np.asarray(reference.gradients[n], np.float64) * v[n]).sum()) for n in v)
-        for v in vectors
+        sum(float((np.asarray(gradients[n], np.float64) * v[n]).sum()) for n in v)
+        for v in estimate.directions
     ])
-    oracle = np.where(crossed, predicted, estimates)
+    oracle = np.where(estimate.crossed, predicted, estimate.estimates)
     label = f"{RANDOM_DIRECTIONS} random directions"
-    if crossed.any():
-        label += f" ({int(crossed.sum())} crossing a kink skipped)"
+    if estimate.crossed.any():
+        label += f" ({int(estimate.crossed.sum())} crossing a kink skipped)"
     return [compare_arrays(predicted, oracle, quantity="gradient", parameter=label, **common)]
+
+
+def check_against_finite_differences(case, problem, reference) -> list:
+    """The reference gradient against central differences (see :func:`estimate_for`)."""
+    return compare_with_estimate(case, estimate_for(case, problem), reference.gradients,
+                                 reference.framework)

@@ -123,12 +123,7 @@ def _run_all(case: Case, problem: Problem, frameworks: Sequence[str]):
 
 def float64_oracle(case: Case, problem: Problem) -> RunResult:
     """The NumPy reference in float64 from the (already rounded) inputs of ``problem``."""
-    wide = Problem(
-        params={n: v.astype(np.float64) for n, v in problem.params.items()},
-        x=problem.x.astype(np.float64),
-        y=problem.y if problem.y.dtype.kind == "i" else problem.y.astype(np.float64),
-    )
-    result = get_adapter("numpy").run(replace(case, dtype="float64"), wide)
+    result = get_adapter("numpy").run(replace(case, dtype="float64"), problem.as_float64())
     return replace(result, framework=ORACLE, case_id=case.id)
 
 

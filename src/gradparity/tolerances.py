@@ -59,6 +59,7 @@ import numpy as np
 
 from gradparity import reference
 from gradparity.case import Case
+from gradparity.compare import machine_epsilon
 from gradparity.data import make_problem
 
 SUM_SAFETY = 4.0
@@ -68,10 +69,6 @@ CONSTANTS_IN_PARAMETER_DTYPE = frozenset({"jax"})
 """Frameworks that compute optimizer constants (Adam's 1 - beta^t) in the parameter
 dtype when that is float32: optax does, with jax_enable_x64 off."""
 KAPPA_CAP = 1e6
-
-
-def machine_epsilon(dtype: str) -> float:
-    return float(np.finfo(np.dtype(dtype)).eps)
 
 
 def _kappa(absolute: np.ndarray, exact: np.ndarray) -> float:
@@ -130,9 +127,8 @@ def derive(case: Case) -> Tolerances:
     """Evaluate the model on the case's weights and data, in float64."""
     problem = make_problem(case)
     case64 = replace(case, dtype="float64")
-    params = {n: np.asarray(v, np.float64) for n, v in problem.params.items()}
-    x = np.asarray(problem.x, np.float64)
-    y = problem.y if problem.y.dtype.kind == "i" else np.asarray(problem.y, np.float64)
+    wide = problem.as_float64()
+    params, x, y = wide.params, wide.x, wide.y
     cache = reference.forward(params, x, y, case64.activations, case.loss)
     deltas = reference.backward_deltas(cache)
     layers = case.num_layers

@@ -69,9 +69,12 @@ class AdamState(NamedTuple):
     second_moment: dict[str, np.ndarray]  # v
 
 
+def _zeros(params: Params) -> dict[str, np.ndarray]:
+    return {n: np.zeros_like(p) for n, p in params.items()}
+
+
 def adam_init(params: Params) -> AdamState:
-    zeros = {n: np.zeros_like(p) for n, p in params.items()}
-    return AdamState(step=0, first_moment=zeros, second_moment=dict(zeros))
+    return AdamState(step=0, first_moment=_zeros(params), second_moment=_zeros(params))
 
 
 def adam_update(
@@ -140,8 +143,7 @@ class RMSpropState(NamedTuple):
 
 
 def rmsprop_init(params: Params) -> RMSpropState:
-    zeros = {n: np.zeros_like(p) for n, p in params.items()}
-    return RMSpropState(0, zeros, dict(zeros), dict(zeros))
+    return RMSpropState(0, _zeros(params), _zeros(params), _zeros(params))
 
 
 def rmsprop_update(
@@ -205,8 +207,7 @@ class AMSGradState(NamedTuple):
 
 
 def amsgrad_init(params: Params) -> AMSGradState:
-    zeros = {n: np.zeros_like(p) for n, p in params.items()}
-    return AMSGradState(0, zeros, dict(zeros), dict(zeros))
+    return AMSGradState(0, _zeros(params), _zeros(params), _zeros(params))
 
 
 def amsgrad_update(
