@@ -97,7 +97,7 @@ def test_float32_report_names_the_implementation_furthest_from_the_oracle(monkey
     from gradparity.adapters import jax_adapter
 
     monkeypatch.setitem(jax_adapter.ACTIVATIONS, "tanh",
-                        lambda z: jnp.tanh(z.astype(jnp.bfloat16)).astype(z.dtype))
+                        lambda z, o: jnp.tanh(z.astype(jnp.bfloat16)).astype(z.dtype))
     jax_adapter._compiled.cache_clear()
     try:
         outcome = run_case(Case((4, 16, 16, 3), "tanh", dtype="float32"))

@@ -93,7 +93,7 @@ def test_diff_names_exactly_the_affected_cases(small_config: Path, tmp_path: Pat
     assert _run(small_config, tmp_path / "old", "--frameworks", "numpy,torch") == 0
     # an injected difference: torch's sigmoid off by one part in ten thousand
     monkeypatch.setitem(torch_adapter.ACTIVATIONS, "sigmoid",
-                        lambda z: torch.sigmoid(z) * (1 + 1e-4))
+                        lambda z, o: torch.sigmoid(z) * (1 + 1e-4))
     assert _run(small_config, tmp_path / "new", "--frameworks", "numpy,torch") == 1
     capsys.readouterr()
     code = cli.main(["diff", str(tmp_path / "old" / "results.json"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradparity.data import DATASETS, default_dataset_for
+from gradparity.options import OPTIONS, OptionValue, check_applicability, checked_options
 from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
 
 DTYPES: tuple[str, ...] = ("float32", "float64")
@@ -51,7 +52,10 @@ class Case:
     one name per hidden layer. ``dataset=None`` picks the natural data set for
     the loss (``regression`` for mse, ``blobs`` for the classification losses).
     ``hyperparameters`` is a mapping such as ``{"lr": 0.1}``; it is stored as a
-    sorted tuple of pairs so the case stays hashable.
+    sorted tuple of pairs so the case stays hashable. ``options`` maps names from
+    :data:`gradparity.options.OPTIONS` (activation and loss parameters, dropout,
+    batch sequences, learning-rate schedules) to values; only values that differ
+    from the option's default are stored.
 
     Every invalid value raises ``ValueError`` naming the field, the value and
     what is allowed.
@@ -68,6 +72,7 @@ class Case:
     optimizer: str = "sgd"
     hyperparameters: Any = field(default_factory=lambda: dict(DEFAULT_HYPERPARAMETERS))
     steps: int = DEFAULT_STEPS
+    options: Any = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -90,6 +95,8 @@ class Case:
         set_(self, "hyperparameters", self._checked_hyperparameters(self.hyperparameters))
         if not _is_int(self.steps) or self.steps < 0:
             raise _invalid("steps", self.steps, "an integer >= 0")
+        set_(self, "options", checked_options(self, self.options))
+        check_applicability(self)
 
     # -- validation helpers -------------------------------------------------
 
@@ -192,6 +199,17 @@ class Case:
         """The optimizer hyperparameters as a plain dict."""
         return dict(self.hyperparameters)
 
+    def option(self, name: str) -> OptionValue:
+        """The value of option ``name``: the case's own or the option's default."""
+        if name not in OPTIONS:
+            raise ValueError(f"option: invalid value {name!r}; allowed: {', '.join(OPTIONS)}")
+        return dict(self.options).get(name, OPTIONS[name].default)
+
+    @property
+    def all_options(self) -> dict[str, OptionValue]:
+        """Every option with its value for this case (defaults filled in)."""
+        return {name: self.option(name) for name in OPTIONS}
+
     @property
     def num_layers(self) -> int:
         return len(self.layer_sizes) - 1
@@ -208,7 +226,7 @@ class Case:
         The five core parts are always present; each further field appears as a
         suffix only when it differs from its default, in a fixed order:
         ``_out-<activation>``, ``_<hyperparameter><value>`` (a flag: ``_<name>``),
-        ``_<dataset>``,
+        ``_<option><value>``, ``_<dataset>``,
         ``_b<batch>``, ``_seed<seed>``, ``_steps<steps>``.
         """
         arch = "mlp" + "-".join(str(size) for size in self.layer_sizes)
@@ -226,6 +244,12 @@ class Case:
         for name, value in self.hyperparameters:
             if defaults.get(name) != value:
                 parts.append(name if value is True else f"{name}{value:g}")
+        for name, value in self.options:
+            if value is True:
+                parts.append(name)
+            else:
+                parts.append(f"{name}{value:g}" if not isinstance(value, str) else
+                             f"{name}-{value}")
         if self.dataset != default_dataset_for(LOSSES[self.loss].target_kind):
             parts.append(str(self.dataset))
         if self.batch_size != DEFAULT_BATCH_SIZE:
@@ -251,6 +275,7 @@ class Case:
             "optimizer": self.optimizer,
             "hyperparameters": self.hparams,
             "steps": self.steps,
+            "options": dict(self.options),
         }
 
     def __str__(self) -> str:

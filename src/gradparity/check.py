@@ -35,6 +35,7 @@ from gradparity.plugin import (
     call_step,
 )
 from gradparity.reference import OPTIMIZERS
+from gradparity.reference.schedules import step_hyperparameters
 from gradparity.runner import run_case
 from gradparity.textbook import Textbook
 
@@ -123,10 +124,14 @@ class Verifier:
         return self._cache[case]
 
     def check_case(self, plugin: Plugin, case: Case) -> CaseCheck:
+        if case.option("dropout"):
+            return CaseCheck(case, "not handled", message="not handled: the plug-in contract "
+                             "gradients(params, x, y, case) carries no dropout mask")
         baselines = self.baselines(case)
         problem = baselines.problem
         try:
-            loss, grads = call_gradients(plugin, problem.params, problem.x, problem.y, case)
+            x, y, _ = problem.batch(0)
+            loss, grads = call_gradients(plugin, problem.params, x, y, case)
         except CaseNotHandled as reason:
             return CaseCheck(case, "not handled", message=f"not handled: {reason}")
         except PluginError as error:
@@ -194,10 +199,11 @@ def _run_steps(
     losses, trajectory = [loss], []
     if plugin.step is not None:
         params, step_grads, state = dict(problem.params), grads, None
-        for _ in range(case.steps):
+        for completed in range(1, case.steps + 1):
             params, state = call_step(plugin, params, step_grads, state, case)
             trajectory.append(params)
-            step_loss, step_grads = call_gradients(plugin, params, problem.x, problem.y, case)
+            x, y, _ = problem.batch(completed)
+            step_loss, step_grads = call_gradients(plugin, params, x, y, case)
             losses.append(step_loss)
     return RunResult(YOURS, case.id, loss, grads, tuple(trajectory), np.array(losses))
 
@@ -218,10 +224,11 @@ def _probe(plugin: Plugin, case: Case, problem: Problem, result: RunResult) -> l
     """Call the implementation again: same inputs, then moved parameters."""
     findings = []
     try:
-        again, _ = call_gradients(plugin, problem.params, problem.x, problem.y, case)
+        x, y, _ = problem.batch(0)
+        again, _ = call_gradients(plugin, problem.params, x, y, case)
         moved = {n: (np.asarray(p) * 1.5 + 0.1).astype(p.dtype)
                  for n, p in problem.params.items()}
-        shifted, _ = call_gradients(plugin, moved, problem.x, problem.y, case)
+        shifted, _ = call_gradients(plugin, moved, x, y, case)
     except (PluginError, UserCodeError, CaseNotHandled):
         return findings
     if again != result.loss:
@@ -251,18 +258,23 @@ def _diagnose_step(result: RunResult, case: Case, problem: Problem, step: int) -
     """Replay the reference optimizer in float64 along the user's trajectory up to ``step``."""
     case64 = replace(case, dtype="float64")
     wide = problem.as_float64()
-    x, y = wide.x, wide.y
     textbook, optimizer = Textbook(), OPTIMIZERS[case.optimizer]
     params = wide.params
     state = optimizer.init(params)
+
+    def hp(completed: int) -> dict:
+        return step_hyperparameters(case.hparams, case.all_options, completed, case.steps)
+
     for completed in range(1, step):
+        x, y, _ = wide.batch(completed - 1)
         _, grads = textbook.gradients(params, x, y, case64)
-        _, state = optimizer.update(params, grads, state, case.hparams)
+        _, state = optimizer.update(params, grads, state, hp(completed - 1))
         params = {n: np.asarray(v, np.float64)
                   for n, v in result.parameters_after(completed).items()}
+    x, y, _ = wide.batch(step - 1)
     _, grads = textbook.gradients(params, x, y, case64)
     after = result.parameters_after(step)
-    correct, _ = optimizer.update(params, grads, state, case.hparams)
+    correct, _ = optimizer.update(params, grads, state, hp(step - 1))
     tol = 16 * tolerance_for(case.dtype)
     wrong = {n for n in params
              if np.abs(after[n] - correct[n]).max() > tol * max(np.abs(correct[n]).max(), 1e-300)}

@@ -15,7 +15,7 @@ absolute error are the expected outcome of correct arithmetic.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -57,8 +57,8 @@ class Difference:
     dtype: str
     framework: str
     baseline: str
-    quantity: str  # "loss", "gradient", "params@<step>" or "losses"
-    parameter: str  # "W1", "b1", ..., or "loss"
+    quantity: str  # "loss", "gradient", "delta", "params@<step>", "trajectory", "state", "losses"
+    parameter: str  # "W1", "b1", ..., "loss", or a state slot "first_moment/W1"
     max_abs: float
     max_rel: float
     normwise: float
@@ -176,8 +176,12 @@ def compare_results(
 
     The loss, every gradient, the backward signals dL/dz_l (when both expose
     them), the parameters after each step in ``steps`` (default: the first and
-    the last) and the loss after every step. ``tolerance`` overrides the
-    derived per-quantity tolerances of :mod:`gradparity.tolerances`.
+    the last), the loss after every step, and two checks per parameter and per
+    optimizer state slot over *every* step: ``trajectory`` (the parameters) and
+    ``state`` (e.g. ``first_moment/W1``). Each of those is the worst step by
+    observed/allowed, each step judged against its own tolerance; its
+    ``worst_index`` starts with that step. ``tolerance`` overrides the derived
+    per-quantity tolerances of :mod:`gradparity.tolerances`.
     """
     from gradparity.tolerances import derive
 
@@ -209,7 +213,40 @@ def compare_results(
             )
     if len(result.losses) > 1:
         differences.append(compare(result.losses, baseline.losses, "losses", "loss"))
+    if steps is None and len(baseline.trajectory) > 0:
+        for name in baseline.trajectory[0]:
+            per_step = [compare(result.parameters_after(t).get(name),
+                                baseline.parameters_after(t)[name], f"params@{t}", name)
+                        for t in range(1, len(baseline.trajectory) + 1)]
+            differences.append(_worst_step(per_step, "trajectory"))
+    if steps is None and result.states and baseline.states:
+        for slot in sorted(set(baseline.states[0]) | set(result.states[0])):
+            if slot not in baseline.states[0] or slot not in result.states[0]:
+                differences.append(_missing_slot(result, baseline, case, slot))
+                continue
+            per_step = [compare(mine.get(slot), theirs[slot], f"state@{t}", slot)
+                        for t, (mine, theirs) in enumerate(
+                            zip(result.states, baseline.states, strict=True), start=1)]
+            differences.append(_worst_step(per_step, "state"))
     return differences
+
+
+def _worst_step(per_step: list[Difference], quantity: str) -> Difference:
+    """The step with the largest observed/allowed; its step leads ``worst_index``."""
+    step, worst = max(enumerate(per_step, start=1), key=lambda item: item[1].headroom)
+    return replace(worst, quantity=quantity, worst_index=(step, *worst.worst_index))
+
+
+def _missing_slot(result: RunResult, baseline: RunResult, case: Case, slot: str) -> Difference:
+    holder, lacking = ((baseline, result) if slot in baseline.states[0] else (result, baseline))
+    return Difference(
+        case_id=case.id, dtype=case.dtype, framework=result.framework,
+        baseline=baseline.framework, quantity="state", parameter=slot, max_abs=np.inf,
+        max_rel=np.inf, normwise=np.inf, normwise_eps=np.inf, tolerance=0.0, worst_index=(),
+        value=np.nan, baseline_value=np.nan, passed=False,
+        note=f"optimizer state slot {slot!r} exists in {holder.framework} but not in "
+        f"{lacking.framework}",
+    )
 
 
 def first_backward_divergence(

@@ -41,6 +41,7 @@ EXPECTED_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "optimizer": ((str,), "a name"),
     "hyperparameters": ((dict,), "a table, e.g. { lr = 0.1 }"),
     "steps": ((int,), "an integer"),
+    "options": ((dict,), "a table, e.g. { schedule = \"cosine\", dropout = 0.2 }"),
 }
 
 

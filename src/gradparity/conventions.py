@@ -190,6 +190,50 @@ CONVENTIONS: tuple[Convention, ...] = (
         "all agree",
     ),
     Convention(
+        "rmsprop_lr_in_momentum",
+        "torch.optim.RMSprop: b_t = momentum b_{t-1} + d_t, theta -= lr_t b_t",
+        "optax.rmsprop: scale_by_learning_rate before trace: b_t = momentum b_{t-1} + lr_t d_t",
+        "both (option lr_in_momentum)",
+        "none while lr is constant; under a schedule old steps keep their old learning rate "
+        "in optax and take the current one in torch",
+        "each form is 'not expressible' in the other framework; optimizer state is compared "
+        "as the buffer of steps to subtract (optax's trace of updates is negated)",
+    ),
+    Convention(
+        "cosine_schedule_past_period",
+        "CosineAnnealingLR keeps following the cosine after T_max (back up to lr at 2 T_max)",
+        "optax.cosine_decay_schedule clamps the count at decay_steps and holds alpha * lr",
+        "both (option cosine_past_period: continue / hold)",
+        "different learning rates for every step after the period",
+        "only matters when steps > period + 1; then each form is 'not expressible' in the "
+        "other framework",
+    ),
+    Convention(
+        "step_schedule_precision",
+        "StepLR: Python floats (float64)",
+        "optax.exponential_decay: float32 even with jax_enable_x64 (the step count is int32)",
+        "float64 (the case dtype)",
+        "about 1e-8 relative error in every scheduled learning rate of a float64 run",
+        "float64 cases with schedule='step' are 'not expressible in jax'; float32 cases "
+        "compare (the rounding is below one float32 eps)",
+    ),
+    Convention(
+        "scheduler_stepping",
+        "lr_scheduler.step() is called by the user: per step or per epoch",
+        "an optax schedule is evaluated at the update count, every update",
+        "the schedule evaluated at the number of completed steps",
+        "a port that steps torch's scheduler per epoch changes the rate batches-times less often",
+        "gradparity calls scheduler.step() after every optimizer.step()",
+    ),
+    Convention(
+        "dropout_masks",
+        "F.dropout draws its mask from torch's generator; kept units scaled by 1 / (1 - p)",
+        "jax.random / flax draw from a JAX key; kept units scaled by 1 / (1 - p)",
+        "inverted dropout with masks from the data generator",
+        "different random masks: no two frameworks drop the same units",
+        "the masks are drawn once in NumPy and multiplied in by every implementation",
+    ),
+    Convention(
         "mse_reduction",
         "F.mse_loss reduction='mean': divides by batch * outputs",
         "optax.losses.squared_error is elementwise; the caller reduces (gradparity: jnp.mean)",

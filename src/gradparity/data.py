@@ -3,15 +3,21 @@
 Every implementation receives the very same arrays: they are drawn in float64
 from ``numpy.random`` generators seeded by the case seed, rounded once to the
 case dtype, and made read-only. Two independent streams are spawned from
-``SeedSequence(seed)``: stream 0 draws the weights, stream 1 the data, so
-changing the data set never changes the initial weights.
+``SeedSequence(seed)``: stream 0 draws the weights, stream 1 the data and
+stream 2 the dropout masks, so changing the data set never changes the
+initial weights, and switching dropout on changes neither.
+
+A case with the option ``batches = B`` trains on a fixed sequence of B
+batches: evaluation t (the gradient at the parameters after t steps) uses
+batch ``t mod B`` and, with dropout, mask set t. :meth:`Problem.batch` is the
+one place that decides this, for every implementation and oracle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -21,6 +27,14 @@ if TYPE_CHECKING:
     from gradparity.case import Case
 
 
+class Batch(NamedTuple):
+    """What one gradient evaluation sees: inputs, targets, one dropout mask per hidden layer."""
+
+    x: np.ndarray
+    y: np.ndarray
+    masks: tuple[np.ndarray, ...]
+
+
 @dataclass(frozen=True)
 class Problem:
     """Inputs for one case: initial parameters, inputs ``x`` and targets ``y``.
@@ -28,12 +42,28 @@ class Problem:
     ``params`` maps ``W1, b1, ..., WL, bL`` to arrays shaped ``(fan_in, fan_out)``
     and ``(fan_out,)``. ``y`` is float (same shape as the output) for ``real`` and
     ``binary`` targets, int64 labels of shape ``(batch,)`` for ``class_index``.
+    ``x`` and ``y`` hold all ``batches`` batches one after the other.
+    ``masks[t]`` holds the dropout masks of evaluation t (one per hidden layer,
+    entries 0 or 1 / (1 - p)), or ``masks`` is empty without dropout.
     All arrays are read-only.
     """
 
     params: dict[str, np.ndarray]
     x: np.ndarray
     y: np.ndarray
+    batches: int = 1
+    masks: tuple[tuple[np.ndarray, ...], ...] = ()
+
+    def batch(self, evaluation: int) -> Batch:
+        """Inputs of evaluation ``evaluation`` (0: initial parameters, t: after t steps)."""
+        index = evaluation % self.batches
+        size = self.x.shape[0] // self.batches
+        rows = slice(index * size, (index + 1) * size)
+        if self.masks and not 0 <= evaluation < len(self.masks):
+            raise ValueError(f"evaluation: invalid value {evaluation!r}; allowed: "
+                             f"0..{len(self.masks) - 1} (dropout masks were drawn for those)")
+        masks = self.masks[evaluation] if self.masks else ()
+        return Batch(self.x[rows], self.y[rows], masks)
 
     def as_float64(self) -> Problem:
         """The same numbers in float64 (labels stay integers): oracles compute there."""
@@ -41,6 +71,9 @@ class Problem:
             params={n: np.asarray(v, dtype=np.float64) for n, v in self.params.items()},
             x=np.asarray(self.x, dtype=np.float64),
             y=self.y if self.y.dtype.kind == "i" else np.asarray(self.y, dtype=np.float64),
+            batches=self.batches,
+            masks=tuple(tuple(np.asarray(m, dtype=np.float64) for m in evaluation)
+                        for evaluation in self.masks),
         )
 
 
@@ -49,7 +82,7 @@ class Dataset:
     """A named data generator and the cases it can serve."""
 
     name: str
-    generate: Callable[[Case, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+    generate: Callable[[Case, np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
     incompatibility: Callable[[Case], str | None]
     description: str
 
@@ -66,10 +99,12 @@ _XOR_INPUTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 _XOR_LABELS = np.array([0, 1, 1, 0])
 
 
-def _xor(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _xor(case: Case, rng: np.random.Generator, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    repeats = rows // len(_XOR_LABELS)  # every batch is the same 4 points
+    x, labels = np.tile(_XOR_INPUTS, (repeats, 1)), np.tile(_XOR_LABELS, repeats)
     if _loss_target_kind(case) == "class_index":
-        return _XOR_INPUTS.copy(), _XOR_LABELS.copy()
-    return _XOR_INPUTS.copy(), _XOR_LABELS[:, None].astype(np.float64)
+        return x, labels
+    return x, labels[:, None].astype(np.float64)
 
 
 def _xor_incompatibility(case: Case) -> str | None:
@@ -89,9 +124,9 @@ def _xor_incompatibility(case: Case) -> str | None:
 # -- regression ---------------------------------------------------------------
 
 
-def _regression(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    x = rng.standard_normal((case.batch_size, case.layer_sizes[0]))
-    y = rng.standard_normal((case.batch_size, case.layer_sizes[-1]))
+def _regression(case: Case, rng: np.random.Generator, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.standard_normal((rows, case.layer_sizes[0]))
+    y = rng.standard_normal((rows, case.layer_sizes[-1]))
     return x, y
 
 
@@ -104,7 +139,7 @@ def _regression_incompatibility(case: Case) -> str | None:
 # -- blobs --------------------------------------------------------------------
 
 
-def _blobs(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _blobs(case: Case, rng: np.random.Generator, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian clusters, one per class, centres drawn with spread 2.
 
     ``class_index`` targets are the labels; ``binary`` targets are the label
@@ -113,13 +148,13 @@ def _blobs(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     n_in, n_out = case.layer_sizes[0], case.layer_sizes[-1]
     n_classes = 2 if n_out == 1 else n_out
     centres = 2.0 * rng.standard_normal((n_classes, n_in))
-    labels = rng.integers(0, n_classes, size=case.batch_size)
-    x = centres[labels] + rng.standard_normal((case.batch_size, n_in))
+    labels = rng.integers(0, n_classes, size=rows)
+    x = centres[labels] + rng.standard_normal((rows, n_in))
     if _loss_target_kind(case) == "class_index":
         return x, labels.astype(np.int64)
     if _loss_target_kind(case) == "probabilities":
         # soft targets leaning towards the blob's class: softmax(3 onehot + noise)
-        scores = 3.0 * np.eye(n_out)[labels] + rng.standard_normal((case.batch_size, n_out))
+        scores = 3.0 * np.eye(n_out)[labels] + rng.standard_normal((rows, n_out))
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         return x, scores / scores.sum(axis=1, keepdims=True)
     if n_out == 1:
@@ -174,14 +209,33 @@ def initial_parameters(case: Case, rng: np.random.Generator) -> dict[str, np.nda
     return params
 
 
+def dropout_masks(case: Case, rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], ...]:
+    """Keep masks for evaluations 0..steps, one per hidden layer: a unit is kept with
+    probability 1 - p and then scaled by 1 / (1 - p) (inverted dropout, as
+    torch.nn.functional.dropout and flax scale in training)."""
+    p = float(case.option("dropout"))
+    if p == 0:
+        return ()
+    dtype, widths = np.dtype(case.dtype), case.layer_sizes[1:-1]
+    masks = []
+    for _ in range(case.steps + 1):
+        keep = [rng.random((case.batch_size, width)) >= p for width in widths]
+        masks.append(tuple(_read_only((k / (1 - p)).astype(dtype)) for k in keep))
+    return tuple(masks)
+
+
 def make_problem(case: Case) -> Problem:
-    """Draw the case's weights and data, round them once to the case dtype."""
-    weights_seed, data_seed = np.random.SeedSequence(case.seed).spawn(2)
+    """Draw the case's weights, data and masks, round them once to the case dtype."""
+    weights_seed, data_seed, mask_seed = np.random.SeedSequence(case.seed).spawn(3)
     params = initial_parameters(case, np.random.default_rng(weights_seed))
-    x, y = DATASETS[case.dataset].generate(case, np.random.default_rng(data_seed))
+    batches = int(case.option("batches"))
+    x, y = DATASETS[case.dataset].generate(case, np.random.default_rng(data_seed),
+                                           case.batch_size * batches)
     dtype = np.dtype(case.dtype)
     return Problem(
         params={name: _read_only(value.astype(dtype)) for name, value in params.items()},
         x=_read_only(x.astype(dtype)),
         y=_read_only(y if y.dtype == np.int64 else y.astype(dtype)),
+        batches=batches,
+        masks=dropout_masks(case, np.random.default_rng(mask_seed)),
     )

@@ -26,6 +26,7 @@ from gradparity.case import Case
 from gradparity.compare import tolerance_for
 from gradparity.data import Problem
 from gradparity.reference import ACTIVATIONS, OPTIMIZERS
+from gradparity.reference.schedules import step_hyperparameters
 from gradparity.textbook import Textbook
 
 
@@ -275,7 +276,7 @@ def diagnose_gradients(
 ) -> list[Finding]:
     """Findings for every parameter in ``wrong``, then the localisation summary."""
     wide = problem.as_float64()
-    params64, x64, y64 = wide.params, wide.x, wide.y
+    (x64, y64, _), params64 = wide.batch(0), wide.params
     case64 = replace(case, dtype="float64")
     _, correct = Textbook().gradients(params64, x64, y64, case64)
     hypotheses_by_param: dict[str, dict[tuple[str, str], np.ndarray]] = {n: {} for n in correct}
@@ -336,8 +337,10 @@ def update_hypotheses(case: Case) -> list[tuple[str, str, UpdateVariant, bool]]:
     if hp.get("momentum"):
         variants.append((
             "momentum_ignored", "momentum ignored (plain SGD step)",
-            lambda p, g, s, h: optimizer.update(p, g, s, {**h, "momentum": 0.0,
-                                                          "nesterov": False}), True))
+            lambda p, g, s, h: optimizer.update(
+                p, g, s, {**h, "momentum": 0.0, **({"nesterov": False} if "nesterov" in h
+                                                   else {})}), True))
+    if hp.get("momentum") and "nesterov" in hp:
         variants.append((
             "nesterov_toggled", "Nesterov momentum " + ("missing" if hp["nesterov"] else
                                                         "applied although not asked for"),
@@ -357,7 +360,7 @@ def diagnose_update(
 ) -> list[Finding]:
     """Diagnose the first step whose update differs, from the reference's params and state."""
     optimizer = OPTIMIZERS[case.optimizer]
-    hp = case.hparams
+    hp = step_hyperparameters(case.hparams, case.all_options, step - 1, case.steps)
     correct, _ = optimizer.update(before, grads, state, hp)
     hypotheses_by_param: dict[str, dict[tuple[str, str], np.ndarray]] = {n: {} for n in before}
     for kind, description, update, fresh in update_hypotheses(case):

@@ -51,14 +51,17 @@ def central_differences(
     y: np.ndarray,
     activations: tuple[str, ...],
     loss: str,
+    options: Mapping | None = None,
+    masks: tuple[np.ndarray, ...] = (),
 ) -> FiniteDifferenceResult:
     """Estimate dL/dparam for every element of every parameter, in float64."""
     base = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
     x64 = np.asarray(x, dtype=np.float64)
     y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
+    masks64 = tuple(np.asarray(m, dtype=np.float64) for m in masks)
 
     def evaluate(point: Mapping[str, np.ndarray]) -> tuple[float, list]:
-        cache = forward(point, x64, y64, activations, loss)
+        cache = forward(point, x64, y64, activations, loss, options, masks64)
         return float(cache.loss), _kink_sides(cache.pre_activations, activations)
 
     gradients: dict[str, np.ndarray] = {}
@@ -106,6 +109,8 @@ def directional_differences(
     loss: str,
     directions: int = RANDOM_DIRECTIONS,
     seed: int = 0,
+    options: Mapping | None = None,
+    masks: tuple[np.ndarray, ...] = (),
 ) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]:
     """Central differences along random unit directions (for networks too large to probe
     every parameter): returns the directions, the estimates and a mask of stencils that
@@ -113,6 +118,7 @@ def directional_differences(
     base = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
     x64 = np.asarray(x, dtype=np.float64)
     y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
+    masks64 = tuple(np.asarray(m, dtype=np.float64) for m in masks)
     rng = np.random.default_rng(seed)
     scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
     step = STEP_SCALE * scale
@@ -122,9 +128,9 @@ def directional_differences(
         norm = np.sqrt(sum(float((r * r).sum()) for r in raw.values()))
         direction = {n: r / norm for n, r in raw.items()}
         plus = forward({n: base[n] + step * direction[n] for n in base}, x64, y64,
-                       activations, loss)
+                       activations, loss, options, masks64)
         minus = forward({n: base[n] - step * direction[n] for n in base}, x64, y64,
-                        activations, loss)
+                        activations, loss, options, masks64)
         vectors.append(direction)
         estimates.append((float(plus.loss) - float(minus.loss)) / (2 * step))
         crossed.append(any(
@@ -149,11 +155,13 @@ def estimate_for(case, problem) -> FiniteDifferenceResult | DirectionalEstimate:
     else ``RANDOM_DIRECTIONS`` random directional derivatives (computed once, compared
     with as many implementations as needed)."""
     size = sum(value.size for value in problem.params.values())
+    x, y, masks = problem.batch(0)  # the gradient at the initial parameters: evaluation 0
     if size <= MAX_FULL_PARAMETERS:
-        return central_differences(problem.params, problem.x, problem.y, case.activations,
-                                   case.loss)
+        return central_differences(problem.params, x, y, case.activations, case.loss,
+                                   case.all_options, masks)
     return DirectionalEstimate(*directional_differences(
-        problem.params, problem.x, problem.y, case.activations, case.loss, seed=case.seed))
+        problem.params, x, y, case.activations, case.loss, seed=case.seed,
+        options=case.all_options, masks=masks))
 
 
 def compare_with_estimate(

@@ -46,6 +46,35 @@ UNCALIBRATED_OPTIMIZER_VARIANTS: tuple[tuple[str, dict], ...] = (
     ("adagrad", {"lr": 0.1, "eps_in_sqrt": True, "initial_accumulator_value": 0.1}),
 )
 
+# (hidden activation, loss, optimizer, hyperparameters, options): activation and loss
+# parameters, dropout, batch sequences and learning-rate schedules (gradparity.options)
+OPTION_VARIANTS: tuple[tuple[str, str, str, dict, dict], ...] = (
+    ("leaky_relu", "mse", "sgd", {"lr": 0.1}, {"negative_slope": 0.2}),
+    ("elu", "mse", "sgd", {"lr": 0.1}, {"elu_alpha": 0.5}),
+    ("tanh", "huber", "sgd", {"lr": 0.1}, {"huber_delta": 0.5}),
+    ("tanh", "smooth_l1", "sgd", {"lr": 0.1}, {"smooth_l1_beta": 0.5}),
+    ("tanh", "softmax_cross_entropy_smoothed", "sgd", {"lr": 0.1}, {"label_smoothing": 0.3}),
+    ("tanh", "softmax_cross_entropy", "sgd", {"lr": 0.1, "momentum": 0.9}, {"dropout": 0.3}),
+    ("relu", "softmax_cross_entropy", "adam", {"lr": 0.01}, {"dropout": 0.5, "batches": 3}),
+    # N steps over a fixed sequence of batches, optimizer state compared after every step
+    ("tanh", "softmax_cross_entropy", "sgd", {"lr": 0.1, "momentum": 0.9}, {"batches": 4}),
+    ("tanh", "softmax_cross_entropy", "adamw", {"lr": 0.01}, {"batches": 4}),
+    # schedules, and their interaction with momentum
+    ("tanh", "softmax_cross_entropy", "sgd", {"lr": 0.1, "momentum": 0.9},
+     {"schedule": "step", "step_size": 3, "gamma": 0.5}),
+    ("tanh", "softmax_cross_entropy", "adam", {"lr": 0.01}, {"schedule": "cosine"}),
+    ("tanh", "softmax_cross_entropy", "adamw", {"lr": 0.01, "weight_decay": 0.1},
+     {"schedule": "cosine", "cosine_min_lr": 0.001, "batches": 2}),
+    ("tanh", "softmax_cross_entropy", "sgd", {"lr": 0.1},
+     {"schedule": "cosine", "cosine_period": 4}),  # torch's form past the period
+    ("tanh", "softmax_cross_entropy", "sgd", {"lr": 0.1},
+     {"schedule": "cosine", "cosine_period": 4, "cosine_past_period": "hold"}),  # optax's
+    ("tanh", "softmax_cross_entropy", "rmsprop", {"lr": 0.01, "momentum": 0.9},
+     {"schedule": "cosine"}),  # torch's lr outside the momentum buffer
+    ("tanh", "softmax_cross_entropy", "rmsprop", {"lr": 0.01, "momentum": 0.9},
+     {"schedule": "cosine", "lr_in_momentum": True}),  # optax's lr inside
+)
+
 XOR_STEPS = 1000
 XOR_LEARNING_RATE = 0.1
 
@@ -77,6 +106,17 @@ def optimizer_cases(
     ]
 
 
+def option_cases(sizes: tuple[int, ...] = REPORT_ARCHITECTURE) -> list[Case]:
+    """Every option variant in both dtypes."""
+    cases = []
+    for dtype in DTYPES:
+        for activation, loss, optimizer, hyperparameters, options in OPTION_VARIANTS:
+            cases.append(Case(sizes, activation, loss=loss, dtype=dtype,
+                              optimizer=optimizer, hyperparameters=hyperparameters,
+                              options=options))
+    return cases
+
+
 BASE_LOSSES = ("mse", "softmax_cross_entropy", "binary_cross_entropy_with_logits")
 
 
@@ -98,11 +138,12 @@ def loss_cases(sizes: tuple[int, ...] = REPORT_ARCHITECTURE) -> list[Case]:
 
 def default_cases() -> list[Case]:
     """What ``gradparity run`` runs: activation x base loss x dtype on one MLP, then every
-    other loss, then the optimizers."""
+    other loss, the optimizers, and the case options (parameters, dropout, batch
+    sequences, schedules)."""
     return [
         Case(REPORT_ARCHITECTURE, activation, loss=loss, dtype=dtype)
         for dtype, loss, activation in product(DTYPES, BASE_LOSSES, ACTIVATIONS)
-    ] + loss_cases() + optimizer_cases()
+    ] + loss_cases() + optimizer_cases() + option_cases()
 
 
 def parity_cases() -> list[Case]:
@@ -127,7 +168,7 @@ def parity_cases() -> list[Case]:
             Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", batch_size=1, dtype=dtype),
             Case((3, 8, 2), "relu", batch_size=32, seed=7, dtype=dtype),
         ]
-    return (cases + optimizer_cases((3, 8, 2))
+    return (cases + optimizer_cases((3, 8, 2)) + option_cases((3, 8, 2))
             + optimizer_cases((4, 16, 16, 3), UNCALIBRATED_OPTIMIZER_VARIANTS))
 
 

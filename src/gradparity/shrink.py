@@ -85,6 +85,7 @@ STEP = {step!r}
 TOLERANCE = {tolerance!r}  # normwise relative, as in gradparity
 data = np.load(Path(__file__).with_suffix(".npz"))
 case = types.SimpleNamespace(**json.loads(str(data["case_json"])))
+case.option = lambda name: case.all_options[name]
 
 
 def load(spec, method):
@@ -117,8 +118,8 @@ def report(label, got, expected):
 
 params = {{k[len("param_"):]: data[k].copy() for k in data.files if k.startswith("param_")}}
 gradients = load(GRADIENTS, "gradients")
-loss, grads = gradients({{k: v.copy() for k, v in params.items()}}, data["x"].copy(),
-                        data["y"].copy(), case)
+loss, grads = gradients({{k: v.copy() for k, v in params.items()}}, data["x0"].copy(),
+                        data["y0"].copy(), case)
 ok = report("loss", np.asarray(loss), data["expected_loss"])
 for name in params:
     ok &= report(f"gradient of {{name}}", grads[name], data[f"grad_{{name}}"])
@@ -128,7 +129,7 @@ if STEP is not None:
         params, state = step(params, grads, state, case)
         for name in params:
             ok &= report(f"{{name}} after step {{t}}", params[name], data[f"step{{t}}_{{name}}"])
-        loss, grads = gradients(params, data["x"].copy(), data["y"].copy(), case)
+        loss, grads = gradients(params, data[f"x{{t}}"].copy(), data[f"y{{t}}"].copy(), case)
 sys.exit(0 if ok else 1)
 '''
 
@@ -142,14 +143,18 @@ def write_reproduction(plugin: Plugin, case: Case, directory: Path) -> tuple[Pat
     expected = run_case(case, ("numpy",)).results["numpy"]
     fields = case.to_dict()
     fields.update(activations=list(case.activations), hparams=case.hparams,
-                  num_layers=case.num_layers, hidden_activation=list(case.hidden_activation))
+                  num_layers=case.num_layers, hidden_activation=list(case.hidden_activation),
+                  all_options=case.all_options)
     arrays = {f"param_{n}": v for n, v in problem.params.items()}
     arrays.update({f"grad_{n}": v for n, v in expected.gradients.items()})
     if plugin.step is not None:
         for t, params in enumerate(expected.trajectory, start=1):
             arrays.update({f"step{t}_{n}": v for n, v in params.items()})
     npz = directory / f"{case.id}.npz"
-    np.savez(npz, x=problem.x, y=problem.y, expected_loss=np.asarray(expected.loss),
+    for evaluation in range(case.steps + 1):  # the batch each gradient evaluation sees
+        batch = problem.batch(evaluation)
+        arrays.update({f"x{evaluation}": batch.x, f"y{evaluation}": batch.y})
+    np.savez(npz, expected_loss=np.asarray(expected.loss),
              case_json=np.asarray(json.dumps(fields)), **arrays)
     script = directory / f"{case.id}.py"
     script.write_text(SCRIPT.format(

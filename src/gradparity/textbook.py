@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
+from gradparity.reference.schedules import step_hyperparameters
 
 
 class Textbook:
@@ -27,24 +28,25 @@ class Textbook:
         for layer, name in enumerate(case.activations, start=1):
             z = inputs[-1] @ params[f"W{layer}"] + params[f"b{layer}"]
             pre_activations.append(z)
-            inputs.append(ACTIVATIONS[name].forward(z))
+            inputs.append(ACTIVATIONS[name].bound(case.all_options).forward(z))
         return inputs, pre_activations
 
     # -- the pieces of backward ---------------------------------------------------
 
     def loss_value(self, output: np.ndarray, y: np.ndarray, case: Any) -> float:
         """The scalar loss."""
-        return float(LOSSES[case.loss].value(output, y))
+        return float(LOSSES[case.loss].bound(case.all_options).value(output, y))
 
     def loss_gradient(self, output: np.ndarray, y: np.ndarray, case: Any) -> np.ndarray:
         """dL/d(output)."""
-        return LOSSES[case.loss].gradient(output, y)
+        return LOSSES[case.loss].bound(case.all_options).gradient(output, y)
 
     def activation_derivative(
         self, layer: int, z: np.ndarray, a: np.ndarray, case: Any
     ) -> np.ndarray:
         """f_l'(z_l) for layer ``layer`` (1-based; the last is the output activation)."""
-        return ACTIVATIONS[case.activations[layer - 1]].derivative(z, a)
+        activation = ACTIVATIONS[case.activations[layer - 1]].bound(case.all_options)
+        return activation.derivative(z, a)
 
     def weight_gradient(self, a_prev: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """dL/dW_l = a_{l-1}^T delta_l, shaped (fan_in, fan_out)."""
@@ -82,11 +84,14 @@ class Textbook:
         return loss, grads
 
     def step(self, params: dict, grads: dict, state: Any, case: Any) -> tuple[dict, Any]:
-        """One update with the case's optimizer; ``state`` is None on the first call."""
+        """One update with the case's optimizer; ``state`` is None on the first call.
+
+        The state counts completed steps, which sets the scheduled learning rate."""
         optimizer = OPTIMIZERS[case.optimizer]
         if state is None:
             state = optimizer.init(params)
-        return optimizer.update(params, grads, state, case.hparams)
+        hp = step_hyperparameters(case.hparams, case.all_options, state.step, case.steps)
+        return optimizer.update(params, grads, state, hp)
 
 
 _TEXTBOOK = Textbook()

@@ -47,13 +47,14 @@ network, evaluated on the case's own weights and data (in float64):
     K_grad(l)       = C sqrt(n_eff) sqrt(kappa_l)
     K_delta(l)      = C sqrt(n_eff) sqrt(kappa_l)
     K_params(t, l)  = K_grad(l) S_t(l) + A U_t(l) + 8 sqrt(t)   (A = 0 unless Adam, float32, jax)
+    K_state(t, s)   = the same with S_t, U_t measured on optimizer state slot s
     K_losses        = K_loss + K_grad,max S_L + A U_L + 8 sqrt(steps)
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,6 +62,8 @@ from gradparity import reference
 from gradparity.case import Case
 from gradparity.compare import machine_epsilon
 from gradparity.data import make_problem
+from gradparity.reference.optimizers import state_arrays
+from gradparity.reference.schedules import step_hyperparameters
 
 SUM_SAFETY = 4.0
 STEP_SAFETY = 8.0
@@ -86,6 +89,7 @@ class Tolerances:
     n_eff: int
     kappa: dict[int, float]  # per layer
     sensitivity: dict[int, dict[str, float]]  # S_t per step and parameter
+    componentwise: dict[int, dict[str, float]]  # S^c_t per step and parameter
     moved: dict[int, dict[str, float]]  # U_t per step and parameter
     bias_correction_eps: float  # A
     loss_sensitivity: tuple[float, float]  # (to gradient errors, to update errors)
@@ -101,8 +105,8 @@ class Tolerances:
             return float(base)
         if quantity in ("gradient", "delta"):
             return float(base * np.sqrt(self.kappa[int(parameter[1:])]))
-        if quantity.startswith("params@"):
-            return self._params(int(quantity[7:]), parameter, bias)
+        if quantity.startswith(("params@", "state@")):
+            return self._params(int(quantity.split("@")[1]), parameter, bias)
         if quantity == "losses":
             steps = max(self.moved) if self.moved else 0
             by_gradient, by_update = self.loss_sensitivity
@@ -110,11 +114,16 @@ class Tolerances:
             return float(base + gradient * by_gradient + bias * by_update
                          + STEP_SAFETY * np.sqrt(steps))
         raise ValueError(f"quantity: invalid value {quantity!r}; allowed: loss, gradient, "
-                         "delta, params@<step>, losses")
+                         "delta, params@<step>, state@<step>, losses")
 
     def _params(self, step: int, parameter: str, bias: float) -> float:
-        gradient = SUM_SAFETY * np.sqrt(self.n_eff) * np.sqrt(self.kappa[int(parameter[1:])])
-        return float(gradient * self.sensitivity[step][parameter]
+        layer = int(parameter.rsplit("/", 1)[-1][1:])  # "W2" or a state slot "first_moment/W2"
+        base = SUM_SAFETY * np.sqrt(self.n_eff)
+        gradient = base * np.sqrt(self.kappa[layer])
+        # two estimates of how gradient rounding reaches the parameters; the larger counts
+        propagated = max(gradient * self.sensitivity[step][parameter],
+                         base * self.componentwise[step][parameter])
+        return float(propagated
                      + bias * self.moved[step][parameter]
                      + STEP_SAFETY * np.sqrt(step))
 
@@ -126,10 +135,10 @@ class Tolerances:
 def derive(case: Case) -> Tolerances:
     """Evaluate the model on the case's weights and data, in float64."""
     problem = make_problem(case)
-    case64 = replace(case, dtype="float64")
     wide = problem.as_float64()
-    params, x, y = wide.params, wide.x, wide.y
-    cache = reference.forward(params, x, y, case64.activations, case.loss)
+    params = wide.params
+    x, y, masks = wide.batch(0)
+    cache = reference.forward(params, x, y, case.activations, case.loss, case.all_options, masks)
     deltas = reference.backward_deltas(cache)
     layers = case.num_layers
     local: dict[int, float] = {}
@@ -149,17 +158,21 @@ def derive(case: Case) -> Tolerances:
         fan_in + fan_out for fan_in, fan_out in zip(case.layer_sizes[:-1], case.layer_sizes[1:],
                                                     strict=True)
     )
-    sensitivity, moved = {}, {}
-    clean, clean_losses = _trajectory(case, params, x, y, noise=None)
-    by_gradient, gradient_losses = _trajectory(case, params, x, y, noise="gradient")
-    by_update, update_losses = _trajectory(case, params, x, y, noise="update")
+    sensitivity, moved, componentwise = {}, {}, {}
+    clean, clean_losses = _trajectory(case, wide, noise=None)
+    by_gradient, gradient_losses = _trajectory(case, wide, noise="gradient")
+    by_update, update_losses = _trajectory(case, wide, noise="update")
+    by_entry, _ = _trajectory(case, wide, noise="componentwise")
     for step in range(1, case.steps + 1):
         exact = clean[step - 1]
-        scale = {n: max(float(np.abs(exact[n]).max()), np.finfo(float).tiny) for n in params}
+        # parameters and optimizer state slots alike: "W1", "first_moment/W1", ...
+        scale = {n: max(float(np.abs(exact[n]).max()), np.finfo(float).tiny) for n in exact}
         sensitivity[step] = {n: float(np.abs(by_gradient[step - 1][n] - exact[n]).max())
-                             / (PERTURBATION * scale[n]) for n in params}
+                             / (PERTURBATION * scale[n]) for n in exact}
         moved[step] = {n: float(np.abs(by_update[step - 1][n] - exact[n]).max())
-                       / (PERTURBATION * scale[n]) for n in params}
+                       / (PERTURBATION * scale[n]) for n in exact}
+        componentwise[step] = {n: float(np.abs(by_entry[step - 1][n] - exact[n]).max())
+                               / (PERTURBATION * scale[n]) for n in exact}
 
     def loss_sensitivity(losses: np.ndarray) -> float:
         if not len(losses):
@@ -171,33 +184,54 @@ def derive(case: Case) -> Tolerances:
     bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
             if case.optimizer in ("adam", "adamw", "amsgrad") else 0.0)
     return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=kappa, sensitivity=sensitivity,
-                      moved=moved, bias_correction_eps=bias,
+                      componentwise=componentwise, moved=moved, bias_correction_eps=bias,
                       loss_sensitivity=(loss_sensitivity(gradient_losses),
                                         loss_sensitivity(update_losses)))
 
 
-def _trajectory(case, params, x, y, noise):
-    """The float64 reference trajectory, optionally with every gradient entry multiplied
-    by ``1 +- PERTURBATION`` (random signs, like rounding) or every update scaled by
-    ``1 + PERTURBATION`` (one sign, like a misrounded constant)."""
+def _absolute_sums(cache) -> dict[str, np.ndarray]:
+    """Per entry, the sum of the absolute values of the terms of each gradient entry:
+    |a_{l-1}|^T |delta_l| and sum |delta_l|. Rounding errors scale with these, not with
+    the entry itself: where terms cancel, a tiny gradient carries an absolute error of
+    the size of its terms (which RMSprop and Adam, dividing by sqrt(v), amplify)."""
+    sums = {}
+    for index, delta in enumerate(reference.backward_deltas(cache)):
+        sums[f"W{index + 1}"] = np.abs(cache.inputs[index]).T @ np.abs(delta)
+        sums[f"b{index + 1}"] = np.abs(delta).sum(axis=0)
+    return sums
+
+
+def _trajectory(case, problem, noise):
+    """The float64 reference trajectory (parameters and optimizer state slots after every
+    step), optionally with every gradient entry multiplied by ``1 +- PERTURBATION``
+    (random signs, like rounding) or every update scaled by ``1 + PERTURBATION`` (one
+    sign, like a misrounded constant)."""
     optimizer = reference.OPTIMIZERS[case.optimizer]
     rng = np.random.default_rng(case.seed)
-    state, current = optimizer.init(params), dict(params)
+    state, current = optimizer.init(problem.params), dict(problem.params)
     trajectory, losses = [], []
-    activations = case.activations
+    activations, options = case.activations, case.all_options
 
-    def jitter(array):
-        return array * (1 + PERTURBATION * rng.choice((-1.0, 1.0), size=array.shape))
+    def signs(shape):
+        return rng.choice((-1.0, 1.0), size=shape)
 
-    for _ in range(case.steps):
-        _, grads = reference.loss_and_gradients(current, x, y, activations, case.loss)
+    for step in range(case.steps):
+        x, y, masks = problem.batch(step)
+        cache = reference.forward(current, x, y, activations, case.loss, options, masks)
+        grads = reference.backward(cache)
         if noise == "gradient":
-            grads = {n: jitter(g) for n, g in grads.items()}
-        new, state = optimizer.update(current, grads, state, case.hparams)
+            grads = {n: g * (1 + PERTURBATION * signs(g.shape)) for n, g in grads.items()}
+        elif noise == "componentwise":
+            scales = _absolute_sums(cache)
+            grads = {n: g + PERTURBATION * scales[n] * signs(g.shape) for n, g in grads.items()}
+        hp = step_hyperparameters(case.hparams, options, step, case.steps)
+        new, state = optimizer.update(current, grads, state, hp)
         if noise == "update":
             # systematic, like a misrounded constant: every update scaled by 1 + delta
             new = {n: current[n] + (new[n] - current[n]) * (1 + PERTURBATION) for n in new}
         current = new
-        trajectory.append(current)
-        losses.append(float(reference.forward(current, x, y, activations, case.loss).loss))
+        trajectory.append({**current, **state_arrays(case.optimizer, state, case.hparams)})
+        x, y, masks = problem.batch(step + 1)
+        losses.append(float(reference.forward(current, x, y, activations, case.loss, options,
+                                              masks).loss))
     return trajectory, np.array(losses)

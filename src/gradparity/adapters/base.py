@@ -45,6 +45,9 @@ class RunResult:
     ``deltas[t]``: the backward signals dL/dz_l, keyed ``z1 .. zL``, at the
     parameters after ``t`` steps (``t = 0..steps``); empty for implementations
     that do not expose them.
+    ``states[t]``: the optimizer state after ``t + 1`` steps, keyed
+    ``<slot>/<parameter>`` (see ``reference.optimizers.state_arrays``), in the
+    reference layout; empty for implementations that do not expose it.
     """
 
     framework: str
@@ -54,6 +57,7 @@ class RunResult:
     trajectory: tuple[Mapping[str, np.ndarray], ...]
     losses: np.ndarray
     deltas: tuple[Mapping[str, np.ndarray], ...] = ()
+    states: tuple[Mapping[str, np.ndarray], ...] = ()
 
     def parameters_after(self, step: int) -> Mapping[str, np.ndarray]:
         """Parameters after ``step`` optimizer steps (``step >= 1``)."""
@@ -68,12 +72,18 @@ class RunResult:
 class TrainingSession(Protocol):
     """A framework model holding its own parameters and optimizer state."""
 
-    def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Loss and gradients at the current parameters, as NumPy in reference layout."""
+    def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Loss and gradients at the current parameters on ``problem.batch(evaluation)``,
+        as NumPy in reference layout."""
         ...
 
-    def step(self) -> dict[str, np.ndarray]:
-        """Apply one optimizer step with the last gradients; return the new parameters."""
+    def step(self, completed_steps: int) -> dict[str, np.ndarray]:
+        """Apply one optimizer step with the last gradients (the ``completed_steps + 1``-th,
+        which sets the scheduled learning rate); return the new parameters."""
+        ...
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """The optimizer state, keyed ``<slot>/<parameter>``, in reference layout."""
         ...
 
     def backward_signals(self) -> dict[str, np.ndarray]:
@@ -155,17 +165,20 @@ def _checked(framework: str, case: Case, what: str, arrays: dict[str, np.ndarray
 
 def run_session(framework: str, case: Case, session: TrainingSession) -> RunResult:
     """The training loop every adapter shares: grads at step 0, then ``case.steps`` steps."""
-    loss, gradients = session.loss_and_gradients()
+    loss, gradients = session.loss_and_gradients(0)
     check_precision(framework, case, "loss", loss)
     _checked(framework, case, "gradient of", gradients)
     losses = [loss]
     deltas = [_checked(framework, case, "backward signal", session.backward_signals())]
-    trajectory = []
+    trajectory, states = [], []
     for step in range(1, case.steps + 1):
-        trajectory.append(_checked(framework, case, f"step {step} parameter", session.step()))
-        # gradients at the new parameters feed the next step; the loss is the
-        # loss after this step
-        next_loss, _ = session.loss_and_gradients()
+        trajectory.append(_checked(framework, case, f"step {step} parameter",
+                                   session.step(step - 1)))
+        states.append(_checked(framework, case, f"step {step} optimizer state",
+                               session.optimizer_state()))
+        # gradients at the new parameters (on the next batch) feed the next step;
+        # the loss is the loss after this step
+        next_loss, _ = session.loss_and_gradients(step)
         check_precision(framework, case, f"loss after step {step}", next_loss)
         losses.append(next_loss)
         deltas.append(_checked(framework, case, "backward signal", session.backward_signals()))
@@ -177,6 +190,7 @@ def run_session(framework: str, case: Case, session: TrainingSession) -> RunResu
         trajectory=tuple(trajectory),
         losses=np.array(losses, dtype=case.dtype),
         deltas=tuple(deltas),
+        states=tuple(states),
     )
 
 
@@ -194,6 +208,7 @@ def run_teacher_forced(
     for step in range(1, case.steps + 1):
         start = problem.params if step == 1 else reference.parameters_after(step - 1)
         session.set_parameters(start)
-        session.loss_and_gradients()
-        trajectory.append(_checked(adapter.name, case, f"step {step} parameter", session.step()))
+        session.loss_and_gradients(step - 1)
+        trajectory.append(_checked(adapter.name, case, f"step {step} parameter",
+                                   session.step(step - 1)))
     return tuple(trajectory)

@@ -14,7 +14,8 @@ numbers independent of which cases ran before it in the same process.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,50 +25,78 @@ import optax
 from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
 from gradparity.case import Case
 from gradparity.data import Problem
-from gradparity.reference.losses import HUBER_DELTA, LABEL_SMOOTHING, SMOOTH_L1_BETA
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "identity": lambda z: z,
-    "sigmoid": jax.nn.sigmoid,
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-    "leaky_relu": jax.nn.leaky_relu,  # negative_slope 0.01
-    "elu": jax.nn.elu,  # alpha 1
-    "gelu": lambda z: jax.nn.gelu(z, approximate=False),  # jax.nn.gelu's default is tanh
-    "gelu_tanh": lambda z: jax.nn.gelu(z, approximate=True),
-    "silu": jax.nn.silu,
-    "softplus": jax.nn.softplus,
+Options = Mapping[str, Any]
+
+# Each entry takes the pre-activation and the case options (its parameter, if any).
+ACTIVATIONS: dict[str, Callable[[jax.Array, Options], jax.Array]] = {
+    "identity": lambda z, o: z,
+    "sigmoid": lambda z, o: jax.nn.sigmoid(z),
+    "tanh": lambda z, o: jnp.tanh(z),
+    "relu": lambda z, o: jax.nn.relu(z),
+    "leaky_relu": lambda z, o: jax.nn.leaky_relu(z, negative_slope=o["negative_slope"]),
+    "elu": lambda z, o: jax.nn.elu(z, alpha=o["elu_alpha"]),
+    # jax.nn.gelu's default is the tanh form: pass it explicitly
+    "gelu": lambda z, o: jax.nn.gelu(z, approximate=False),
+    "gelu_tanh": lambda z, o: jax.nn.gelu(z, approximate=True),
+    "silu": lambda z, o: jax.nn.silu(z),
+    "softplus": lambda z, o: jax.nn.softplus(z),
 }
 
-LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
-    "mse": lambda out, y: jnp.mean(optax.losses.squared_error(out, y)),
-    "softmax_cross_entropy": lambda out, y: jnp.mean(
+# Each entry takes the output, the targets and the case options.
+LOSSES: dict[str, Callable[[jax.Array, jax.Array, Options], jax.Array]] = {
+    "mse": lambda out, y, o: jnp.mean(optax.losses.squared_error(out, y)),
+    "softmax_cross_entropy": lambda out, y, o: jnp.mean(
         optax.losses.softmax_cross_entropy_with_integer_labels(out, y)
     ),
-    "binary_cross_entropy_with_logits": lambda out, y: jnp.mean(
+    "binary_cross_entropy_with_logits": lambda out, y, o: jnp.mean(
         optax.losses.sigmoid_binary_cross_entropy(out, y)
     ),
-    "mse_sum": lambda out, y: jnp.sum(optax.losses.squared_error(out, y)),
-    "mse_batch_mean": lambda out, y: jnp.sum(optax.losses.squared_error(out, y))
+    "mse_sum": lambda out, y, o: jnp.sum(optax.losses.squared_error(out, y)),
+    "mse_batch_mean": lambda out, y, o: jnp.sum(optax.losses.squared_error(out, y))
     / out.shape[0],
     # optax.losses.l2_loss is 0.5 * squared_error: the "half" family
-    "half_mse": lambda out, y: jnp.mean(optax.losses.l2_loss(out, y)),
-    "half_mse_sum": lambda out, y: jnp.sum(optax.losses.l2_loss(out, y)),
-    "half_mse_batch_mean": lambda out, y: jnp.sum(optax.losses.l2_loss(out, y)) / out.shape[0],
-    "huber": lambda out, y: jnp.mean(optax.losses.huber_loss(out, y, delta=HUBER_DELTA)),
+    "half_mse": lambda out, y, o: jnp.mean(optax.losses.l2_loss(out, y)),
+    "half_mse_sum": lambda out, y, o: jnp.sum(optax.losses.l2_loss(out, y)),
+    "half_mse_batch_mean": lambda out, y, o: jnp.sum(optax.losses.l2_loss(out, y))
+    / out.shape[0],
+    "huber": lambda out, y, o: jnp.mean(
+        optax.losses.huber_loss(out, y, delta=o["huber_delta"])),
     # optax has no smooth_l1: it is huber with delta = beta, divided by beta (catalogued)
-    "smooth_l1": lambda out, y: jnp.mean(
-        optax.losses.huber_loss(out, y, delta=SMOOTH_L1_BETA)
-    ) / SMOOTH_L1_BETA,
-    "softmax_cross_entropy_soft": lambda out, y: jnp.mean(
+    "smooth_l1": lambda out, y, o: jnp.mean(
+        optax.losses.huber_loss(out, y, delta=o["smooth_l1_beta"])
+    ) / o["smooth_l1_beta"],
+    "softmax_cross_entropy_soft": lambda out, y, o: jnp.mean(
         optax.losses.softmax_cross_entropy(out, y)
     ),
-    "softmax_cross_entropy_smoothed": lambda out, y: jnp.mean(
+    "softmax_cross_entropy_smoothed": lambda out, y, o: jnp.mean(
         optax.losses.softmax_cross_entropy(
             out, optax.smooth_labels(jax.nn.one_hot(y, out.shape[1], dtype=out.dtype),
-                                     LABEL_SMOOTHING)
+                                     o["label_smoothing"])
         )
     ),
+}
+
+
+def _schedule(lr: float, o: Options, steps: int) -> float | optax.Schedule:
+    if o["schedule"] == "step":
+        return optax.exponential_decay(init_value=lr, transition_steps=o["step_size"],
+                                       decay_rate=o["gamma"], staircase=True)
+    if o["schedule"] == "cosine":
+        return optax.cosine_decay_schedule(init_value=lr, decay_steps=max(
+            o["cosine_period"] or steps, 1), alpha=o["cosine_min_lr"] / lr)
+    return lr
+
+
+# optax state fields -> the reference's slot names, per state type
+STATE_SLOTS: dict[str, dict[str, str]] = {
+    "ScaleByAdamState": {"mu": "first_moment", "nu": "second_moment"},
+    "ScaleByAmsgradState": {"mu": "first_moment", "nu": "second_moment",
+                            "nu_max": "max_second_moment"},
+    "TraceState": {"trace": "momentum_buffer"},
+    "ScaleByRmsState": {"nu": "square_avg"},
+    "ScaleByRStdDevState": {"mu": "grad_avg", "nu": "square_avg"},
+    "ScaleByRssState": {"sum_of_squares": "sum_of_squares"},
 }
 
 NOT_EXPRESSIBLE_LOSSES = {
@@ -83,27 +112,28 @@ def _with_coupled_decay(hp: dict, transform: optax.GradientTransformation):
     return optax.chain(optax.add_decayed_weights(hp["weight_decay"]), transform)
 
 
-OPTIMIZERS: dict[str, Callable[[dict], optax.GradientTransformation]] = {
-    "sgd": lambda hp: _with_coupled_decay(hp, optax.sgd(
-        learning_rate=hp["lr"], momentum=hp["momentum"] or None, nesterov=hp["nesterov"],
+# Each entry takes the hyperparameters and the learning rate (a number or a schedule).
+OPTIMIZERS: dict[str, Callable[[dict, Any], optax.GradientTransformation]] = {
+    "sgd": lambda hp, lr: _with_coupled_decay(hp, optax.sgd(
+        learning_rate=lr, momentum=hp["momentum"] or None, nesterov=hp["nesterov"],
     )),
-    "adam": lambda hp: _with_coupled_decay(hp, optax.adam(
-        learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
+    "adam": lambda hp, lr: _with_coupled_decay(hp, optax.adam(
+        learning_rate=lr, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
     )),
-    "adamw": lambda hp: optax.adamw(
-        learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
+    "adamw": lambda hp, lr: optax.adamw(
+        learning_rate=lr, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
         weight_decay=hp["weight_decay"],
     ),
-    "amsgrad": lambda hp: optax.amsgrad(
-        learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
+    "amsgrad": lambda hp, lr: optax.amsgrad(
+        learning_rate=lr, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
     ),
-    "rmsprop": lambda hp: optax.rmsprop(
-        learning_rate=hp["lr"], decay=hp["alpha"], eps=hp["eps"],
+    "rmsprop": lambda hp, lr: optax.rmsprop(
+        learning_rate=lr, decay=hp["alpha"], eps=hp["eps"],
         eps_in_sqrt=hp["eps_in_sqrt"], centered=hp["centered"],
         momentum=hp["momentum"] or None,
     ),
-    "adagrad": lambda hp: optax.adagrad(
-        learning_rate=hp["lr"], eps=hp["eps"],
+    "adagrad": lambda hp, lr: optax.adagrad(
+        learning_rate=lr, eps=hp["eps"],
         initial_accumulator_value=hp["initial_accumulator_value"],
     ),
 }
@@ -122,6 +152,15 @@ def unsupported_reason(case: Case) -> str | None:
         return "optax.amsgrad keeps the maximum of the bias-corrected second moment"
     if hp["clip_norm"] and hp["clip_norm_eps"] != 0:
         return "optax.clip_by_global_norm adds no epsilon to the norm"
+    if case.optimizer == "rmsprop" and hp["momentum"] and not case.option("lr_in_momentum"):
+        return ("optax.rmsprop scales by the learning rate before its momentum trace "
+                "(lr_in_momentum=True)")
+    if case.option("schedule") == "step" and case.dtype == "float64":
+        return ("optax.exponential_decay computes the learning rate in float32 even with x64 "
+                "on (int32 step count), about 1e-8 relative: no float64 comparison possible")
+    if (case.option("schedule") == "cosine" and case.option("cosine_past_period") == "continue"
+            and case.steps - 1 > (case.option("cosine_period") or case.steps)):
+        return "optax.cosine_decay_schedule holds its final value past decay_steps"
     return None
 
 
@@ -130,46 +169,54 @@ def _set_x64(enabled: bool) -> None:
 
 
 def _make_loss(
-    activations: tuple[str, ...], loss_name: str
-) -> Callable[[dict, list, jax.Array, jax.Array], jax.Array]:
+    activations: tuple[str, ...], loss_name: str, options: Options
+) -> Callable[[dict, list, jax.Array, jax.Array, list], jax.Array]:
     """The loss of params and of zero offsets added to each z_l.
 
     The gradient with respect to an offset that is added to z_l is dL/dz_l: the
-    vector-Jacobian product through that layer output.
+    vector-Jacobian product through that layer output. ``masks`` are the
+    NumPy-drawn dropout keep masks (already scaled by 1 / (1 - p)), one per
+    hidden layer, or empty: jax.random would draw different ones.
     """
 
-    def loss_fn(params: dict, offsets: list, x: jax.Array, y: jax.Array) -> jax.Array:
+    def loss_fn(params: dict, offsets: list, x: jax.Array, y: jax.Array,
+                masks: list) -> jax.Array:
         a = x
         for layer, activation in enumerate(activations, start=1):
             z = a @ params[f"W{layer}"] + params[f"b{layer}"] + offsets[layer - 1]
-            a = ACTIVATIONS[activation](z)
-        return LOSSES[loss_name](a, y)
+            a = ACTIVATIONS[activation](z, options)
+            if masks and layer < len(activations):
+                a = a * masks[layer - 1]
+        return LOSSES[loss_name](a, y, options)
 
     return loss_fn
 
 
 @functools.lru_cache(maxsize=256)
 def _compiled(
-    activations: tuple[str, ...], loss: str, optimizer: str, hyperparameters: tuple
+    activations: tuple[str, ...], loss: str, optimizer: str, hyperparameters: tuple,
+    options: tuple, steps: int,
 ) -> tuple[Callable, Callable, optax.GradientTransformation]:
     """Jitted loss-and-grad and update, shared by every case with the same math.
 
     jax.jit caches the compiled program per input shape and dtype, so cases that
     differ only in seed or data reuse it instead of recompiling.
     """
-    hp = dict(hyperparameters)
+    hp, all_options = dict(hyperparameters), dict(options)
     clipping = []
     if hp["clip_value"]:
         clipping.append(optax.clip(hp["clip_value"]))
     if hp["clip_norm"]:
         clipping.append(optax.clip_by_global_norm(hp["clip_norm"]))
-    transform = optax.chain(*clipping, OPTIMIZERS[optimizer](hp))
+    learning_rate = _schedule(hp["lr"], all_options, steps)
+    transform = optax.chain(*clipping, OPTIMIZERS[optimizer](hp, learning_rate))
 
     def apply(params: dict, grads: dict, opt_state: optax.OptState) -> tuple:
         updates, opt_state = transform.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    value_and_grad = jax.jit(jax.value_and_grad(_make_loss(activations, loss), argnums=(0, 1)))
+    value_and_grad = jax.jit(jax.value_and_grad(_make_loss(activations, loss, all_options),
+                                                argnums=(0, 1)))
     return value_and_grad, jax.jit(apply), transform
 
 
@@ -178,16 +225,17 @@ class _JaxSession:
         _set_x64(case.dtype == "float64")
         self._case = case
         self._params = {name: jnp.asarray(value) for name, value in problem.params.items()}
-        self._x = jnp.asarray(problem.x)
-        self._offsets = [
-            jnp.zeros((problem.x.shape[0], width), dtype=self._x.dtype)
-            for width in case.layer_sizes[1:]
-        ]
-        self._y = jnp.asarray(problem.y)
-        self._check_dtype("x", self._x)
+        self._problem = problem
+        # the dtype JAX really gives the inputs (float32 when x64 is off): a float64 case
+        # then fails the dtype check on x instead of warning here
+        dtype = jnp.asarray(problem.x[:1]).dtype
+        self._offsets = [jnp.zeros((case.batch_size, width), dtype=dtype)
+                         for width in case.layer_sizes[1:]]
         self._value_and_grad, self._apply, transform = _compiled(
-            case.activations, case.loss, case.optimizer, case.hyperparameters
+            case.activations, case.loss, case.optimizer, case.hyperparameters,
+            tuple(case.all_options.items()), case.steps,
         )
+        self._steps_taken = 0
         self._opt_state = transform.init(self._params)
         self._grads: dict | None = None
 
@@ -202,9 +250,13 @@ class _JaxSession:
         self._check_dtype(name, leaf)
         return np.array(leaf)
 
-    def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        batch = self._problem.batch(evaluation)
+        x = jnp.asarray(batch.x)
+        self._check_dtype("x", x)
+        masks = [jnp.asarray(m) for m in batch.masks]
         loss, (self._grads, self._deltas) = self._value_and_grad(
-            self._params, self._offsets, self._x, self._y
+            self._params, self._offsets, x, jnp.asarray(batch.y), masks
         )
         grads = {name: self._to_reference(name, g) for name, g in self._grads.items()}
         return self._to_reference("loss", loss), grads
@@ -216,11 +268,37 @@ class _JaxSession:
     def set_parameters(self, params) -> None:
         self._params = {name: jnp.asarray(value) for name, value in params.items()}
 
-    def step(self) -> dict[str, np.ndarray]:
+    def step(self, completed_steps: int) -> dict[str, np.ndarray]:
         if self._grads is None:
             raise RuntimeError("step() before loss_and_gradients()")
+        if completed_steps != self._steps_taken:
+            raise RuntimeError(f"jax: step {completed_steps + 1} requested after "
+                               f"{self._steps_taken} steps (optax's schedule counts them)")
         self._params, self._opt_state = self._apply(self._params, self._grads, self._opt_state)
+        self._steps_taken += 1
         return {name: self._to_reference(name, p) for name, p in self._params.items()}
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        # optax traces *updates* (already multiplied by -lr in rmsprop): the
+        # reference keeps the buffer of steps to subtract, so the sign flips
+        negate_trace = self._case.optimizer == "rmsprop"
+
+        def visit(node: Any) -> None:
+            slots = STATE_SLOTS.get(type(node).__name__)
+            if slots is not None:
+                for field, slot in slots.items():
+                    for name, leaf in getattr(node, field).items():
+                        value = self._to_reference(name, leaf)
+                        if slot == "momentum_buffer" and negate_trace:
+                            value = -value
+                        arrays[f"{slot}/{name}"] = value
+            elif isinstance(node, tuple | list):
+                for child in node:
+                    visit(child)
+
+        visit(self._opt_state)
+        return arrays
 
 
 class JaxAdapter(Adapter):

@@ -8,21 +8,24 @@ from gradparity import reference
 from gradparity.adapters.base import Adapter, Availability, TrainingSession
 from gradparity.case import Case
 from gradparity.data import Problem
+from gradparity.reference.optimizers import state_arrays
+from gradparity.reference.schedules import step_hyperparameters
 
 
 class _ReferenceSession:
     def __init__(self, case: Case, problem: Problem) -> None:
         self._case = case
-        self._x, self._y = problem.x, problem.y
+        self._problem = problem
+        self._options = case.all_options
         self._params = {name: np.array(value) for name, value in problem.params.items()}
         self._optimizer = reference.OPTIMIZERS[case.optimizer]
         self._state = self._optimizer.init(self._params)
         self._grads: dict[str, np.ndarray] | None = None
 
-    def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        cache = reference.forward(
-            self._params, self._x, self._y, self._case.activations, self._case.loss
-        )
+    def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        x, y, masks = self._problem.batch(evaluation)
+        cache = reference.forward(self._params, x, y, self._case.activations, self._case.loss,
+                                  self._options, masks)
         self._grads = reference.backward(cache)
         self._deltas = reference.backward_deltas(cache)
         return np.asarray(cache.loss), {name: grad.copy() for name, grad in self._grads.items()}
@@ -33,13 +36,18 @@ class _ReferenceSession:
     def set_parameters(self, params) -> None:
         self._params = {name: np.array(value) for name, value in params.items()}
 
-    def step(self) -> dict[str, np.ndarray]:
+    def step(self, completed_steps: int) -> dict[str, np.ndarray]:
         if self._grads is None:
             raise RuntimeError("step() before loss_and_gradients()")
+        hp = step_hyperparameters(self._case.hparams, self._options, completed_steps,
+                                  self._case.steps)
         self._params, self._state = self._optimizer.update(
-            self._params, self._grads, self._state, self._case.hparams
+            self._params, self._grads, self._state, hp
         )
         return {name: value.copy() for name, value in self._params.items()}
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        return state_arrays(self._case.optimizer, self._state, self._case.hparams)
 
 
 class NumpyAdapter(Adapter):

@@ -8,7 +8,8 @@ is converted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,50 +18,68 @@ import torch.nn.functional as F
 from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
 from gradparity.case import Case
 from gradparity.data import Problem
-from gradparity.reference.losses import (
-    HUBER_DELTA,
-    LABEL_SMOOTHING,
-    SMOOTH_L1_BETA,
-    class_weights,
-)
+from gradparity.reference.losses import class_weights
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "identity": lambda z: z,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "relu": F.relu,
-    "leaky_relu": F.leaky_relu,  # negative_slope 0.01
-    "elu": F.elu,  # alpha 1
-    "gelu": F.gelu,  # approximate="none": the exact erf form
-    "gelu_tanh": lambda z: F.gelu(z, approximate="tanh"),
-    "silu": F.silu,
-    "softplus": F.softplus,  # beta 1, threshold 20 (linear above 20: a convention)
+Options = Mapping[str, Any]
+
+# Each entry takes the pre-activation and the case options (its parameter, if any).
+ACTIVATIONS: dict[str, Callable[[torch.Tensor, Options], torch.Tensor]] = {
+    "identity": lambda z, o: z,
+    "sigmoid": lambda z, o: torch.sigmoid(z),
+    "tanh": lambda z, o: torch.tanh(z),
+    "relu": lambda z, o: F.relu(z),
+    "leaky_relu": lambda z, o: F.leaky_relu(z, negative_slope=o["negative_slope"]),
+    "elu": lambda z, o: F.elu(z, alpha=o["elu_alpha"]),
+    "gelu": lambda z, o: F.gelu(z),  # approximate="none": the exact erf form
+    "gelu_tanh": lambda z, o: F.gelu(z, approximate="tanh"),
+    "silu": lambda z, o: F.silu(z),
+    "softplus": lambda z, o: F.softplus(z),  # beta 1, threshold 20 (linear above: a convention)
 }
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mse": lambda out, y: F.mse_loss(out, y, reduction="mean"),
-    "softmax_cross_entropy": lambda out, y: F.cross_entropy(out, y, reduction="mean"),
-    "binary_cross_entropy_with_logits": lambda out, y: F.binary_cross_entropy_with_logits(
+# Each entry takes the output, the targets and the case options.
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, Options], torch.Tensor]] = {
+    "mse": lambda out, y, o: F.mse_loss(out, y, reduction="mean"),
+    "softmax_cross_entropy": lambda out, y, o: F.cross_entropy(out, y, reduction="mean"),
+    "binary_cross_entropy_with_logits": lambda out, y, o: F.binary_cross_entropy_with_logits(
         out, y, reduction="mean"
     ),
-    "mse_sum": lambda out, y: F.mse_loss(out, y, reduction="sum"),
-    "mse_batch_mean": lambda out, y: F.mse_loss(out, y, reduction="sum") / out.shape[0],
-    "half_mse": lambda out, y: 0.5 * F.mse_loss(out, y, reduction="mean"),
-    "half_mse_sum": lambda out, y: 0.5 * F.mse_loss(out, y, reduction="sum"),
-    "half_mse_batch_mean": lambda out, y: 0.5 * F.mse_loss(out, y, reduction="sum")
+    "mse_sum": lambda out, y, o: F.mse_loss(out, y, reduction="sum"),
+    "mse_batch_mean": lambda out, y, o: F.mse_loss(out, y, reduction="sum") / out.shape[0],
+    "half_mse": lambda out, y, o: 0.5 * F.mse_loss(out, y, reduction="mean"),
+    "half_mse_sum": lambda out, y, o: 0.5 * F.mse_loss(out, y, reduction="sum"),
+    "half_mse_batch_mean": lambda out, y, o: 0.5 * F.mse_loss(out, y, reduction="sum")
     / out.shape[0],
-    "huber": lambda out, y: F.huber_loss(out, y, delta=HUBER_DELTA),
-    "smooth_l1": lambda out, y: F.smooth_l1_loss(out, y, beta=SMOOTH_L1_BETA),
-    "binary_cross_entropy": lambda out, y: F.binary_cross_entropy(out, y),
-    "softmax_cross_entropy_soft": lambda out, y: F.cross_entropy(out, y),
-    "softmax_cross_entropy_smoothed": lambda out, y: F.cross_entropy(
-        out, y, label_smoothing=LABEL_SMOOTHING
+    "huber": lambda out, y, o: F.huber_loss(out, y, delta=o["huber_delta"]),
+    "smooth_l1": lambda out, y, o: F.smooth_l1_loss(out, y, beta=o["smooth_l1_beta"]),
+    "binary_cross_entropy": lambda out, y, o: F.binary_cross_entropy(out, y),
+    "softmax_cross_entropy_soft": lambda out, y, o: F.cross_entropy(out, y),
+    "softmax_cross_entropy_smoothed": lambda out, y, o: F.cross_entropy(
+        out, y, label_smoothing=o["label_smoothing"]
     ),
-    "softmax_cross_entropy_weighted": lambda out, y: F.cross_entropy(
+    "softmax_cross_entropy_weighted": lambda out, y, o: F.cross_entropy(
         out, y, weight=torch.from_numpy(class_weights(out.shape[1], np.dtype(str(out.dtype)[6:])))
     ),
+}
+
+SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, Options, int], Any]] = {
+    "constant": lambda optimizer, o, steps: None,
+    "step": lambda optimizer, o, steps: torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=o["step_size"], gamma=o["gamma"]),
+    "cosine": lambda optimizer, o, steps: torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(o["cosine_period"] or steps, 1), eta_min=o["cosine_min_lr"]),
+}
+
+# torch.optim state keys -> the reference's slot names
+STATE_SLOTS = {
+    "momentum_buffer": "momentum_buffer",
+    "exp_avg": "first_moment",
+    "exp_avg_sq": "second_moment",
+    "max_exp_avg_sq": "max_second_moment",
+    "square_avg": "square_avg",
+    "grad_avg": "grad_avg",
+    "sum": "sum_of_squares",
 }
 
 OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], dict], torch.optim.Optimizer]] = {
@@ -99,6 +118,11 @@ def unsupported_reason(case: Case) -> str | None:
         return "torch.optim.Adam(amsgrad=True) keeps the maximum of the raw second moment"
     if hp["clip_norm"] and hp["clip_norm_eps"] != 1e-6:
         return "torch.nn.utils.clip_grad_norm_ always adds 1e-6 to the norm"
+    if case.option("lr_in_momentum"):
+        return "torch.optim.RMSprop multiplies its momentum buffer by the current lr"
+    if (case.option("schedule") == "cosine" and case.option("cosine_past_period") == "hold"
+            and case.steps - 1 > (case.option("cosine_period") or case.steps)):
+        return "CosineAnnealingLR keeps following the cosine past T_max (it cannot hold)"
     return None
 
 
@@ -116,11 +140,12 @@ class _TorchSession:
             self._params[name] = torch.tensor(
                 np.ascontiguousarray(array), dtype=self._dtype, requires_grad=True
             )
-        self._x = torch.tensor(problem.x, dtype=self._dtype)
-        y_dtype = torch.int64 if problem.y.dtype.kind == "i" else self._dtype
-        self._y = torch.tensor(problem.y, dtype=y_dtype)
-        self._check_dtype("x", self._x)
+        self._problem = problem
+        self._options = case.all_options
         self._optimizer = OPTIMIZERS[case.optimizer](list(self._params.values()), case.hparams)
+        self._scheduler = SCHEDULERS[self._options["schedule"]](
+            self._optimizer, self._options, case.steps)
+        self._steps_taken = 0
 
     def _check_dtype(self, what: str, tensor: torch.Tensor) -> None:
         expected = getattr(torch, self._case.dtype)
@@ -134,31 +159,52 @@ class _TorchSession:
         array = tensor.detach().numpy()
         return np.array(array.T if _is_weight(name) else array)
 
-    def _loss(self) -> torch.Tensor:
-        a = self._x
+    def _loss(self, evaluation: int) -> torch.Tensor:
+        batch = self._problem.batch(evaluation)
+        a = torch.tensor(batch.x, dtype=self._dtype)
+        self._check_dtype("x", a)
+        y = torch.tensor(batch.y, dtype=torch.int64 if batch.y.dtype.kind == "i" else self._dtype)
         self._pre_activations = []
         for layer, activation in enumerate(self._case.activations, start=1):
             z = F.linear(a, self._params[f"W{layer}"], self._params[f"b{layer}"])
             z.retain_grad()  # keeps dL/dz for backward_signals()
             self._pre_activations.append(z)
-            a = ACTIVATIONS[activation](z)
-        return LOSSES[self._case.loss](a, self._y)
+            a = ACTIVATIONS[activation](z, self._options)
+            if batch.masks and layer < self._case.num_layers:
+                # the NumPy-drawn keep mask (already scaled by 1 / (1 - p)): F.dropout
+                # would draw its own from torch's generator
+                a = a * torch.tensor(batch.masks[layer - 1])
+        return LOSSES[self._case.loss](a, y, self._options)
 
-    def loss_and_gradients(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self._optimizer.zero_grad(set_to_none=True)
-        loss = self._loss()
+        loss = self._loss(evaluation)
         loss.backward()
         grads = {name: self._to_reference(name, p.grad) for name, p in self._params.items()}
         return self._to_reference("loss", loss), grads
 
-    def step(self) -> dict[str, np.ndarray]:
+    def step(self, completed_steps: int) -> dict[str, np.ndarray]:
+        if completed_steps != self._steps_taken:
+            raise RuntimeError(f"torch: step {completed_steps + 1} requested after "
+                               f"{self._steps_taken} steps (the scheduler counts them)")
         hp, params = self._case.hparams, list(self._params.values())
         if hp["clip_value"]:
             torch.nn.utils.clip_grad_value_(params, hp["clip_value"])
         if hp["clip_norm"]:
             torch.nn.utils.clip_grad_norm_(params, hp["clip_norm"])
         self._optimizer.step()
+        if self._scheduler is not None:
+            self._scheduler.step()  # after optimizer.step(), as torch requires
+        self._steps_taken += 1
         return {name: self._to_reference(name, p) for name, p in self._params.items()}
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        arrays = {}
+        for name, parameter in self._params.items():
+            for key, value in self._optimizer.state.get(parameter, {}).items():
+                if key in STATE_SLOTS and isinstance(value, torch.Tensor):
+                    arrays[f"{STATE_SLOTS[key]}/{name}"] = self._to_reference(name, value)
+        return arrays
 
     def backward_signals(self) -> dict[str, np.ndarray]:
         return {f"z{layer}": self._to_reference("delta", z.grad)

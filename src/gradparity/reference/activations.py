@@ -12,9 +12,11 @@ PyTorch autograd and ``jax.grad`` so a disagreement there is a real difference.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -24,13 +26,24 @@ class Activation:
     """A named elementwise nonlinearity with its hand-written derivative.
 
     ``kinks`` lists the inputs where the function is not differentiable; the
-    finite-difference oracle avoids stencils that cross them.
+    finite-difference oracle avoids stencils that cross them. ``parameter``
+    names the case option (``gradparity.options``) that both functions take as
+    a keyword argument of the same name; :meth:`bound` fixes it for a case.
     """
 
     name: str
-    forward: Callable[[np.ndarray], np.ndarray]
-    derivative: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    forward: Callable[..., np.ndarray]
+    derivative: Callable[..., np.ndarray]
     kinks: tuple[float, ...] = ()
+    parameter: str | None = None
+
+    def bound(self, options: Mapping[str, Any]) -> Activation:
+        """This activation with its parameter set from ``options`` (if it has one)."""
+        if self.parameter is None or self.parameter not in options:
+            return self
+        value = {self.parameter: options[self.parameter]}
+        return replace(self, forward=functools.partial(self.forward, **value),
+                       derivative=functools.partial(self.derivative, **value))
 
 
 # identity: a = z,  da/dz = 1
@@ -80,35 +93,38 @@ def relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     return (z > 0).astype(z.dtype)
 
 
-# leaky_relu: a = z if z > 0 else s z,  da/dz = 1 if z >= 0 else s   (s = 0.01)
+# leaky_relu: a = z if z > 0 else s z,  da/dz = 1 if z >= 0 else s   (s = negative_slope)
 LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu and jax.nn.leaky_relu default
 
 
-def leaky_relu(z: np.ndarray) -> np.ndarray:
-    return np.where(z >= 0, z, LEAKY_SLOPE * z)
+def leaky_relu(z: np.ndarray, negative_slope: float = LEAKY_SLOPE) -> np.ndarray:
+    return np.where(z >= 0, z, negative_slope * z)
 
 
-def leaky_relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+def leaky_relu_derivative(
+    z: np.ndarray, a: np.ndarray, negative_slope: float = LEAKY_SLOPE
+) -> np.ndarray:
     """1 for z >= 0, the slope below. At the kink z == 0 the derivative is **1**.
 
     That is jax.nn.leaky_relu's (``where(x >= 0, ...)``); PyTorch's
     ``leaky_relu_backward`` returns the slope at exactly 0 (``x > 0``): a named
     convention (gradparity.conventions), reachable only at z == 0 exactly.
     """
-    return np.where(z >= 0, 1.0, LEAKY_SLOPE).astype(z.dtype)
+    return np.where(z >= 0, 1.0, negative_slope).astype(z.dtype)
 
 
-# elu: a = z if z > 0 else alpha (e^z - 1),  da/dz = 1 if z > 0 else a + alpha   (alpha = 1)
+# elu: a = z if z > 0 else alpha (e^z - 1),  da/dz = 1 if z > 0 else a + alpha
 ELU_ALPHA = 1.0  # torch and jax default
 
 
-def elu(z: np.ndarray) -> np.ndarray:
-    return np.where(z > 0, z, ELU_ALPHA * np.expm1(np.minimum(z, 0)))
+def elu(z: np.ndarray, elu_alpha: float = ELU_ALPHA) -> np.ndarray:
+    return np.where(z > 0, z, elu_alpha * np.expm1(np.minimum(z, 0)))
 
 
-def elu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """1 above 0, alpha e^z = a + alpha at and below 0: **alpha** at the kink (both frameworks)."""
-    return np.where(z > 0, 1.0, a + ELU_ALPHA).astype(z.dtype)
+def elu_derivative(z: np.ndarray, a: np.ndarray, elu_alpha: float = ELU_ALPHA) -> np.ndarray:
+    """1 above 0, alpha e^z = a + alpha at and below 0: **alpha** at the kink (both
+    frameworks). For alpha != 1 the derivative jumps there (1 versus alpha)."""
+    return np.where(z > 0, 1.0, a + elu_alpha).astype(z.dtype)
 
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -168,8 +184,9 @@ ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
     "tanh": Activation("tanh", tanh, tanh_derivative),
     "relu": Activation("relu", relu, relu_derivative, kinks=(0.0,)),
-    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kinks=(0.0,)),
-    "elu": Activation("elu", elu, elu_derivative, kinks=(0.0,)),
+    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kinks=(0.0,),
+                              parameter="negative_slope"),
+    "elu": Activation("elu", elu, elu_derivative, kinks=(0.0,), parameter="elu_alpha"),
     "gelu": Activation("gelu", gelu, gelu_derivative),
     "gelu_tanh": Activation("gelu_tanh", gelu_tanh, gelu_tanh_derivative),
     "silu": Activation("silu", silu, silu_derivative),

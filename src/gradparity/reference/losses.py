@@ -10,8 +10,10 @@ Reductions follow PyTorch's defaults (``reduction='mean'``), stated per loss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -32,12 +34,21 @@ class Loss:
 
     name: str
     short_name: str
-    value: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    gradient: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    value: Callable[..., np.ndarray]
+    gradient: Callable[..., np.ndarray]
     target_kind: str
     takes_logits: bool
     min_outputs: int = 1
     output_activation: str | None = None
+    parameter: str | None = None  # a case option both functions take as a keyword
+
+    def bound(self, options: Mapping[str, Any]) -> Loss:
+        """This loss with its parameter set from ``options`` (if it has one)."""
+        if self.parameter is None or self.parameter not in options:
+            return self
+        value = {self.parameter: options[self.parameter]}
+        return replace(self, value=functools.partial(self.value, **value),
+                       gradient=functools.partial(self.gradient, **value))
 
 
 # mean squared error, reduction='mean' over ALL elements (batch * outputs):
@@ -108,33 +119,36 @@ def _squared_error_loss(half: bool, reduction: str) -> tuple[Callable, Callable]
     return value, gradient
 
 
-# huber (delta = 1), mean over all elements:
+# huber (delta = huber_delta, default 1), mean over all elements:
 #   l(d) = d^2 / 2 if |d| <= delta else delta (|d| - delta / 2)
 #   dl/dd = d if |d| <= delta else delta sign(d)   (continuous at |d| = delta)
 HUBER_DELTA = 1.0  # torch.nn.functional.huber_loss and optax.losses.huber_loss default
 SMOOTH_L1_BETA = 1.0  # torch.nn.functional.smooth_l1_loss default
 
 
-def huber(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+def huber(y_hat: np.ndarray, y: np.ndarray, huber_delta: float = HUBER_DELTA) -> np.ndarray:
     d = np.abs(y_hat - y)
-    return np.mean(np.where(d <= HUBER_DELTA, 0.5 * d * d, HUBER_DELTA * (d - 0.5 * HUBER_DELTA)))
+    return np.mean(np.where(d <= huber_delta, 0.5 * d * d, huber_delta * (d - 0.5 * huber_delta)))
 
 
-def huber_gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+def huber_gradient(y_hat: np.ndarray, y: np.ndarray,
+                   huber_delta: float = HUBER_DELTA) -> np.ndarray:
     d = y_hat - y
-    return np.clip(d, -HUBER_DELTA, HUBER_DELTA) / y_hat.size
+    return np.clip(d, -huber_delta, huber_delta) / y_hat.size
 
 
 # smooth_l1 (beta): l(d) = d^2 / (2 beta) if |d| < beta else |d| - beta / 2 = huber_beta / beta
-def smooth_l1(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+def smooth_l1(y_hat: np.ndarray, y: np.ndarray,
+              smooth_l1_beta: float = SMOOTH_L1_BETA) -> np.ndarray:
     d = np.abs(y_hat - y)
-    return np.mean(np.where(d < SMOOTH_L1_BETA, 0.5 * d * d / SMOOTH_L1_BETA,
-                            d - 0.5 * SMOOTH_L1_BETA))
+    return np.mean(np.where(d < smooth_l1_beta, 0.5 * d * d / smooth_l1_beta,
+                            d - 0.5 * smooth_l1_beta))
 
 
-def smooth_l1_gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+def smooth_l1_gradient(y_hat: np.ndarray, y: np.ndarray,
+                       smooth_l1_beta: float = SMOOTH_L1_BETA) -> np.ndarray:
     d = y_hat - y
-    return np.clip(d / SMOOTH_L1_BETA, -1, 1) / y_hat.size
+    return np.clip(d / smooth_l1_beta, -1, 1) / y_hat.size
 
 
 # binary cross-entropy on probabilities (output activation sigmoid), mean over all:
@@ -166,21 +180,26 @@ def softmax_cross_entropy_soft_gradient(logits: np.ndarray, q: np.ndarray) -> np
     return (np.exp(_log_softmax(logits)) - q) / logits.shape[0]
 
 
-# label smoothing (epsilon = 0.1): q = (1 - epsilon) onehot(y) + epsilon / K, then the above
+# label smoothing (epsilon, default 0.1): q = (1 - epsilon) onehot(y) + epsilon / K, then the
+# above
 LABEL_SMOOTHING = 0.1
 
 
-def _smoothed(labels: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
+def _smoothed(labels: np.ndarray, classes: int, dtype: np.dtype, epsilon: float) -> np.ndarray:
     onehot = np.eye(classes, dtype=dtype)[labels]
-    return (1 - LABEL_SMOOTHING) * onehot + LABEL_SMOOTHING / classes
+    return (1 - epsilon) * onehot + epsilon / classes
 
 
-def softmax_cross_entropy_smoothed(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return softmax_cross_entropy_soft(logits, _smoothed(labels, logits.shape[1], logits.dtype))
+def softmax_cross_entropy_smoothed(logits: np.ndarray, labels: np.ndarray,
+                                   label_smoothing: float = LABEL_SMOOTHING) -> np.ndarray:
+    q = _smoothed(labels, logits.shape[1], logits.dtype, label_smoothing)
+    return softmax_cross_entropy_soft(logits, q)
 
 
-def softmax_cross_entropy_smoothed_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    q = _smoothed(labels, logits.shape[1], logits.dtype)
+def softmax_cross_entropy_smoothed_gradient(
+    logits: np.ndarray, labels: np.ndarray, label_smoothing: float = LABEL_SMOOTHING
+) -> np.ndarray:
+    q = _smoothed(labels, logits.shape[1], logits.dtype, label_smoothing)
     return softmax_cross_entropy_soft_gradient(logits, q)
 
 
@@ -233,9 +252,9 @@ LOSSES: dict[str, Loss] = {
     ),
     **_mse_family(),
     "huber": Loss("huber", "huber", huber, huber_gradient, target_kind="real",
-                  takes_logits=False),
+                  takes_logits=False, parameter="huber_delta"),
     "smooth_l1": Loss("smooth_l1", "smooth-l1", smooth_l1, smooth_l1_gradient,
-                      target_kind="real", takes_logits=False),
+                      target_kind="real", takes_logits=False, parameter="smooth_l1_beta"),
     "binary_cross_entropy": Loss(
         "binary_cross_entropy", "bce", binary_cross_entropy, binary_cross_entropy_gradient,
         target_kind="binary", takes_logits=False, output_activation="sigmoid",
@@ -246,9 +265,9 @@ LOSSES: dict[str, Loss] = {
         min_outputs=2,
     ),
     "softmax_cross_entropy_smoothed": Loss(
-        "softmax_cross_entropy_smoothed", "softmax-ce-smooth0.1",
+        "softmax_cross_entropy_smoothed", "softmax-ce-smooth",
         softmax_cross_entropy_smoothed, softmax_cross_entropy_smoothed_gradient,
-        target_kind="class_index", takes_logits=True, min_outputs=2,
+        target_kind="class_index", takes_logits=True, min_outputs=2, parameter="label_smoothing",
     ),
     "softmax_cross_entropy_weighted": Loss(
         "softmax_cross_entropy_weighted", "softmax-ce-weighted",

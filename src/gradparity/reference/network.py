@@ -6,7 +6,9 @@ Layer l (1-based) computes
     a_l = f_l(z_l)
 
 with a_0 = x, f_l the hidden activation for l < L and the output activation
-for l = L. The loss is L(a_L, y).
+for l = L. The loss is L(a_L, y). With dropout, a hidden layer's output is
+a_l = f_l(z_l) * m_l, where the mask m_l (0 or 1 / (1 - p)) comes from the data
+generator, never from a random draw here.
 
 Backward walks the layers from L down to 1 using only the cache:
 
@@ -14,7 +16,7 @@ Backward walks the layers from L down to 1 using only the cache:
     dL/dW_l   = a_{l-1}^T delta_l
     dL/db_l   = sum over the batch of delta_l
     dL/da_l-1 = delta_l W_l^T
-    delta_l-1 = dL/da_{l-1} * f_{l-1}'(z_{l-1})
+    delta_l-1 = dL/da_{l-1} * m_{l-1} * f_{l-1}'(z_{l-1})     (m = 1 without dropout)
 
 The cache holds the weights that the forward pass used, so backward cannot
 accidentally read parameters that changed after the forward pass.
@@ -22,8 +24,9 @@ accidentally read parameters that changed after the forward pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +54,11 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 class ForwardCache:
     """Everything backward needs, read-only.
 
-    ``inputs[l-1]`` is a_{l-1} (the input of layer l), ``pre_activations[l-1]``
-    is z_l, ``activations[l-1]`` is a_l, ``weights[l-1]`` is the W_l used.
+    ``inputs[l-1]`` is a_{l-1} (the input of layer l, after dropout),
+    ``pre_activations[l-1]`` is z_l, ``activations[l-1]`` is f_l(z_l) (before
+    dropout), ``weights[l-1]`` is the W_l used, ``masks[l-1]`` the dropout mask
+    of hidden layer l (empty without dropout), ``options`` the case options
+    that parametrise the activations and the loss.
     """
 
     activation_names: tuple[str, ...]
@@ -63,10 +69,12 @@ class ForwardCache:
     weights: tuple[np.ndarray, ...]
     targets: np.ndarray
     loss: np.ndarray
+    masks: tuple[np.ndarray, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def output(self) -> np.ndarray:
-        return self.activations[-1]
+        return self.activations[-1]  # the output layer never has dropout
 
 
 def forward(
@@ -75,12 +83,20 @@ def forward(
     y: np.ndarray,
     activation_names: tuple[str, ...],
     loss_name: str,
+    options: Mapping[str, Any] | None = None,
+    masks: Sequence[np.ndarray] = (),
 ) -> ForwardCache:
     """Run the network on ``x`` and evaluate the loss against ``y``.
 
     ``activation_names`` has one entry per layer; the last is the output
-    activation.
+    activation. ``options`` (case options such as ``negative_slope``) set the
+    parameters of activations and loss; ``masks`` holds one dropout mask per
+    hidden layer, or nothing.
     """
+    options = dict(options or {})
+    if masks and len(masks) != len(activation_names) - 1:
+        raise ValueError(f"masks: invalid value (length {len(masks)}); allowed: one mask per "
+                         f"hidden layer ({len(activation_names) - 1}) or none")
     inputs, pre_activations, activations, weights = [], [], [], []
     a = x
     for layer, activation_name in enumerate(activation_names, start=1):
@@ -88,10 +104,12 @@ def forward(
         z = a @ weight + bias
         inputs.append(_frozen(a))
         weights.append(_frozen(np.array(weight, copy=True)))
-        a = ACTIVATIONS[activation_name].forward(z)
+        a = ACTIVATIONS[activation_name].bound(options).forward(z)
         pre_activations.append(_frozen(z))
         activations.append(_frozen(a))
-    loss = LOSSES[loss_name].value(a, y)
+        if masks and layer < len(activation_names):
+            a = a * masks[layer - 1]
+    loss = LOSSES[loss_name].bound(options).value(a, y)
     return ForwardCache(
         activation_names=tuple(activation_names),
         loss_name=loss_name,
@@ -101,6 +119,8 @@ def forward(
         weights=tuple(weights),
         targets=_frozen(y),
         loss=loss,
+        masks=tuple(_frozen(m) for m in masks),
+        options=options,
     )
 
 
@@ -108,9 +128,13 @@ def backward_deltas(cache: ForwardCache) -> tuple[np.ndarray, ...]:
     """dL/dz_l for every layer l = 1..L, from the cache alone."""
     num_layers = len(cache.activation_names)
     deltas: list[np.ndarray] = [np.empty(0)] * num_layers
-    grad_output = LOSSES[cache.loss_name].gradient(cache.output, cache.targets)
+    grad_output = LOSSES[cache.loss_name].bound(cache.options).gradient(
+        cache.output, cache.targets)
     for index in reversed(range(num_layers)):
-        activation = ACTIVATIONS[cache.activation_names[index]]
+        activation = ACTIVATIONS[cache.activation_names[index]].bound(cache.options)
+        if cache.masks and index < num_layers - 1:
+            # a_l = f(z_l) * m_l: the mask scales dL/df(z_l) too
+            grad_output = grad_output * cache.masks[index]
         # chain rule through the elementwise activation: dL/dz = dL/da * f'(z)
         delta = grad_output * activation.derivative(
             cache.pre_activations[index], cache.activations[index]
@@ -137,7 +161,9 @@ def loss_and_gradients(
     y: np.ndarray,
     activation_names: tuple[str, ...],
     loss_name: str,
+    options: Mapping[str, Any] | None = None,
+    masks: Sequence[np.ndarray] = (),
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Forward then backward: ``(loss, grads)``."""
-    cache = forward(params, x, y, activation_names, loss_name)
+    cache = forward(params, x, y, activation_names, loss_name, options, masks)
     return cache.loss, backward(cache)

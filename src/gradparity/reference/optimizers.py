@@ -157,6 +157,11 @@ def rmsprop_update(
         d_t     = g_t / (sqrt(s_t) + eps)      (eps_in_sqrt: g_t / sqrt(s_t + eps))
         b_t     = momentum b_{t-1} + d_t;  theta_t = theta_{t-1} - lr b_t   (momentum > 0)
         theta_t = theta_{t-1} - lr d_t                                      (otherwise)
+
+    ``lr_in_momentum`` (optax.rmsprop's order: scale_by_learning_rate before trace)
+    accumulates lr-scaled steps instead, b_t = momentum b_{t-1} + lr_t d_t and
+    theta_t = theta_{t-1} - b_t: the same numbers while lr is constant, different
+    under a schedule (old steps keep their old learning rate).
     """
     alpha, momentum = hp["alpha"], hp["momentum"]
     v = {n: alpha * state.square_avg[n] + (1 - alpha) * grads[n] * grads[n] for n in params}
@@ -165,6 +170,10 @@ def rmsprop_update(
     for n in params:
         second = v[n] - g_bar[n] * g_bar[n] if hp["centered"] else v[n]
         direction = grads[n] / _denominator(second, hp["eps"], hp["eps_in_sqrt"])
+        if momentum and hp.get("lr_in_momentum"):
+            buffers[n] = momentum * state.momentum_buffer[n] + hp["lr"] * direction
+            new_params[n] = params[n] - buffers[n]
+            continue
         if momentum:
             buffers[n] = momentum * state.momentum_buffer[n] + direction
             direction = buffers[n]
@@ -237,6 +246,27 @@ def amsgrad_update(
             denominator = np.sqrt(maxima[n]) / math.sqrt(correction2) + eps
         new_params[n] = params[n] - hp["lr"] * (m[n] / correction1) / denominator
     return new_params, AMSGradState(t, m, v, maxima)
+
+
+def state_arrays(optimizer: str, state: Any, hp: Hyper) -> dict[str, np.ndarray]:
+    """The optimizer state as ``{"<slot>/<parameter>": array}``, only the slots in use.
+
+    Slot names are the reference's field names (``momentum_buffer``,
+    ``first_moment``, ``second_moment``, ``max_second_moment``, ``square_avg``,
+    ``grad_avg``, ``sum_of_squares``); adapters report their framework's state
+    under the same names so every slot can be compared after every step.
+    """
+    unused = set()
+    if optimizer == "rmsprop":
+        if not hp["centered"]:
+            unused.add("grad_avg")
+        if not hp["momentum"]:
+            unused.add("momentum_buffer")
+    arrays = {}
+    for slot, value in state._asdict().items():
+        if isinstance(value, dict) and slot not in unused:
+            arrays.update({f"{slot}/{name}": np.array(array) for name, array in value.items()})
+    return arrays
 
 
 def clip_gradients(grads: Params, hp: Hyper) -> dict[str, np.ndarray]:
