@@ -77,6 +77,20 @@ INVALID = [
     ({"hyperparameters": {"lr": -0.1}}, "hyperparameters['lr']", "> 0"),
     ({"hyperparameters": {"lr": float("nan")}}, "hyperparameters['lr']", "> 0"),
     ({"steps": -1}, "steps", ">= 0"),
+    ({"options": {"warmup": 3}}, "options", "negative_slope, elu_alpha"),
+    ({"options": ["schedule"]}, "options", "a mapping with keys from"),
+    ({"options": {"schedule": "linear"}}, "options['schedule']", "constant, step, cosine"),
+    ({"options": {"dropout": 1.0}}, "options['dropout']", "[0, 0.95]"),
+    ({"options": {"batches": 0}}, "options['batches']", "an integer in [1, 1000]"),
+    ({"options": {"batches": 2.5}}, "options['batches']", "an integer in [1, 1000]"),
+    ({"options": {"huber_delta": 0.5}}, "options['huber_delta']", "loss 'huber'"),
+    ({"options": {"negative_slope": 0.2}}, "options['negative_slope']",
+     "activation 'leaky_relu'"),
+    ({"options": {"gamma": 0.1}}, "options['gamma']", "schedule 'step'"),
+    ({"options": {"lr_in_momentum": True}}, "options['lr_in_momentum']",
+     "'rmsprop' with momentum > 0"),
+    ({"options": {"lr_in_momentum": "yes"}}, "options['lr_in_momentum']", "True or False"),
+    ({"options": {"cosine_min_lr": float("inf")}}, "options['cosine_min_lr']", ">= 0"),
 ]
 
 
@@ -97,3 +111,18 @@ def test_invalid_values_name_field_value_and_allowed(kwargs, field, fragment) ->
 def test_softmax_cross_entropy_needs_two_outputs() -> None:
     with pytest.raises(ValueError, match=r"Case.layer_sizes: .*output width >= 2"):
         Case((4, 8, 1), loss="softmax_cross_entropy")
+
+
+def test_options_appear_in_the_id_and_defaults_do_not_change_the_case() -> None:
+    plain = Case((4, 8, 3), "tanh", loss="softmax_cross_entropy")
+    assert Case((4, 8, 3), "tanh", loss="softmax_cross_entropy",
+                options={"dropout": 0.0, "schedule": "constant"}) == plain
+    varied = Case((4, 8, 3), "leaky_relu", loss="softmax_cross_entropy",
+                  options={"negative_slope": 0.2, "schedule": "cosine", "batches": 3})
+    assert varied.id == ("mlp4-8-3_leaky_relu_softmax-ce_float64_sgd_batches3_"
+                         "negative_slope0.2_schedule-cosine")
+    assert varied.option("negative_slope") == 0.2 and varied.option("dropout") == 0.0
+    assert varied.to_dict()["options"] == {"batches": 3, "negative_slope": 0.2,
+                                           "schedule": "cosine"}
+    with pytest.raises(ValueError, match=r"option: invalid value 'warmup'; allowed: "):
+        varied.option("warmup")

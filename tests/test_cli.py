@@ -101,6 +101,7 @@ def test_list_shows_registries_and_availability(capsys) -> None:
     assert "conventions: linear_weight_layout, relu_derivative_at_zero" in output
     assert "losses:      mse, softmax_cross_entropy, binary_cross_entropy_with_logits" in output
     assert re.search(r"numpy +\d", output)
+    assert "  schedule           default 'constant'  constant, step, cosine" in output
 
 
 def test_no_command_prints_help(capsys) -> None:

@@ -52,6 +52,11 @@ def _list() -> int:
     from gradparity.conventions import CONVENTIONS
 
     print("conventions: " + ", ".join(c.name for c in CONVENTIONS))
+    from gradparity.options import OPTIONS
+
+    print("options:")
+    for option in OPTIONS.values():
+        print(f"  {option.name:18} default {option.default!r:11} {option.allowed}")
     print("frameworks:")
     for name in FRAMEWORKS:
         availability = get_adapter(name).availability()

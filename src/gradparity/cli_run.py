@@ -136,15 +136,29 @@ def run(args: argparse.Namespace) -> int:
     except PrecisionError as error:
         print(f"gradparity run: {error}", file=sys.stderr)
         return 1
+    porting = _porting(args, frameworks)
     command = _command(args, frameworks)
     write_outputs(outcomes, len(cases), frameworks, command, sweeps, args.out,
-                  plots=not args.no_plots)
+                  plots=not args.no_plots, porting=porting)
     failed = [o.case.id for o in outcomes if not o.passed]
+    failed += [f"porting {row.case.id}" for row in porting if row.verdict.startswith("unexp")]
     total = len(outcomes)
     verdict = f"{len(failed)} of {total} cases DISAGREE" if failed else f"all {total} cases agree"
     print(f"{verdict}; report: {args.out / 'REPORT.md'} "
           f"({time.perf_counter() - progress.started:.1f} s)")
     return 1 if failed else 0
+
+
+def _porting(args: argparse.Namespace, frameworks) -> list:
+    """The library-defaults porting table, for the default matrix with torch and jax."""
+    from gradparity.adapters import get_adapter
+    from gradparity.porting import run_porting
+
+    both = {"torch", "jax"} <= set(frameworks) and all(
+        get_adapter(name).availability().available for name in ("torch", "jax"))
+    if not both or args.config is not None or args.filter:
+        return []
+    return run_porting()
 
 
 def _command(args: argparse.Namespace, frameworks) -> str:
@@ -163,7 +177,7 @@ def _command(args: argparse.Namespace, frameworks) -> str:
 
 
 def write_outputs(outcomes, n_main, frameworks, command, sweeps, out: Path,
-                  plots: bool = True) -> None:
+                  plots: bool = True, porting=()) -> None:
     """REPORT.md, results.json, checks.csv and the plots, all into ``out``."""
     from gradparity.plots import write_plots
     from gradparity.results import build_results, numeric_audit, write_results
@@ -171,9 +185,9 @@ def write_outputs(outcomes, n_main, frameworks, command, sweeps, out: Path,
     audit = numeric_audit()
     images = [p.name for p in write_plots(outcomes, frameworks, out)] if plots else []
     text = render(outcomes[:n_main], outcomes[n_main:], frameworks, command, sweeps,
-                  audit=audit, plots=images)
+                  audit=audit, plots=images, porting=porting)
     write_report(text, out)
-    write_results(build_results(outcomes, frameworks, command, audit), out)
+    write_results(build_results(outcomes, frameworks, command, audit, porting=porting), out)
 
 
 def diff(args: argparse.Namespace) -> int:

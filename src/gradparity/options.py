@@ -117,7 +117,7 @@ OPTIONS: dict[str, Option] = {
         Option("label_smoothing", 0.1, float, "a number in [0, 1)",
                "softmax_cross_entropy_smoothed: targets (1 - e) onehot + e / K",
                low=0.0, high=1.0 - 1e-12, requires=_uses_loss("softmax_cross_entropy_smoothed")),
-        Option("dropout", 0.0, float, "a number in [0, 1) (0: off)",
+        Option("dropout", 0.0, float, "a number in [0, 0.95] (0: off)",
                "drop probability of every hidden unit; the keep masks are drawn once in NumPy "
                "(inverted dropout: kept units are scaled by 1 / (1 - p))",
                low=0.0, high=0.95, requires=_has_hidden_layer),

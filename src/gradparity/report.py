@@ -192,6 +192,7 @@ def render(
     sweeps: Sequence[tuple[str, np.ndarray, int]] = (),
     audit: dict | None = None,
     plots: Sequence[str] = (),
+    porting: Sequence = (),
 ) -> str:
     """The whole report as Markdown text (no timestamp: identical runs give identical text)."""
     all_outcomes = [*outcomes, *xor_outcomes]
@@ -249,6 +250,16 @@ def render(
     lines += ["## Conventions", "",
               "Where PyTorch and JAX/optax define the same thing differently, and how this run "
               "aligned them (gradparity.conventions).", "", _markdown(conventions_table()), ""]
+    if porting:
+        from gradparity.porting import porting_table
+
+        lines += ["## Porting differences (library defaults)", "",
+                  "Each named case run in PyTorch with torch's defaults and in JAX with "
+                  "optax's / jax.nn's defaults (gradparity.porting.LIBRARY_DEFAULTS): the "
+                  "largest normwise difference between the two, the conventions whose defaults "
+                  "differ, and the verdict. *explained*: the reference configured once with "
+                  "each library's convention reproduces both results; *unexplained*: it does "
+                  "not, or no catalogued convention differs.", "", porting_table(porting), ""]
     lines += ["## Seed example: XOR", ""]
     for outcome in xor_outcomes:
         case = outcome.case

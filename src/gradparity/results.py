@@ -14,7 +14,9 @@
          "localisation": [{"framework", "baseline", "step", "layer"}],
          "trajectories": {framework: {"free_running": [eps...], "teacher_forced": [eps...]}},
          "checks": [CHECK, ...]}
-      ]
+      ],
+      "porting": [{"case": id, "torch_case": id, "jax_case": id, "gradient", "after_first",
+                   "after_last", "conventions": [...], "verdict"}]   # library-defaults mode
     }
 
     CHECK = {"framework", "baseline", "quantity", "parameter", "normwise", "normwise_eps",
@@ -131,7 +133,7 @@ def _check(difference, verdict: str) -> dict[str, Any]:
 
 def build_results(
     outcomes: Sequence[CaseOutcome], frameworks: Sequence[str], command: str,
-    audit: dict[str, Any], timestamp: str | None = None,
+    audit: dict[str, Any], timestamp: str | None = None, porting: Sequence = (),
 ) -> dict[str, Any]:
     cases = []
     for outcome in outcomes:
@@ -170,6 +172,13 @@ def build_results(
             "failed_checks": sum(not c["passed"] for c in all_checks),
         },
         "cases": cases,
+        "porting": [
+            {"case": row.case.id, "torch_case": row.torch_case.id, "jax_case": row.jax_case.id,
+             "gradient": _number(row.gradient), "after_first": _number(row.after_first),
+             "after_last": _number(row.after_last), "conventions": list(row.conventions),
+             "verdict": row.verdict}
+            for row in porting
+        ],
     }
 
 
