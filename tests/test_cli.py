@@ -62,10 +62,17 @@ def test_float64_figures_in_the_report_are_below_1e_12(report: tuple[int, str]) 
     assert max(figures) < 1e-12
 
 
-def test_every_check_shows_headroom_and_none_is_loose(report: tuple[int, str]) -> None:
+def test_every_check_shows_headroom_and_loose_ones_are_flagged(report: tuple[int, str]) -> None:
     _, text = report
     section = text.split("## Tolerances and headroom")[1].split("\n## ")[0]
-    assert "No check has a tolerance more than 1000x looser than what was observed" in section
+    total = int(re.search(r"Over (\d+) checks", section).group(1))
+    flagged = re.search(r"\*\*(\d+) checks have a tolerance more than 1000x looser", section)
+    if flagged:  # rare (README, Tolerances), and each is named
+        count = int(flagged.group(1))
+        assert count < 0.001 * total
+        assert section.count("\n- case ") == min(count, 20)
+    else:
+        assert "No check has a tolerance more than 1000x looser" in section
     largest = float(re.search(r"largest ([\d.]+)\. Allowed", section).group(1))
     assert 0 < largest < 1
     table = text.split("## Per-parameter differences")[1]

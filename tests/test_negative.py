@@ -76,7 +76,8 @@ def test_nan_never_passes() -> None:
         framework="mine", baseline_name="numpy", quantity="gradient", parameter="b1",
     )
     assert not difference.passed
-    assert "non-finite value at index (1,)" in difference.message()
+    assert "mine has 1 NaN and 0 Inf (first at (1,))" in difference.message()
+    assert "not as agreement" in difference.message()
 
 
 def test_missing_parameter_fails() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ DEFAULT_BATCH_SIZE = 8
 DEFAULT_SEED = 0
 DEFAULT_STEPS = 10
 DEFAULT_HYPERPARAMETERS: Mapping[str, float] = {"lr": 0.1}
+MEMORY_LIMIT = 8 * 2**30  # bytes; a larger case is refused up front (Case.memory_estimate)
 
 # Allowed ranges of numeric hyperparameters: (low, high, description); inclusive.
 HYPERPARAMETER_RANGES: dict[str, tuple[float, float, str]] = {
@@ -38,6 +40,11 @@ HYPERPARAMETER_RANGES: dict[str, tuple[float, float, str]] = {
 
 def _invalid(field_name: str, value: Any, allowed: str) -> ValueError:
     return ValueError(f"Case.{field_name}: invalid value {value!r}; allowed: {allowed}")
+
+
+def _is_name_in(value: Any, registry: Any) -> bool:
+    """A string naming an entry (a list or dict is not a name, and not hashable either)."""
+    return isinstance(value, str) and value in registry
 
 
 def _is_int(value: Any) -> bool:
@@ -78,10 +85,10 @@ class Case:
         set_ = object.__setattr__
         set_(self, "layer_sizes", self._checked_layer_sizes(self.layer_sizes))
         set_(self, "hidden_activation", self._checked_hidden(self.hidden_activation))
-        if self.output_activation not in ACTIVATIONS:
+        if not _is_name_in(self.output_activation, ACTIVATIONS):
             raise _invalid("output_activation", self.output_activation, ", ".join(ACTIVATIONS))
         self._check_loss()
-        if self.dtype not in DTYPES:
+        if not _is_name_in(self.dtype, DTYPES):
             raise _invalid("dtype", self.dtype, ", ".join(DTYPES))
         if not _is_int(self.batch_size) or self.batch_size < 1:
             raise _invalid("batch_size", self.batch_size, "an integer >= 1")
@@ -90,13 +97,20 @@ class Case:
         self._check_dataset()
         if not _is_int(self.seed) or self.seed < 0:
             raise _invalid("seed", self.seed, "an integer >= 0")
-        if self.optimizer not in OPTIMIZERS:
+        if not _is_name_in(self.optimizer, OPTIMIZERS):
             raise _invalid("optimizer", self.optimizer, ", ".join(OPTIMIZERS))
         set_(self, "hyperparameters", self._checked_hyperparameters(self.hyperparameters))
         if not _is_int(self.steps) or self.steps < 0:
             raise _invalid("steps", self.steps, "an integer >= 0")
         set_(self, "options", checked_options(self, self.options))
         check_applicability(self)
+        needed = self.memory_estimate()
+        if needed > MEMORY_LIMIT:
+            raise _invalid("layer_sizes", self.layer_sizes,
+                           f"a case that fits in {MEMORY_LIMIT / 2**30:.0f} GiB; this one needs "
+                           f"about {needed / 2**30:.1f} GiB (parameters, gradients, optimizer "
+                           "state and the trajectory for three implementations, plus the data "
+                           "and activations), refused before anything is allocated")
 
     # -- validation helpers -------------------------------------------------
 
@@ -113,7 +127,7 @@ class Case:
         num_hidden = len(self.layer_sizes) - 2
         names = ", ".join(ACTIVATIONS)
         if isinstance(hidden, str):
-            if hidden not in ACTIVATIONS:
+            if not _is_name_in(hidden, ACTIVATIONS):
                 raise _invalid("hidden_activation", hidden, names)
             return (hidden,) * num_hidden
         if not isinstance(hidden, Sequence) or len(hidden) != num_hidden:
@@ -122,12 +136,12 @@ class Case:
                 f"one of {names}, or a sequence of {num_hidden} of them (one per hidden layer)",
             )
         for name in hidden:
-            if name not in ACTIVATIONS:
+            if not _is_name_in(name, ACTIVATIONS):
                 raise _invalid("hidden_activation", name, names)
         return tuple(hidden)
 
     def _check_loss(self) -> None:
-        if self.loss not in LOSSES:
+        if not _is_name_in(self.loss, LOSSES):
             raise _invalid("loss", self.loss, ", ".join(LOSSES))
         loss = LOSSES[self.loss]
         if loss.takes_logits and self.output_activation != "identity":
@@ -148,7 +162,7 @@ class Case:
             )
 
     def _check_dataset(self) -> None:
-        if self.dataset not in DATASETS:
+        if not _is_name_in(self.dataset, DATASETS):
             raise _invalid("dataset", self.dataset, ", ".join(DATASETS))
         problem = DATASETS[self.dataset].incompatibility(self)
         if problem is not None:
@@ -198,6 +212,21 @@ class Case:
     def hparams(self) -> dict[str, float | bool]:
         """The optimizer hyperparameters as a plain dict."""
         return dict(self.hyperparameters)
+
+    def memory_estimate(self) -> int:
+        """Bytes a run of this case needs, roughly: per implementation the parameters,
+        gradients, optimizer state and every step's parameters and state; the data,
+        the activations of a batch and the dropout masks."""
+        itemsize = 4 if self.dtype == "float32" else 8
+        sizes = self.layer_sizes
+        params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+        rows = self.batch_size * int(self.option("batches"))
+        data = rows * (sizes[0] + sizes[-1])
+        activations = 3 * self.batch_size * sum(sizes[1:])
+        masks = (self.steps + 1) * self.batch_size * sum(sizes[1:-1]) * bool(
+            self.option("dropout"))
+        per_framework = params * (6 + 4 * self.steps) + activations
+        return itemsize * (3 * per_framework + data + masks)
 
     def option(self, name: str) -> OptionValue:
         """The value of option ``name``: the case's own or the option's default."""

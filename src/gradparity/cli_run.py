@@ -10,7 +10,7 @@ from pathlib import Path
 from gradparity.adapters import FRAMEWORKS, PrecisionError
 from gradparity.matrix import default_cases, xor_case
 from gradparity.report import render, write_report
-from gradparity.runner import CaseOutcome, run_case, sweep_seeds, validate_frameworks
+from gradparity.runner import CaseOutcome, run_isolated, sweep_seeds, validate_frameworks
 
 RUN_EXAMPLES = """\
 examples:
@@ -48,6 +48,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--seeds", type=int, default=0, metavar="K",
                      help="also run every case over seeds 0..K-1 and report the distribution "
                      "of observed/allowed and the failure rate (default: no sweep)")
+    run.add_argument("--case-timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="record a case that runs longer as an error and go on "
+                     "(default 600; 0: no limit)")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print only the verdict")
     diff = commands.add_parser(
@@ -111,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--frameworks: no framework given")
         if args.seeds < 0:
             raise ValueError(f"--seeds: invalid value {args.seeds}; allowed: an integer >= 0")
+        if not args.case_timeout >= 0:
+            raise ValueError(f"--case-timeout: invalid value {args.case_timeout}; allowed: "
+                             "a number of seconds >= 0 (0: no limit)")
         cases, xor_cases = _cases(args)
     except ConfigError as error:
         for problem in error.problems:
@@ -125,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     outcomes: list[CaseOutcome] = []
     try:
         for case in [*cases, *xor_cases]:
-            outcomes.append(run_case(case, frameworks))
+            outcomes.append(run_isolated(case, frameworks,
+                                         time_limit=args.case_timeout or None))
             progress.update(len(outcomes), case.id, outcomes[-1].passed)
         sweeps = []
         for index, case in enumerate(cases if args.seeds else [], start=1):
@@ -143,7 +150,12 @@ def run(args: argparse.Namespace) -> int:
     failed = [o.case.id for o in outcomes if not o.passed]
     failed += [f"porting {row.case.id}" for row in porting if row.verdict.startswith("unexp")]
     total = len(outcomes)
+    errors = sum(len(o.errors) for o in outcomes)
     verdict = f"{len(failed)} of {total} cases DISAGREE" if failed else f"all {total} cases agree"
+    if errors:
+        verdict += f" ({errors} error(s))"
+    if not any(o.compared for o in outcomes):
+        verdict = "NOTHING WAS COMPARED"
     print(f"{verdict}; report: {args.out / 'REPORT.md'} "
           f"({time.perf_counter() - progress.started:.1f} s)")
     return 1 if failed else 0

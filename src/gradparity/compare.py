@@ -95,6 +95,28 @@ class Difference:
         )
 
 
+def _nonfinite_summary(array: np.ndarray) -> str:
+    nan, inf = np.isnan(array), np.isinf(array)
+    if not (nan.any() or inf.any()):
+        return "all finite"
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(nan | inf)), array.shape))
+    return f"{int(nan.sum())} NaN and {int(inf.sum())} Inf (first at {first})"
+
+
+def nonfinite_note(a: np.ndarray, b: np.ndarray, framework: str, baseline: str) -> str:
+    """Counts and first index of NaN/Inf on each side. Never a match: two NaN at the same
+    place are said to be that, explicitly, and the check fails."""
+    same = (np.array_equal(np.isnan(a), np.isnan(b)) and np.isnan(a).any()
+            and np.array_equal(np.isinf(a) & (a > 0), np.isinf(b) & (b > 0))
+            and np.array_equal(np.isinf(a) & (a < 0), np.isinf(b) & (b < 0)))
+    text = (f"non-finite values: {framework} has {_nonfinite_summary(a)}; {baseline} has "
+            f"{_nonfinite_summary(b)}")
+    if same:
+        text += (" - both produce NaN at the same places: reported as non-finite, not as "
+                 "agreement")
+    return text
+
+
 def compare_arrays(
     value: np.ndarray | None,
     baseline: np.ndarray,
@@ -130,16 +152,15 @@ def compare_arrays(
             **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
             note=f"shape {a.shape} does not match the {baseline_name} shape {b.shape}",
         )
-    diff = np.abs(a - b)
     nonfinite = ~(np.isfinite(a) & np.isfinite(b))
     if nonfinite.any():
         index = np.unravel_index(int(np.argmax(nonfinite)), a.shape)
         return Difference(
             **common, **failed, worst_index=tuple(int(i) for i in index),
             value=float(a[index]), baseline_value=float(b[index]),
-            note=f"non-finite value at index {tuple(int(i) for i in index)}: "
-            f"{framework}={a[index]!r}, {baseline_name}={b[index]!r}",
+            note=nonfinite_note(a, b, framework, baseline_name),
         )
+    diff = np.abs(a - b)
     index = np.unravel_index(int(np.argmax(diff)), a.shape) if a.size else ()
     max_abs = float(diff.max()) if a.size else 0.0
     scale = float(np.abs(b).max()) if b.size else 0.0

@@ -117,6 +117,15 @@ def load_cases(path: Path) -> list[Case]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory; allowed: a TOML case file"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {error.start}: "
+                           f"{error.object[error.start:error.start + 1]!r}); allowed: a "
+                           "UTF-8 TOML case file"]) from None
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot be read ({error.strerror or error}); allowed: "
+                           "a readable TOML case file"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -239,3 +239,80 @@ def make_problem(case: Case) -> Problem:
         batches=batches,
         masks=dropout_masks(case, np.random.default_rng(mask_seed)),
     )
+
+
+def problem_from_arrays(case: Case, x, y, params=None) -> Problem:
+    """A :class:`Problem` from user data (and optionally user weights), validated.
+
+    ``x`` holds ``batch_size * batches`` rows of ``layer_sizes[0]`` inputs; ``y``
+    the matching targets for the case's loss (integer labels in ``0..K-1`` for
+    class-index losses, 0/1 for binary ones, rows summing to 1 for probability
+    targets, real numbers otherwise). Weights default to the case seed's. Every
+    problem raises ``ValueError`` naming the array, what is wrong and what is
+    allowed; dropout masks are drawn as for generated data.
+    """
+    from gradparity.reference.losses import LOSSES
+
+    rows = case.batch_size * int(case.option("batches"))
+    n_in, n_out = case.layer_sizes[0], case.layer_sizes[-1]
+    x = _checked_array("x", x, (rows, n_in), f"batch_size {case.batch_size} x batches "
+                       f"{case.option('batches')} = {rows} rows of {n_in} inputs")
+    kind = LOSSES[case.loss].target_kind
+    if kind == "class_index":
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu":
+            raise ValueError(f"y: invalid dtype {y.dtype}; allowed: integer class labels for "
+                             f"loss {case.loss!r}")
+        if y.shape != (rows,):
+            raise ValueError(f"y: invalid shape {y.shape}; allowed: ({rows},) labels for "
+                             f"loss {case.loss!r}")
+        outside = (y < 0) | (y >= n_out)
+        if outside.any():
+            index = int(np.argmax(outside))
+            raise ValueError(f"y: label {int(y[index])} at index {index} is outside the class "
+                             f"range; allowed: 0..{n_out - 1} ({n_out} outputs)")
+        y = y.astype(np.int64)
+    else:
+        y = _checked_array("y", y, (rows, n_out), f"{rows} rows of {n_out} targets for loss "
+                           f"{case.loss!r}")
+        if kind == "binary" and not np.all((y == 0) | (y == 1)):
+            raise ValueError(f"y: invalid values for loss {case.loss!r}; allowed: 0 or 1")
+        if kind == "probabilities" and (np.any(y < 0) or not np.allclose(y.sum(axis=1), 1)):
+            raise ValueError(f"y: invalid rows for loss {case.loss!r}; allowed: non-negative "
+                             "rows that sum to 1")
+    generated = make_problem(case)
+    weights = dict(generated.params)
+    if params is not None:
+        expected = {name: value.shape for name, value in generated.params.items()}
+        unknown = sorted(set(params) - set(expected))
+        missing = sorted(set(expected) - set(params))
+        if unknown or missing:
+            raise ValueError(f"params: keys {sorted(params)}; allowed: exactly "
+                             f"{', '.join(expected)} (missing {missing}, unknown {unknown})")
+        weights = {name: _checked_array(f"params[{name!r}]", params[name], shape,
+                                        f"shape {shape}") for name, shape in expected.items()}
+    dtype = np.dtype(case.dtype)
+    return Problem(
+        params={name: _read_only(np.asarray(value, dtype=np.float64).astype(dtype))
+                for name, value in weights.items()},
+        x=_read_only(x.astype(dtype)),
+        y=_read_only(y if y.dtype == np.int64 else y.astype(dtype)),
+        batches=int(case.option("batches")),
+        masks=generated.masks,
+    )
+
+
+def _checked_array(name: str, value, shape: tuple[int, ...], allowed: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: not a numeric array ({type(value).__name__}); allowed: "
+                         f"{allowed}") from None
+    if array.shape != shape:
+        raise ValueError(f"{name}: invalid shape {array.shape}; allowed: {allowed}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), shape))
+        raise ValueError(f"{name}: {int(bad.sum())} non-finite values (first at {first}); "
+                         "allowed: finite numbers")
+    return array

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,8 +46,7 @@ def heatmap(outcomes: Sequence[CaseOutcome], framework: str, path: Path) -> Path
     bar = figure.colorbar(image, ax=axes)
     bar.set_label(f"log10(normwise error / eps); {FLOOR} eps = exact")
     figure.tight_layout()
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -81,8 +81,7 @@ def divergence(outcomes: Sequence[CaseOutcome], path: Path) -> Path | None:
                    f"{longest} steps")
     axes.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -107,9 +106,19 @@ def distribution(outcomes: Sequence[CaseOutcome], path: Path) -> Path | None:
     axes.set_title("Distribution of errors per dtype")
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
     return path
+
+
+def _save(figure, path: Path) -> None:
+    """Write the PNG atomically (temporary file, then rename), then free the figure."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+        _pyplot().close(figure)
 
 
 def write_plots(outcomes: Sequence[CaseOutcome], frameworks: Sequence[str],

@@ -124,13 +124,26 @@ def _verdict_lines(all_outcomes: Sequence[CaseOutcome], frameworks: Sequence[str
     checks = [d for outcome in all_outcomes for d in outcome.checks]
     failed_cases = [o.case.id for o in all_outcomes if not o.passed]
     worst = max((d.headroom for d in checks), default=0.0)
-    if failed_cases:
+    if not any(o.compared for o in all_outcomes):
+        verdict = ("**Verdict: NOTHING WAS COMPARED**: no case produced a pair of results or "
+                   "an oracle check (see skipped frameworks and errors below)")
+    elif failed_cases:
         verdict = f"**Verdict: DISAGREEMENT in {len(failed_cases)} of {len(all_outcomes)} cases**"
     else:
         verdict = f"**Verdict: all {len(all_outcomes)} cases agree**"
     verdict += (f" ({', '.join(frameworks)}; {len(checks)} checks; "
                 f"largest observed/allowed ratio {worst:.3f})")
     lines = [verdict, ""]
+    errors = [(o.case.id, name) for o in all_outcomes for name in o.errors]
+    if errors:
+        lines += [f"**{len(errors)} error(s)** in {len({c for c, _ in errors})} case(s): "
+                  + ", ".join(f"{name} in {case}" for case, name in errors[:5])
+                  + (" ..." if len(errors) > 5 else "") + " (see *Errors*)", ""]
+    unavailable = sorted({f"{name}: {reason}" for o in all_outcomes
+                          for name, reason in o.skipped.items()
+                          if not reason.startswith("not expressible")})
+    if unavailable:
+        lines += ["**Not checked** (framework unavailable): " + "; ".join(unavailable), ""]
     if checks:
         largest = max(checks, key=lambda d: d.headroom)
         lines += [f"Largest difference relative to its tolerance: {largest.message()}", ""]
@@ -222,6 +235,14 @@ def render(
     lines += ["## How to read this report", "", HOW_TO_READ, ""]
     lines += ["## Tolerances and headroom", "", *sections.headroom_lines(all_outcomes)]
     lines += ["## Summary", "", _markdown(summary_table(all_outcomes, frameworks)), ""]
+    errored = [o for o in all_outcomes if o.errors]
+    if errored:
+        lines += ["## Errors", "",
+                  "An exception inside one implementation (or the case itself) is recorded "
+                  "here and the run goes on; these cases count as failed.", ""]
+        for outcome in errored:
+            for name, trace in outcome.errors.items():
+                lines += [f"### {outcome.case.id}: {name}", "", "```", trace, "```", ""]
     broken = sections.broken_lines(all_outcomes)
     if broken:
         lines += ["## Where it broke", "", *broken]

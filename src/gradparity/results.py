@@ -11,6 +11,7 @@
       "summary": {"cases": N, "failed_cases": [...], "checks": N, "failed_checks": N},
       "cases": [
         {"id": ..., "case": {Case.to_dict()}, "passed": bool, "skipped": {framework: reason},
+         "errors": {framework or "case": short traceback},
          "localisation": [{"framework", "baseline", "step", "layer"}],
          "trajectories": {framework: {"free_running": [eps...], "teacher_forced": [eps...]}},
          "checks": [CHECK, ...]}
@@ -147,6 +148,7 @@ def build_results(
             "case": outcome.case.to_dict(),
             "passed": outcome.passed,
             "skipped": dict(outcome.skipped),
+            "errors": dict(outcome.errors),
             "localisation": [
                 {"framework": f, "baseline": b, "step": step, "layer": layer}
                 for (f, b), (step, layer) in outcome.localisation.items()

@@ -16,6 +16,9 @@ implementation against independent oracles and says where things broke:
 
 from __future__ import annotations
 
+import signal
+import threading
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
@@ -34,6 +37,11 @@ from gradparity.compare import (
 )
 from gradparity.data import Problem, make_problem
 from gradparity.finite_difference import check_against_finite_differences
+
+
+class CaseTimeout(Exception):
+    """A case ran past its time limit (``run_isolated``)."""
+
 
 ORACLE = "float64 oracle"
 FINITE_DIFFERENCES = "finite differences"
@@ -68,14 +76,21 @@ class CaseOutcome:
     verdicts: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     localisation: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     trajectories: dict[str, TrajectoryErrors] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # framework (or "case") -> traceback
 
     @property
     def checks(self) -> tuple[Difference, ...]:
         return self.differences + self.oracle_differences
 
     @property
+    def compared(self) -> bool:
+        """Whether anything was compared at all (a pair or an oracle)."""
+        return bool(self.checks)
+
+    @property
     def passed(self) -> bool:
-        return all(d.passed for d in self.checks)
+        """Every check passed, at least one was made, and nothing raised."""
+        return self.compared and not self.errors and all(d.passed for d in self.checks)
 
     def worst(self, framework: str, baseline: str) -> Difference | None:
         """The check of this pair with the largest observed/allowed ratio."""
@@ -104,9 +119,18 @@ def framework_pairs(frameworks: Sequence[str]) -> list[tuple[str, str]]:
     return [(later, earlier) for earlier, later in combinations(ordered, 2)]
 
 
+def short_traceback(error: BaseException, limit: int = 4) -> str:
+    """The exception and the last ``limit`` frames: enough to find it, short enough to
+    report."""
+    lines = traceback.format_exception(type(error), error, error.__traceback__, limit=-limit)
+    return "".join(lines).rstrip()
+
+
 def _run_all(case: Case, problem: Problem, frameworks: Sequence[str]):
+    """Each framework's result; one that raises is recorded as an error, the rest go on."""
     results: dict[str, RunResult] = {}
     skipped: dict[str, str] = {}
+    errors: dict[str, str] = {}
     for name in frameworks:
         adapter = get_adapter(name)
         availability = adapter.availability()
@@ -117,8 +141,13 @@ def _run_all(case: Case, problem: Problem, frameworks: Sequence[str]):
         if reason is not None:
             skipped[name] = f"not expressible in {name}: {reason}"
             continue
-        results[name] = adapter.run(case, problem)
-    return results, skipped
+        try:
+            results[name] = adapter.run(case, problem)
+        except CaseTimeout:
+            raise
+        except Exception as error:  # an adapter bug must not stop the other frameworks
+            errors[name] = short_traceback(error)
+    return results, skipped, errors
 
 
 def float64_oracle(case: Case, problem: Problem) -> RunResult:
@@ -192,11 +221,15 @@ def rounding_or_bug(case: Case, failed: Sequence[Difference],
 
 
 def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
-             explain: bool = True, finite_differences: bool = True) -> CaseOutcome:
-    """Run ``case`` on each available framework, compare all pairs and the oracles."""
+             explain: bool = True, finite_differences: bool = True,
+             problem: Problem | None = None) -> CaseOutcome:
+    """Run ``case`` on each available framework, compare all pairs and the oracles.
+
+    ``problem`` replaces the generated weights and data (see
+    :func:`gradparity.data.problem_from_arrays`, which validates user data)."""
     frameworks = validate_frameworks(frameworks)
-    problem = make_problem(case)
-    results, skipped = _run_all(case, problem, frameworks)
+    problem = make_problem(case) if problem is None else problem
+    results, skipped, errors = _run_all(case, problem, frameworks)
     differences: list[Difference] = []
     for framework, baseline in framework_pairs(list(results)):
         differences += compare_results(results[framework], results[baseline], case)
@@ -211,7 +244,8 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
         reference = oracle if oracle is not None else results["numpy"]
         oracle_differences += check_against_finite_differences(case, problem, reference)
     if not explain:
-        return CaseOutcome(case, results, skipped, tuple(differences), tuple(oracle_differences))
+        return CaseOutcome(case, results, skipped, tuple(differences), tuple(oracle_differences),
+                           errors=errors)
     failed = [d for d in differences + oracle_differences if not d.passed]
     localisation = {}
     for framework, baseline in framework_pairs(list(results)):
@@ -219,11 +253,40 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
         if where is not None:
             localisation[(framework, baseline)] = where
     return CaseOutcome(
-        case, results, skipped, tuple(differences), tuple(oracle_differences),
+        case, results, skipped, tuple(differences), tuple(oracle_differences), errors=errors,
         verdicts=rounding_or_bug(case, failed, frameworks),
         localisation=localisation,
         trajectories=_trajectory_errors(case, problem, results),
     )
+
+
+def run_isolated(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
+                 time_limit: float | None = None, **options) -> CaseOutcome:
+    """:func:`run_case`, but an exception or a case running past ``time_limit`` seconds
+    becomes an error of this case (``errors["case"]``) instead of ending the run.
+
+    The time limit uses ``SIGALRM``, so it applies only in the main thread of a
+    POSIX process; elsewhere the case runs without one.
+    """
+    use_alarm = (time_limit is not None and hasattr(signal, "setitimer")
+                 and threading.current_thread() is threading.main_thread())
+
+    def expire(signum, frame):
+        raise CaseTimeout(f"case {case.id} exceeded the per-case time limit of "
+                          f"{time_limit:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire) if use_alarm else None
+    if use_alarm:
+        signal.setitimer(signal.ITIMER_REAL, time_limit)
+    try:
+        return run_case(case, frameworks, **options)
+    except Exception as error:  # CaseTimeout included
+        message = str(error) if isinstance(error, CaseTimeout) else short_traceback(error)
+        return CaseOutcome(case, {}, errors={"case": message})
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def sweep_seeds(case: Case, seeds: int, frameworks: Sequence[str] = tuple(FRAMEWORKS)):

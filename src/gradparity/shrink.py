@@ -83,7 +83,7 @@ import numpy as np
 GRADIENTS = {gradients!r}
 STEP = {step!r}
 TOLERANCE = {tolerance!r}  # normwise relative, as in gradparity
-data = np.load(Path(__file__).with_suffix(".npz"))
+data = np.load(Path(__file__).with_suffix(".npz"), allow_pickle=False)
 case = types.SimpleNamespace(**json.loads(str(data["case_json"])))
 case.option = lambda name: case.all_options[name]
 

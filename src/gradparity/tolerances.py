@@ -69,7 +69,7 @@ network, evaluated on the case's own weights and data (in float64):
     K_params(t, l)  = max(K_grad(l) S_t(l), 2 S^c_t(l)) + A U_t(l) + 8 sqrt(t) max(1, D_t(l))
                       (A = 0 unless Adam, float32, jax)
     K_state(t, s)   = K_params(t, s) measured on state slot s + 8 max(1, R_t(s)) + B
-    K_losses        = K_loss + K_grad,max S_L + A U_L + 8 sqrt(steps)
+    K_losses        = K_loss + max(K_grad,max S_L, 2 S^c_L) + A U_L + 8 sqrt(steps) max(1, D)
 """
 
 from __future__ import annotations
@@ -94,7 +94,6 @@ CONSTANTS_IN_PARAMETER_DTYPE = frozenset({"jax"})
 dtype when that is float32: optax does, with jax_enable_x64 off."""
 KAPPA_CAP = 1e6
 NONLINEAR_SAFETY = 2.0
-COUPLED = ("sgd", "adam")  # optimizers whose weight_decay is added to the gradient
 """On the componentwise probe: one random draw of a finite perturbation, where the
 response can be far from linear (RMSprop's g / sqrt(v) near v = 0)."""
 
@@ -119,7 +118,7 @@ class Tolerances:
     bias_correction_eps: float  # A
     state_rounding: dict[int, dict[str, float]]  # R_t per step and state slot
     step_size: dict[int, dict[str, float]]  # D_t: largest update so far / max|p_t|
-    loss_sensitivity: tuple[float, float]  # (to gradient errors, to update errors)
+    loss_sensitivity: tuple[float, float, float]  # gradient, update errors; amplified (eps)
     stored_bias_eps: float = 0.0  # B: a bias-corrected moment kept in the state
 
     def eps_multiple(self, quantity: str, parameter: str,
@@ -143,10 +142,13 @@ class Tolerances:
             return self._params(step, parameter, bias) + stored + rounding
         if quantity == "losses":
             steps = max(self.moved) if self.moved else 0
-            by_gradient, by_update = self.loss_sensitivity
+            by_gradient, by_update, amplified = self.loss_sensitivity
             gradient = base * np.sqrt(max(self.kappa.values()))
-            return float(base + gradient * by_gradient + bias * by_update
-                         + STEP_SAFETY * np.sqrt(steps))
+            largest_step = max((v for by_name in self.step_size.values()
+                                for v in by_name.values()), default=0.0)
+            return float(base + max(gradient * by_gradient, NONLINEAR_SAFETY * amplified)
+                         + bias * by_update
+                         + STEP_SAFETY * np.sqrt(steps) * max(1.0, largest_step))
         raise ValueError(f"quantity: invalid value {quantity!r}; allowed: loss, gradient, "
                          "delta, params@<step>, state@<step>, losses")
 
@@ -200,7 +202,7 @@ def derive(case: Case) -> Tolerances:
     # at the size rounding really has in this dtype: RMSprop's g / sqrt(v) is far from
     # linear where v is tiny, so a 1e-7 probe would underestimate float32
     entry_size = SUM_SAFETY * np.sqrt(n_eff) * machine_epsilon(case.dtype)
-    by_entry, _ = _trajectory(case, wide, noise="componentwise", size=entry_size)
+    by_entry, entry_losses = _trajectory(case, wide, noise="componentwise", size=entry_size)
     by_state, _ = _trajectory(case, wide, noise="state")
     state_rounding, step_size, largest = {}, {}, {n: 0.0 for n in params}
     for step in range(1, case.steps + 1):
@@ -236,7 +238,9 @@ def derive(case: Case) -> Tolerances:
                       stored_bias_eps=hp["beta2"] / (1 - hp["beta2"])
                       if hp.get("max_of_bias_corrected") else 0.0,
                       loss_sensitivity=(loss_sensitivity(gradient_losses),
-                                        loss_sensitivity(update_losses)))
+                                        loss_sensitivity(update_losses),
+                                        loss_sensitivity(entry_losses) * PERTURBATION
+                                        / machine_epsilon(case.dtype)))
 
 
 def _absolute_sums(cache) -> dict[str, np.ndarray]:
@@ -286,13 +290,10 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
             grads = {n: g * (1 + PERTURBATION * signs(g.shape)) for n, g in grads.items()}
         elif noise == "componentwise":
             scales = _absolute_sums(cache)
-            # never more than half the entry the optimizer sees (with coupled weight decay
-            # added): the probe measures amplification (division by a small sqrt(v)), not
-            # what a sign flip would do
-            decay = case.hparams.get("weight_decay", 0.0) if case.optimizer in COUPLED else 0.0
-            grads = {n: g + np.minimum(np.minimum(size * scales[n], 0.5 * np.abs(g)),
-                                       0.5 * np.abs(g + decay * current[n])) * signs(g.shape)
-                     for n, g in grads.items()}
+            # unclipped: an entry smaller than its own rounding level has no reliable
+            # sign, and an optimizer that normalises by sqrt(v) turns that into a full step
+            # either way; the tolerance must (and the report flags it when it is loose)
+            grads = {n: g + size * scales[n] * signs(g.shape) for n, g in grads.items()}
         hp = step_hyperparameters(case.hparams, options, step, case.steps)
         new, state = optimizer.update(current, grads, state, hp)
         if noise == "update":

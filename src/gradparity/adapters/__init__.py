@@ -34,6 +34,9 @@ def get_adapter(name: str) -> Adapter:
         module = importlib.import_module(FRAMEWORKS[name])
     except ImportError as error:
         return UnavailableAdapter(name, f"{name} is not installed ({error})")
+    except Exception as error:  # a broken install: report it, keep the other frameworks
+        return UnavailableAdapter(name, f"{name} failed to import: "
+                                  f"{type(error).__name__}: {error}")
     return module.ADAPTER
 
 
