@@ -9,8 +9,9 @@ from pathlib import Path
 
 from gradparity.adapters import FRAMEWORKS, PrecisionError
 from gradparity.matrix import default_cases, xor_case
+from gradparity.parallel import check_workers, ordered_map, run_cases, sweep_outcome
 from gradparity.report import render, write_report
-from gradparity.runner import CaseOutcome, run_isolated, sweep_seeds, validate_frameworks
+from gradparity.runner import CaseOutcome, validate_frameworks
 
 RUN_EXAMPLES = """\
 examples:
@@ -51,6 +52,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--case-timeout", type=float, default=600.0, metavar="SECONDS",
                      help="record a case that runs longer as an error and go on "
                      "(default 600; 0: no limit)")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="run cases in N worker processes; results are merged in case "
+                     "order, so the outputs do not depend on N (default 1)")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print only the verdict")
     diff = commands.add_parser(
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--frameworks: no framework given")
         if args.seeds < 0:
             raise ValueError(f"--seeds: invalid value {args.seeds}; allowed: an integer >= 0")
+        check_workers(args.workers)
         if not args.case_timeout >= 0:
             raise ValueError(f"--case-timeout: invalid value {args.case_timeout}; allowed: "
                              "a number of seconds >= 0 (0: no limit)")
@@ -130,13 +135,15 @@ def run(args: argparse.Namespace) -> int:
                          args.quiet)
     outcomes: list[CaseOutcome] = []
     try:
-        for case in [*cases, *xor_cases]:
-            outcomes.append(run_isolated(case, frameworks,
-                                         time_limit=args.case_timeout or None))
-            progress.update(len(outcomes), case.id, outcomes[-1].passed)
+        for outcome in run_cases([*cases, *xor_cases], frameworks, workers=args.workers,
+                                 time_limit=args.case_timeout or None):
+            outcomes.append(outcome)
+            progress.update(len(outcomes), outcome.case.id, outcome.passed)
         sweeps = []
-        for index, case in enumerate(cases if args.seeds else [], start=1):
-            ratios, failures = sweep_seeds(case, args.seeds, frameworks)
+        items = [(case, args.seeds, tuple(frameworks)) for case in cases] if args.seeds else []
+        swept = ordered_map(sweep_outcome, items, args.workers)
+        for index, ((case, _, _), (ratios, failures)) in enumerate(zip(items, swept,
+                                                                       strict=True), start=1):
             sweeps.append((case.id, ratios, failures))
             progress.update(len(outcomes) + index, f"{args.seeds} seeds: {case.id}",
                             failures == 0)

@@ -1,0 +1,77 @@
+"""Running cases in worker processes, results merged in the original order.
+
+Every case is independent (its own weights, data and framework sessions), so
+``gradparity run --workers N`` hands cases to N processes and collects the
+outcomes in case order: the report and results files do not depend on N
+(tested). Workers are *spawned*, not forked: a forked JAX or PyTorch runtime
+with live threads is not safe. Each worker pays the framework imports and its
+own JAX compilations once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def available_workers() -> int:
+    """CPU cores this process may use (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def check_workers(value: Any) -> int:
+    """A worker count, or ``ValueError`` naming the flag and what is allowed."""
+    limit = 4 * available_workers()
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ValueError(f"--workers: invalid value {value!r}; allowed: an integer in "
+                         f"[1, {limit}] (this machine has {available_workers()} cores)")
+    return value
+
+
+def ordered_map(function: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+    """``map(function, items)`` over ``workers`` processes, yielding in item order.
+
+    ``function`` must be a module-level function (it is sent to the workers by
+    reference). With one worker nothing is spawned.
+    """
+    if workers <= 1 or len(items) <= 1:
+        yield from map(function, items)
+        return
+    context = multiprocessing.get_context("spawn")
+    # a few chunks per worker: large enough to amortise the transfer, small enough
+    # that one slow chunk does not leave the other workers idle
+    chunksize = max(1, len(items) // (4 * workers))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(function, items, chunksize=chunksize)
+
+
+def run_outcome(arguments: tuple) -> Any:
+    """Worker entry point: one isolated case (``runner.run_isolated``)."""
+    from gradparity.runner import run_isolated
+
+    case, frameworks, time_limit = arguments
+    return run_isolated(case, frameworks, time_limit=time_limit)
+
+
+def sweep_outcome(arguments: tuple) -> Any:
+    """Worker entry point: one case over seeds (``runner.sweep_seeds``)."""
+    from gradparity.runner import sweep_seeds
+
+    case, seeds, frameworks = arguments
+    return sweep_seeds(case, seeds, frameworks)
+
+
+def run_cases(cases: Iterable, frameworks: Sequence[str], *, workers: int = 1,
+              time_limit: float | None = None) -> Iterator:
+    """Every case's outcome, in case order, over ``workers`` processes."""
+    items = [(case, tuple(frameworks), time_limit) for case in cases]
+    return ordered_map(run_outcome, items, workers)
