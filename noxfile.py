@@ -1,4 +1,5 @@
-"""Nox sessions: tests, report, lint. Every install goes through constraints.txt."""
+"""Nox sessions: tests, slow, report, mutants, bench, lint. Every install goes through
+constraints.txt."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ def report(session: nox.Session) -> None:
     """Run the default matrix (and a 20-seed sweep) into reports/REPORT.md (args pass on)."""
     _install(session, "torch,jax")
     session.run("gradparity", "run", *(session.posargs or ["--seeds", "20"]))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark the harness: times, compilations, overhead ratio, anchors (args pass on)."""
+    _install(session, "torch,jax")
+    session.run("python", "-m", "gradparity.bench", *session.posargs)
 
 
 @nox.session

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import require
 
+from conftest import require
 from gradparity import cli
 from gradparity.parallel import check_workers, ordered_map
 

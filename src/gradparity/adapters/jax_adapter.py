@@ -14,7 +14,9 @@ numbers independent of which cases ran before it in the same process.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -192,16 +194,46 @@ def _make_loss(
     return loss_fn
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(
-    activations: tuple[str, ...], loss: str, optimizer: str, hyperparameters: tuple,
-    options: tuple, steps: int,
-) -> tuple[Callable, Callable, optax.GradientTransformation]:
-    """Jitted loss-and-grad and update, shared by every case with the same math.
+@dataclass
+class CompileStats:
+    """Programs traced (and so compiled) by jax.jit, counted at trace time, and the wall
+    time of the calls that compiled them."""
 
-    jax.jit caches the compiled program per input shape and dtype, so cases that
-    differ only in seed or data reuse it instead of recompiling.
-    """
+    gradient_programs: int = 0
+    update_programs: int = 0
+    seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return self.gradient_programs + self.update_programs
+
+
+COMPILE_STATS = CompileStats()
+
+# options that change the loss function's math; the rest (schedules) only the update
+LOSS_OPTIONS = ("negative_slope", "elu_alpha", "huber_delta", "smooth_l1_beta",
+                "label_smoothing")
+
+
+@functools.lru_cache(maxsize=256)
+def _gradient_program(activations: tuple[str, ...], loss: str, loss_options: tuple) -> Callable:
+    """The jitted loss-and-gradient of one architecture's math. jax.jit compiles it once
+    per input shape and dtype: seeds, data, optimizers and their hyperparameters all
+    reuse it (``COMPILE_STATS.gradient_programs`` counts the compilations)."""
+    loss_fn = _make_loss(activations, loss, dict(loss_options))
+
+    def counted(*args):
+        COMPILE_STATS.gradient_programs += 1  # runs only while tracing
+        return loss_fn(*args)
+
+    return jax.jit(jax.value_and_grad(counted, argnums=(0, 1)))
+
+
+@functools.lru_cache(maxsize=256)
+def _update_program(optimizer: str, hyperparameters: tuple, options: tuple,
+                    steps: int) -> tuple[Callable, optax.GradientTransformation]:
+    """The jitted optimizer step. The hyperparameters are baked into the optax
+    transformation, so this program is compiled per optimizer setting and shape."""
     hp, all_options = dict(hyperparameters), dict(options)
     clipping = []
     if hp["clip_value"]:
@@ -212,12 +244,28 @@ def _compiled(
     transform = optax.chain(*clipping, OPTIMIZERS[optimizer](hp, learning_rate))
 
     def apply(params: dict, grads: dict, opt_state: optax.OptState) -> tuple:
+        COMPILE_STATS.update_programs += 1  # runs only while tracing
         updates, opt_state = transform.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    value_and_grad = jax.jit(jax.value_and_grad(_make_loss(activations, loss, all_options),
-                                                argnums=(0, 1)))
-    return value_and_grad, jax.jit(apply), transform
+    return jax.jit(apply), transform
+
+
+def _compiled(case: Case) -> tuple[Callable, Callable, optax.GradientTransformation]:
+    """The gradient program (per architecture) and the update program (per optimizer)."""
+    options = case.all_options
+    loss_options = tuple((name, options[name]) for name in LOSS_OPTIONS)
+    apply, transform = _update_program(case.optimizer, case.hyperparameters,
+                                       tuple(options.items()), case.steps)
+    return _gradient_program(case.activations, case.loss, loss_options), apply, transform
+
+
+def _clear_programs() -> None:
+    _gradient_program.cache_clear()
+    _update_program.cache_clear()
+
+
+_compiled.cache_clear = _clear_programs  # type: ignore[attr-defined]
 
 
 class _JaxSession:
@@ -231,10 +279,7 @@ class _JaxSession:
         dtype = jnp.asarray(problem.x[:1]).dtype
         self._offsets = [jnp.zeros((case.batch_size, width), dtype=dtype)
                          for width in case.layer_sizes[1:]]
-        self._value_and_grad, self._apply, transform = _compiled(
-            case.activations, case.loss, case.optimizer, case.hyperparameters,
-            tuple(case.all_options.items()), case.steps,
-        )
+        self._value_and_grad, self._apply, transform = _compiled(case)
         self._steps_taken = 0
         self._opt_state = transform.init(self._params)
         self._grads: dict | None = None
@@ -255,9 +300,12 @@ class _JaxSession:
         x = jnp.asarray(batch.x)
         self._check_dtype("x", x)
         masks = [jnp.asarray(m) for m in batch.masks]
+        before, started = COMPILE_STATS.count, time.perf_counter()
         loss, (self._grads, self._deltas) = self._value_and_grad(
             self._params, self._offsets, x, jnp.asarray(batch.y), masks
         )
+        if COMPILE_STATS.count != before:
+            COMPILE_STATS.seconds += time.perf_counter() - started
         grads = {name: self._to_reference(name, g) for name, g in self._grads.items()}
         return self._to_reference("loss", loss), grads
 
@@ -274,7 +322,10 @@ class _JaxSession:
         if completed_steps != self._steps_taken:
             raise RuntimeError(f"jax: step {completed_steps + 1} requested after "
                                f"{self._steps_taken} steps (optax's schedule counts them)")
+        before, started = COMPILE_STATS.count, time.perf_counter()
         self._params, self._opt_state = self._apply(self._params, self._grads, self._opt_state)
+        if COMPILE_STATS.count != before:
+            COMPILE_STATS.seconds += time.perf_counter() - started
         self._steps_taken += 1
         return {name: self._to_reference(name, p) for name, p in self._params.items()}
 

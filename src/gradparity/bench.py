@@ -1,0 +1,263 @@
+"""``python -m gradparity.bench`` (``nox -s bench``): what verification costs, measured.
+
+A benchmark, not a test: it prints tables and ratios and asserts nothing.
+
+* **Per implementation** over the default matrix: time per case and cases per
+  second of the bare framework work (``Adapter.run``: the forward, backward and
+  optimizer steps, nothing of the harness), JAX compilations (distinct compiled
+  programs) and their time, and the process's peak memory.
+* **Harness overhead ratio** = wall time of ``run_case`` over the matrix /
+  the bare framework time spent inside those same runs (timed around every
+  ``Adapter.run`` the harness makes, oracles included), for the full run
+  (float64 oracle, finite differences, rounding-or-bug, teacher forcing) and
+  for the pairwise comparison alone (``explain=False``, no finite differences).
+* **Scaling**: time against the number of cases over a fixed set of
+  architectures, and against model size (width, batch).
+* **Anchors**: verifying one MLP's gradient with gradparity versus
+  ``torch.autograd.gradcheck`` (float64) and ``jax.test_util.check_grads``,
+  on a new shape and on a repeated one.
+
+The last line is ``overhead ratio: X.XX`` (the full run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from gradparity.adapters import base, get_adapter
+from gradparity.case import Case
+from gradparity.matrix import default_cases
+from gradparity.runner import run_case
+
+
+class _FrameworkClock:
+    """Times every ``Adapter.run`` while active: the bare framework work."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._original = base.Adapter.run
+
+    def __enter__(self) -> _FrameworkClock:
+        clock, original = self, self._original
+
+        def timed(adapter, case, problem):
+            started = time.perf_counter()
+            try:
+                return original(adapter, case, problem)
+            finally:
+                clock.seconds[adapter.name] += time.perf_counter() - started
+                clock.calls[adapter.name] += 1
+
+        base.Adapter.run = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        base.Adapter.run = self._original
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def _jax_compilations() -> tuple[int, float]:
+    """(distinct compiled programs, compile seconds) so far, from the JAX adapter's cache."""
+    try:
+        from gradparity.adapters import jax_adapter
+    except ImportError:
+        return 0, 0.0
+    return jax_adapter.COMPILE_STATS.count, jax_adapter.COMPILE_STATS.seconds
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def per_implementation(cases: Sequence[Case]) -> list[str]:
+    lines = ["| implementation | cases | time per case (ms) | cases/s |", "|---|---|---|---|"]
+    for name in ("numpy", "torch", "jax"):
+        adapter = get_adapter(name)
+        if not adapter.availability().available:
+            lines.append(f"| {name} | unavailable | | |")
+            continue
+        runnable = [c for c in cases if adapter.unsupported_reason(c) is None]
+        from gradparity.data import make_problem
+
+        problems = [make_problem(c) for c in runnable]
+        started = time.perf_counter()
+        for case, problem in zip(runnable, problems, strict=True):
+            adapter.run(case, problem)
+        seconds = time.perf_counter() - started
+        lines.append(f"| {name} | {len(runnable)} | {1000 * seconds / len(runnable):.2f} | "
+                     f"{len(runnable) / seconds:.0f} |")
+    count, compile_seconds = _jax_compilations()
+    lines += ["", f"JAX: {count} compiled programs, {compile_seconds:.1f} s tracing and "
+              f"compiling (first calls); peak memory {_peak_mib():.0f} MiB"]
+    return lines
+
+
+def overhead(cases: Sequence[Case], **options) -> tuple[float, float, float]:
+    """(wall seconds, bare framework seconds, ratio) of ``run_case`` over ``cases``."""
+    with _FrameworkClock() as clock:
+        started = time.perf_counter()
+        for case in cases:
+            run_case(case, **options)
+        wall = time.perf_counter() - started
+    return wall, clock.total, wall / clock.total
+
+
+def scaling_cases(count: int) -> list[Case]:
+    """``count`` cases over a fixed set of four architectures, seeds varying."""
+    architectures = [(3, 8, 2), (4, 16, 16, 3), (8, 32, 4), (4, 16, 16, 16, 3)]
+    return [Case(architectures[i % 4], "tanh", loss="softmax_cross_entropy",
+                 dtype=("float32", "float64")[i // 4 % 2], seed=i) for i in range(count)]
+
+
+def anchors(width: int = 16, repeats: int = 5) -> list[str]:
+    """gradparity against gradcheck and check_grads on the same MLP, float64."""
+    lines = ["| verification of one MLP gradient (float64) | new shape (ms) | repeated (ms) |",
+             "|---|---|---|"]
+    case = Case((4, width, width, 3), "tanh", loss="softmax_cross_entropy", steps=0)
+
+    def gradparity_once(seed: int) -> None:
+        run_case(replace(case, seed=seed), ("numpy", "torch", "jax"), explain=False,
+                 finite_differences=False)
+
+    timings: dict[str, tuple[float, float]] = {}
+    timings["gradparity (numpy+torch+jax, derived tolerances)"] = _new_and_repeated(
+        gradparity_once, repeats)
+    try:
+        import torch
+
+        def gradcheck_once(seed: int) -> None:
+            generator = torch.Generator().manual_seed(seed)
+            x = torch.randn(8, 4, dtype=torch.float64, generator=generator)
+            y = torch.randint(0, 3, (8,), generator=generator)
+            weights = [torch.randn(shape, dtype=torch.float64, requires_grad=True,
+                                   generator=generator)
+                       for shape in ((width, 4), (width,), (width, width), (width,), (3, width),
+                                     (3,))]
+
+            def loss(*w):
+                a = torch.tanh(torch.nn.functional.linear(x, w[0], w[1]))
+                a = torch.tanh(torch.nn.functional.linear(a, w[2], w[3]))
+                return torch.nn.functional.cross_entropy(
+                    torch.nn.functional.linear(a, w[4], w[5]), y)
+
+            torch.autograd.gradcheck(loss, weights)
+
+        timings["torch.autograd.gradcheck"] = _new_and_repeated(gradcheck_once, repeats)
+    except ImportError:
+        pass
+    try:
+        import jax
+        import jax.numpy as jnp
+        from jax.test_util import check_grads
+
+        def check_grads_once(seed: int) -> None:
+            jax.config.update("jax_enable_x64", True)
+            rng = np.random.default_rng(seed)
+            x = jnp.asarray(rng.standard_normal((8, 4)))
+            weights = [jnp.asarray(rng.standard_normal(s)) for s in
+                       ((4, width), (width,), (width, width), (width,), (width, 3), (3,))]
+
+            def loss(w):
+                a = jnp.tanh(x @ w[0] + w[1])
+                a = jnp.tanh(a @ w[2] + w[3])
+                return jnp.mean(jax.nn.logsumexp(a @ w[4] + w[5], axis=1))
+
+            check_grads(loss, (weights,), order=1, modes=("rev",))
+
+        timings["jax.test_util.check_grads"] = _new_and_repeated(check_grads_once, repeats)
+    except ImportError:
+        pass
+    for name, (new, repeated) in timings.items():
+        lines.append(f"| {name} | {1000 * new:.1f} | {1000 * repeated:.2f} |")
+    ours = timings["gradparity (numpy+torch+jax, derived tolerances)"][1]
+    if "torch.autograd.gradcheck" in timings:
+        ratio = timings["torch.autograd.gradcheck"][1] / ours
+        lines += ["", f"repeated shape: gradparity is {ratio:.1f}x faster than gradcheck "
+                  "(target: >= 20x)"]
+    return lines
+
+
+def _new_and_repeated(function, repeats: int) -> tuple[float, float]:
+    started = time.perf_counter()
+    function(0)
+    new = time.perf_counter() - started
+    started = time.perf_counter()
+    for seed in range(1, repeats + 1):
+        function(seed)
+    return new, (time.perf_counter() - started) / repeats
+
+
+def model_size(widths: Sequence[int], batches: Sequence[int]) -> list[str]:
+    lines = ["| width | batch | numpy (ms) | torch (ms) | jax (ms) |", "|---|---|---|---|---|"]
+    from gradparity.data import make_problem
+
+    for width in widths:
+        for batch in batches:
+            case = Case((64, width, width, 10), "tanh", loss="softmax_cross_entropy",
+                        batch_size=batch, steps=2)
+            problem = make_problem(case)
+            cells = []
+            for name in ("numpy", "torch", "jax"):
+                adapter = get_adapter(name)
+                if not adapter.availability().available:
+                    cells.append("n/a")
+                    continue
+                adapter.run(case, problem)  # warm (compiles)
+                started = time.perf_counter()
+                adapter.run(case, problem)
+                cells.append(f"{1000 * (time.perf_counter() - started):.1f}")
+            lines.append(f"| {width} | {batch} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gradparity.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true",
+                        help="the full scaling table (up to 10,000 cases, width 2048, batch "
+                        "1024); without it 100 and 1,000 cases, width and batch up to 512")
+    args = parser.parse_args(argv)
+    from gradparity.report import environment
+
+    print("# gradparity benchmark\n")
+    print(" | ".join(f"{k} {v}" for k, v in environment().items()), "\n")
+    cases = default_cases()
+    print(f"## Per implementation: the default matrix ({len(cases)} cases), bare framework "
+          "work\n")
+    print("\n".join(per_implementation(cases)), "\n")
+    print("## Scaling with the number of cases (pairwise comparison, 4 architectures)\n")
+    print("| cases | wall (s) | cases/s | overhead ratio |\n|---|---|---|---|")
+    for count in (100, 1000, 10000) if args.full else (100, 1000):
+        wall, _, ratio = overhead(scaling_cases(count), explain=False, finite_differences=False)
+        print(f"| {count} | {wall:.1f} | {count / wall:.0f} | {ratio:.2f} |")
+    print("\n## Scaling with model size (one case, 2 steps, warm)\n")
+    sizes = ((128, 512, 2048), (32, 256, 1024)) if args.full else ((128, 512), (32, 256))
+    print("\n".join(model_size(*sizes)), "\n")
+    print("## Anchors\n")
+    print("\n".join(anchors()), "\n")
+    wall_pairs, bare_pairs, ratio_pairs = overhead(cases, explain=False,
+                                                   finite_differences=False)
+    wall, bare, ratio = overhead(cases)
+    print("## Harness overhead on the default matrix\n")
+    print("| mode | wall (s) | bare framework (s) | ratio |\n|---|---|---|---|")
+    print(f"| pairwise only (explain=False, no finite differences) | {wall_pairs:.1f} | "
+          f"{bare_pairs:.1f} | {ratio_pairs:.2f} |")
+    print(f"| full (oracles, finite differences, diagnosis) | {wall:.1f} | {bare:.1f} | "
+          f"{ratio:.2f} |\n")
+    print(f"overhead ratio: {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
