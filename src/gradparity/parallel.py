@@ -50,8 +50,33 @@ def ordered_map(function: Callable[[T], R], items: Sequence[T], workers: int) ->
     # a few chunks per worker: large enough to amortise the transfer, small enough
     # that one slow chunk does not leave the other workers idle
     chunksize = max(1, len(items) // (4 * workers))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(function, items, chunksize=chunksize)
+    saved = {name: os.environ.get(name) for name in SINGLE_THREADED}
+    os.environ.update(SINGLE_THREADED)  # read by the spawned interpreters at start-up
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=_one_thread_each) as pool:
+            yield from pool.map(function, items, chunksize=chunksize)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# N workers on N cores: one thread each, or BLAS, torch and XLA thread pools fight over
+# the cores (measured: two workers were slower than one before this)
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                   "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _one_thread_each() -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
 
 
 def run_outcome(arguments: tuple) -> Any:

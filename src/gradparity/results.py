@@ -97,8 +97,9 @@ def numeric_audit() -> dict[str, Any]:
 
         precision = jax.config.jax_default_matmul_precision
         settings.update({
-            "jax_enable_x64 (set per case: on for float64, off for float32)":
-                bool(jax.config.jax_enable_x64),
+            # a policy, not the flag's state at the end of the run (which would depend on
+            # the last case and on --workers)
+            "jax_enable_x64": "set per case: on for float64 cases, off for float32 cases",
             "jax default matmul precision": str(precision),
             "jax devices": ", ".join(str(d) for d in jax.devices()),
         })
