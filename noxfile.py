@@ -24,9 +24,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def slow(session: nox.Session) -> None:
-    """Run the checks marked slow: the 20-seed false-alarm sweep (pytest args pass through)."""
+    """Run the slow checks (20-seed sweeps) on 2 pytest-xdist workers (args replace -n 2)."""
     _install(session, "torch,jax,test")
-    session.run("pytest", "-m", "slow", *session.posargs)
+    session.run("pytest", "-m", "slow", *(session.posargs or ["-n", "2"]))
 
 
 @nox.session

@@ -31,14 +31,18 @@ dtype = "float64"
 
 
 @pytest.fixture
-def small_config(tmp_path: Path) -> Path:
-    path = tmp_path / "small.toml"
-    path.write_text(SMALL, encoding="utf-8")
+def one_case_file(tmp_path: Path) -> Path:
+    """A case file with the single float64 case above."""
+    return _written(tmp_path / "one_case.toml", SMALL)
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
     return path
 
 
 def test_raising_nan_and_missing_frameworks_are_each_reported(
-    small_config: Path, tmp_path: Path, monkeypatch, capsys
+    one_case_file: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     require("torch")
     require("jax")
@@ -54,7 +58,7 @@ def test_raising_nan_and_missing_frameworks_are_each_reported(
     monkeypatch.setitem(FRAMEWORKS, "mxnet", "gradparity.adapters.mxnet_adapter")
     jax_adapter._compiled.cache_clear()
     try:
-        code = cli.main(["run", "--config", str(small_config), "--out", str(tmp_path / "out"),
+        code = cli.main(["run", "--config", str(one_case_file), "--out", str(tmp_path / "out"),
                          "--frameworks", "numpy,torch,jax,mxnet", "--quiet", "--no-plots"])
     finally:
         jax_adapter._compiled.cache_clear()
@@ -72,7 +76,7 @@ def test_raising_nan_and_missing_frameworks_are_each_reported(
 
 
 def test_a_run_where_nothing_is_compared_never_reports_success(
-    small_config: Path, tmp_path: Path, monkeypatch, capsys
+    one_case_file: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     from gradparity.adapters import numpy_adapter
 
@@ -80,7 +84,7 @@ def test_a_run_where_nothing_is_compared_never_reports_success(
         raise ValueError("reference broken on purpose")
 
     monkeypatch.setattr(numpy_adapter, "_ReferenceSession", broken)
-    code = cli.main(["run", "--config", str(small_config), "--out", str(tmp_path / "out"),
+    code = cli.main(["run", "--config", str(one_case_file), "--out", str(tmp_path / "out"),
                      "--frameworks", "numpy", "--quiet", "--no-plots"])
     assert code == 1
     assert "NOTHING WAS COMPARED" in capsys.readouterr().out

@@ -39,11 +39,17 @@ class Activation:
 
     def bound(self, options: Mapping[str, Any]) -> Activation:
         """This activation with its parameter set from ``options`` (if it has one)."""
-        if self.parameter is None or self.parameter not in options:
-            return self
-        value = {self.parameter: options[self.parameter]}
-        return replace(self, forward=functools.partial(self.forward, **value),
-                       derivative=functools.partial(self.derivative, **value))
+        return bind_parameter(self, options, "forward", "derivative")
+
+
+def bind_parameter(entry: Any, options: Mapping[str, Any], *functions: str) -> Any:
+    """``entry`` (a frozen dataclass with a ``parameter`` field naming a case option)
+    with that option's value bound into each of its ``functions`` as a keyword."""
+    if entry.parameter is None or entry.parameter not in options:
+        return entry
+    value = {entry.parameter: options[entry.parameter]}
+    return replace(entry, **{name: functools.partial(getattr(entry, name), **value)
+                             for name in functions})
 
 
 # identity: a = z,  da/dz = 1

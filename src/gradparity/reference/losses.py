@@ -10,14 +10,13 @@ Reductions follow PyTorch's defaults (``reduction='mean'``), stated per loss.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gradparity.reference.activations import sigmoid
+from gradparity.reference.activations import bind_parameter, sigmoid
 
 
 @dataclass(frozen=True)
@@ -44,11 +43,7 @@ class Loss:
 
     def bound(self, options: Mapping[str, Any]) -> Loss:
         """This loss with its parameter set from ``options`` (if it has one)."""
-        if self.parameter is None or self.parameter not in options:
-            return self
-        value = {self.parameter: options[self.parameter]}
-        return replace(self, value=functools.partial(self.value, **value),
-                       gradient=functools.partial(self.gradient, **value))
+        return bind_parameter(self, options, "value", "gradient")
 
 
 # mean squared error, reduction='mean' over ALL elements (batch * outputs):
