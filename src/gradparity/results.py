@@ -69,6 +69,9 @@ def numeric_audit() -> dict[str, Any]:
         "BLAS (numpy)": _numpy_blas(),
         "threads (os.cpu_count)": os.cpu_count(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        # the same text whatever --workers is, so outputs stay identical across N
+        "worker processes (--workers > 1)": "one thread each (OMP, MKL and OpenBLAS "
+                                            "threads 1, torch.set_num_threads(1))",
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "unset"),
         "processor": platform.processor() or platform.machine(),
     }
