@@ -151,3 +151,85 @@ def test_mse_reduction() -> None:
     y_hat, y = np.array([[1.0, 2.0], [3.0, 4.0]]), np.zeros((2, 2))
     assert F.mse_loss(torch.tensor(y_hat), torch.tensor(y)).item() == 30 / 4
     assert np.asarray(optax.losses.squared_error(y_hat, y)).shape == (2, 2)
+
+
+def test_rmsprop_lr_in_momentum(x64) -> None:
+    import optax
+
+    g, mu, lrs = np.array([0.5, -2.0]), 0.9, (0.1, 0.05)
+    v1 = 0.01 * g * g
+    v2 = 0.99 * v1 + 0.01 * g * g
+    d1, d2 = g / (np.sqrt(v1) + 1e-8), g / (np.sqrt(v2) + 1e-8)
+    outside = lrs[0] * d1 + lrs[1] * (mu * d1 + d2)  # torch: lr times the buffer
+    inside = lrs[0] * d1 + (mu * lrs[0] * d1 + lrs[1] * d2)  # optax: lr inside the trace
+    p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.RMSprop([p], lr=lrs[0], alpha=0.99, eps=1e-8, momentum=mu)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for _ in range(2):
+        p.grad = torch.tensor(g)
+        opt.step()
+        scheduler.step()
+    np.testing.assert_allclose(-p.detach().numpy(), outside, rtol=1e-14)
+    transform = optax.rmsprop(lambda count: np.where(count < 1, lrs[0], lrs[1]), decay=0.99,
+                              eps=1e-8, eps_in_sqrt=False, momentum=mu)
+    params = np.zeros(2)
+    state = transform.init(params)
+    for _ in range(2):
+        updates, state = transform.update(g, state, params)
+        params = np.asarray(optax.apply_updates(params, updates))
+    np.testing.assert_allclose(-params, inside, rtol=1e-12)
+    assert not np.allclose(outside, inside)
+
+
+def test_cosine_schedule_past_period(x64) -> None:
+    import optax
+
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2, eta_min=0.01)
+    rates = []
+    for _ in range(4):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert rates[2] == pytest.approx(0.01) and rates[3] > rates[2]  # climbs back up
+    schedule = optax.cosine_decay_schedule(0.1, decay_steps=2, alpha=0.1)
+    assert float(schedule(3)) == pytest.approx(0.01) == float(schedule(2))  # holds
+
+
+def test_step_schedule_precision(x64) -> None:
+    import jax.numpy as jnp
+    import optax
+
+    value = optax.exponential_decay(0.01, 3, 0.5, staircase=True)(jnp.asarray(4, jnp.int32))
+    assert value.dtype == jnp.float32  # even with x64 on
+    assert float(value) != 0.005 and float(value) == float(np.float32(0.005))
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.01)
+    torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+    assert isinstance(opt.param_groups[0]["lr"], float)
+
+
+def test_scheduler_stepping(x64) -> None:
+    import optax
+
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    p.grad = torch.ones(1)
+    opt.step()  # without scheduler.step() the rate does not move
+    assert opt.param_groups[0]["lr"] == 0.1
+    scheduler.step()
+    assert opt.param_groups[0]["lr"] == 0.05
+    transform = optax.sgd(optax.exponential_decay(0.1, 1, 0.5, staircase=True))
+    state = transform.init(np.zeros(1))
+    _, state = transform.update(np.ones(1), state)
+    counts = [s.count for s in state if isinstance(s, optax.ScaleByScheduleState)]
+    assert [int(c) for c in counts] == [1]  # optax counts every update itself
+
+
+def test_dropout_masks() -> None:
+    torch.manual_seed(0)
+    dropped = F.dropout(torch.ones(1000, dtype=torch.float64), p=0.25, training=True)
+    assert set(dropped.unique().tolist()) == {0.0, 1 / 0.75}  # inverted scaling
+    assert not hasattr(jax.nn, "dropout")

@@ -228,7 +228,7 @@ CONVENTIONS: tuple[Convention, ...] = (
     Convention(
         "dropout_masks",
         "F.dropout draws its mask from torch's generator; kept units scaled by 1 / (1 - p)",
-        "jax.random / flax draw from a JAX key; kept units scaled by 1 / (1 - p)",
+        "jax.nn has no dropout: a JAX model draws its mask from a jax.random key",
         "inverted dropout with masks from the data generator",
         "different random masks: no two frameworks drop the same units",
         "the masks are drawn once in NumPy and multiplied in by every implementation",
