@@ -126,19 +126,27 @@ def scaling_cases(count: int) -> list[Case]:
                  dtype=("float32", "float64")[i // 4 % 2], seed=i) for i in range(count)]
 
 
-def anchors(width: int = 16, repeats: int = 5) -> list[str]:
+def anchors(width: int = 16, repeats: int = 20) -> list[str]:
     """gradparity against gradcheck and check_grads on the same MLP, float64."""
     lines = ["| verification of one MLP gradient (float64) | new shape (ms) | repeated (ms) |",
              "|---|---|---|"]
     case = Case((4, width, width, 3), "tanh", loss="softmax_cross_entropy", steps=0)
 
-    def gradparity_once(seed: int) -> None:
+    def gradparity_torch(seed: int) -> None:
+        run_case(replace(case, seed=seed), ("numpy", "torch"), explain=False,
+                 finite_differences=False)
+
+    def gradparity_all(seed: int) -> None:
         run_case(replace(case, seed=seed), ("numpy", "torch", "jax"), explain=False,
                  finite_differences=False)
 
+    # gradcheck verifies one framework's gradient against an oracle: the like-for-like
+    # gradparity check is torch against the NumPy reference
     timings: dict[str, tuple[float, float]] = {}
-    timings["gradparity (numpy+torch+jax, derived tolerances)"] = _new_and_repeated(
-        gradparity_once, repeats)
+    timings["gradparity: torch vs the NumPy reference"] = _new_and_repeated(
+        gradparity_torch, repeats)
+    timings["gradparity: numpy + torch + jax, every pair"] = _new_and_repeated(
+        gradparity_all, repeats)
     try:
         import torch
 
@@ -186,11 +194,12 @@ def anchors(width: int = 16, repeats: int = 5) -> list[str]:
         pass
     for name, (new, repeated) in timings.items():
         lines.append(f"| {name} | {1000 * new:.1f} | {1000 * repeated:.2f} |")
-    ours = timings["gradparity (numpy+torch+jax, derived tolerances)"][1]
     if "torch.autograd.gradcheck" in timings:
-        ratio = timings["torch.autograd.gradcheck"][1] / ours
-        lines += ["", f"repeated shape: gradparity is {ratio:.1f}x faster than gradcheck "
-                  "(target: >= 20x)"]
+        gradcheck = timings["torch.autograd.gradcheck"][1]
+        like = gradcheck / timings["gradparity: torch vs the NumPy reference"][1]
+        every = gradcheck / timings["gradparity: numpy + torch + jax, every pair"][1]
+        lines += ["", f"repeated shape: torch vs the reference is {like:.1f}x faster than "
+                  f"gradcheck (target: >= 20x); all three frameworks {every:.1f}x"]
     return lines
 
 
