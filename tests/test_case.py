@@ -126,3 +126,12 @@ def test_options_appear_in_the_id_and_defaults_do_not_change_the_case() -> None:
                                            "schedule": "cosine"}
     with pytest.raises(ValueError, match=r"option: invalid value 'warmup'; allowed: "):
         varied.option("warmup")
+
+
+def test_from_dict_rebuilds_the_case_from_its_json_description() -> None:
+    import json
+
+    case = Case((4, 8, 3), ("relu",), loss="softmax_cross_entropy", optimizer="adam",
+                hyperparameters={"lr": 0.01}, options={"schedule": "cosine", "batches": 2})
+    again = Case.from_dict(json.loads(json.dumps(case.to_dict())))
+    assert again == case and again.id == case.id

@@ -34,6 +34,7 @@ def test_derived_tolerances_hold_over_twenty_seeds() -> None:
     from gradparity.runner import run_case
 
     worst_ratio, worst_slack, failures, worst, checks, loose = 0.0, 0.0, [], [], 0, 0
+    loosest = None
     for case in check_cases():
         for seed in range(SEEDS):
             outcome = run_case(replace(case, seed=seed), explain=False,
@@ -44,13 +45,15 @@ def test_derived_tolerances_hold_over_twenty_seeds() -> None:
                 worst_ratio = max(worst_ratio, d.headroom)
                 allowed = d.tolerance / machine_epsilon(d.dtype)
                 slack = allowed / max(d.normwise_eps, 1.0)
-                worst_slack = max(worst_slack, slack)
+                if slack > worst_slack:
+                    worst_slack, loosest = slack, d
                 checks += 1
                 loose += slack >= 1000
     print(f"largest observed/allowed {worst_ratio:.3f}, largest allowed/observed "
           f"{worst_slack:.0f}, {loose} of {checks} checks allow >= 1000x what they observe")
     for d in sorted(worst, key=lambda d: -d.headroom)[:5]:
         print("closest:", d.message())
+    print("loosest:", loosest.message() if loosest else "none")
     assert not failures, failures[:5]
     assert worst_ratio < 0.5
     # tolerances that could hide a bug: rare (RMSprop/Adam entries where g / sqrt(v)

@@ -307,5 +307,12 @@ class Case:
             "options": dict(self.options),
         }
 
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> Case:
+        """The case that :meth:`to_dict` describes (JSON lists become tuples; ``id`` is
+        derived, so it is ignored)."""
+        return cls(**{name: tuple(value) if isinstance(value, list) else value
+                      for name, value in fields.items() if name != "id"})
+
     def __str__(self) -> str:
         return self.id

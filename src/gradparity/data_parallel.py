@@ -82,8 +82,7 @@ class Network(torch.nn.Module):
 
 
 def main(rank, case_json, init_file, out_file):
-    case = Case(**{k: tuple(v) if isinstance(v, list) else v
-                   for k, v in __import__("json").loads(case_json).items()})
+    case = Case.from_dict(__import__("json").loads(case_json))
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=2)
     torch.set_num_threads(1)
@@ -126,8 +125,7 @@ from gradparity.adapters import jax_adapter
 from gradparity.case import Case
 from gradparity.data import make_problem
 
-case = Case(**{k: tuple(v) if isinstance(v, list) else v
-               for k, v in json.loads(sys.argv[1]).items()})
+case = Case.from_dict(json.loads(sys.argv[1]))
 jax.config.update("jax_enable_x64", case.dtype == "float64")
 devices = jax.devices()
 assert len(devices) == 2, devices
@@ -153,9 +151,7 @@ np.savez(sys.argv[2], **{n: np.asarray(g) for n, g in grads.items()})
 
 
 def _case_json(case: Case) -> str:
-    fields = case.to_dict()
-    fields.pop("id")
-    return json.dumps(fields)
+    return json.dumps(case.to_dict())
 
 
 def _run_worker(script: str, args: list[str], env: dict[str, str], timeout: float) -> None:

@@ -100,3 +100,32 @@ def run_cases(cases: Iterable, frameworks: Sequence[str], *, workers: int = 1,
     """Every case's outcome, in case order, over ``workers`` processes."""
     items = [(case, tuple(frameworks), time_limit) for case in cases]
     return ordered_map(run_outcome, items, workers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gradparity.parallel CASES.toml [N]``: time the case runs with one worker
+    and with N (default 2), and print the speed-up (report writing not included)."""
+    import sys
+    import time
+
+    from gradparity.adapters import FRAMEWORKS
+    from gradparity.config import load_cases
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not 1 <= len(args) <= 2:
+        print("usage: python -m gradparity.parallel CASES.toml [WORKERS]", file=sys.stderr)
+        return 2
+    cases = load_cases(args[0])
+    workers = check_workers(int(args[1]) if len(args) > 1 else 2)
+    seconds = {}
+    for count in (1, workers):
+        started = time.perf_counter()
+        outcomes = list(run_cases(cases, tuple(FRAMEWORKS), workers=count))
+        seconds[count] = time.perf_counter() - started
+        print(f"{count} worker(s): {len(outcomes)} cases in {seconds[count]:.1f} s")
+    print(f"speed-up with {workers} workers: {seconds[1] / seconds[workers]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
