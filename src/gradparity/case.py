@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -248,7 +249,7 @@ class Case:
         """One activation name per layer, the output activation last."""
         return (*self.hidden_activation, self.output_activation)
 
-    @property
+    @functools.cached_property  # a pure function of frozen fields, read once per check
     def id(self) -> str:
         """A stable, readable id, e.g. ``mlp4-16-16-3_tanh_softmax-ce_float64_sgd``.
 

@@ -11,7 +11,7 @@ from gradparity.adapters import FRAMEWORKS, PrecisionError
 from gradparity.matrix import default_cases, xor_case
 from gradparity.parallel import check_workers, ordered_map, run_cases, sweep_outcome
 from gradparity.report import render, write_report
-from gradparity.runner import CaseOutcome, validate_frameworks
+from gradparity.runner import TOLERANCE_MODES, CaseOutcome, validate_frameworks
 
 RUN_EXAMPLES = """\
 examples:
@@ -55,6 +55,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="run cases in N worker processes; results are merged in case "
                      "order, so the outputs do not depend on N (default 1)")
+    run.add_argument("--tolerances", choices=TOLERANCE_MODES, default="full",
+                     help="full: every check against its derived tolerance; screened: "
+                     "against the tolerance model's floors first, deriving the full model "
+                     "only for a pair that exceeds one (same verdicts, faster; a check that "
+                     "passed its floor reports the floor as its tolerance). Default: full")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print only the verdict")
     diff = commands.add_parser(
@@ -136,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     outcomes: list[CaseOutcome] = []
     try:
         for outcome in run_cases([*cases, *xor_cases], frameworks, workers=args.workers,
-                                 time_limit=args.case_timeout or None):
+                                 time_limit=args.case_timeout or None,
+                                 tolerances=args.tolerances):
             outcomes.append(outcome)
             progress.update(len(outcomes), outcome.case.id, outcome.passed)
         sweeps = []
@@ -192,6 +198,8 @@ def _command(args: argparse.Namespace, frameworks) -> str:
         command += f" --filter {args.filter}"
     if args.seeds:
         command += f" --seeds {args.seeds}"
+    if args.tolerances != "full":
+        command += f" --tolerances {args.tolerances}"
     return command
 
 

@@ -14,6 +14,7 @@ absolute error are the expected outcome of correct arithmetic.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -38,6 +39,7 @@ def format_eps(value: float) -> str:
     return f"{value:.1f} eps" if value < 1e4 else f"{value:.2e} eps"
 
 
+@functools.cache
 def machine_epsilon(dtype: str) -> float:
     return float(np.finfo(np.dtype(dtype)).eps)
 
@@ -131,53 +133,55 @@ def compare_arrays(
 ) -> Difference:
     """Compare one array with its baseline (both computed in float64 for exactness)."""
     tol = tolerance_for(dtype) if tolerance is None else tolerance
-    common = {
-        "case_id": case_id, "dtype": dtype, "framework": framework,
-        "baseline": baseline_name, "quantity": quantity, "parameter": parameter,
-        "tolerance": tol,
-    }
-    failed = {
-        "max_abs": np.inf, "max_rel": np.inf, "normwise": np.inf, "normwise_eps": np.inf,
-        "passed": False,
-    }
     b = np.asarray(baseline, dtype=np.float64)
-    if value is None:
-        return Difference(
-            **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
-            note=f"missing from the {framework} result",
-        )
-    a = np.asarray(value, dtype=np.float64)
-    if a.shape != b.shape:
-        return Difference(
-            **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
-            note=f"shape {a.shape} does not match the {baseline_name} shape {b.shape}",
-        )
-    nonfinite = ~(np.isfinite(a) & np.isfinite(b))
-    if nonfinite.any():
-        index = np.unravel_index(int(np.argmax(nonfinite)), a.shape)
-        return Difference(
-            **common, **failed, worst_index=tuple(int(i) for i in index),
-            value=float(a[index]), baseline_value=float(b[index]),
-            note=nonfinite_note(a, b, framework, baseline_name),
-        )
+    a = None if value is None else np.asarray(value, dtype=np.float64)
+    if a is None or a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return _unmatched(a, b, case_id=case_id, dtype=dtype, framework=framework,
+                          baseline=baseline_name, quantity=quantity, parameter=parameter,
+                          tolerance=tol)
+    if not a.size:
+        return Difference(case_id, dtype, framework, baseline_name, quantity, parameter,
+                          0.0, 0.0, 0.0, 0.0, tol, (), np.nan, np.nan, True)
     diff = np.abs(a - b)
-    index = np.unravel_index(int(np.argmax(diff)), a.shape) if a.size else ()
-    max_abs = float(diff.max()) if a.size else 0.0
-    scale = float(np.abs(b).max()) if b.size else 0.0
+    flat = int(diff.argmax())
+    index = tuple(int(i) for i in np.unravel_index(flat, a.shape))
+    max_abs = float(diff.flat[flat])
+    magnitude = np.abs(b)
+    scale = float(magnitude.max())
     normwise = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.where(diff == 0, 0.0, diff / np.abs(b))
-    return Difference(
-        **common,
-        max_abs=max_abs,
-        max_rel=float(relative.max()) if a.size else 0.0,
-        normwise=normwise,
-        normwise_eps=normwise / machine_epsilon(dtype),
-        worst_index=tuple(int(i) for i in index),
-        value=float(a[index]) if a.size else np.nan,
-        baseline_value=float(b[index]) if b.size else np.nan,
-        passed=bool(normwise <= tol),
-    )
+    if magnitude.min() > 0:
+        max_rel = float((diff / magnitude).max())
+    else:  # x/0 = inf, 0/0 = 0
+        differing = diff != 0
+        if (differing & (magnitude == 0)).any():
+            max_rel = np.inf
+        else:
+            max_rel = (float((diff[differing] / magnitude[differing]).max())
+                       if differing.any() else 0.0)
+    return Difference(case_id, dtype, framework, baseline_name, quantity, parameter,
+                      max_abs=max_abs, max_rel=max_rel, normwise=normwise,
+                      normwise_eps=normwise / machine_epsilon(dtype), tolerance=tol,
+                      worst_index=index, value=float(a.flat[flat]),
+                      baseline_value=float(b.flat[flat]), passed=bool(normwise <= tol))
+
+
+def _unmatched(a: np.ndarray | None, b: np.ndarray, **common) -> Difference:
+    """A failed row for a missing value, a shape mismatch or non-finite numbers."""
+    failed = {"max_abs": np.inf, "max_rel": np.inf, "normwise": np.inf, "normwise_eps": np.inf,
+              "passed": False}
+    framework, baseline = common["framework"], common["baseline"]
+    if a is None:
+        return Difference(**common, **failed, worst_index=(), value=np.nan,
+                          baseline_value=np.nan, note=f"missing from the {framework} result")
+    if a.shape != b.shape:
+        return Difference(**common, **failed, worst_index=(), value=np.nan,
+                          baseline_value=np.nan,
+                          note=f"shape {a.shape} does not match the {baseline} shape {b.shape}")
+    nonfinite = ~(np.isfinite(a) & np.isfinite(b))
+    index = np.unravel_index(int(np.argmax(nonfinite)), a.shape)
+    return Difference(**common, **failed, worst_index=tuple(int(i) for i in index),
+                      value=float(a[index]), baseline_value=float(b[index]),
+                      note=nonfinite_note(a, b, framework, baseline))
 
 
 def checkpoints(case: Case) -> tuple[int, ...]:
@@ -192,6 +196,7 @@ def compare_results(
     *,
     tolerance: float | None = None,
     steps: Sequence[int] | None = None,
+    screen: bool = False,
 ) -> list[Difference]:
     """Every quantity of ``result`` against ``baseline``.
 
@@ -203,58 +208,114 @@ def compare_results(
     observed/allowed, each step judged against its own tolerance; its
     ``worst_index`` starts with that step. ``tolerance`` overrides the derived
     per-quantity tolerances of :mod:`gradparity.tolerances`.
-    """
-    from gradparity.tolerances import derive
 
+    ``screen=True`` judges every check against its floor first
+    (:func:`gradparity.tolerances.floors`, a lower bound of each derived tolerance)
+    and derives the full model only when some check exceeds its floor: the same
+    verdicts for less work, but a check that passed its floor reports the floor as
+    its tolerance.
+    """
+    from gradparity.tolerances import derive, floors
+
+    if tolerance is None and screen:
+        screened = _compare_results(result, baseline, case, floors(case), None, steps)
+        if all(d.passed for d in screened):
+            return screened
     model = derive(case) if tolerance is None else None
+    return _compare_results(result, baseline, case, model, tolerance, steps)
+
+
+def _compare_results(result, baseline, case, model, tolerance, steps) -> list[Difference]:
+    sides = (result.framework, baseline.framework)
+
+    def allowed(quantity: str, parameter: str) -> float:
+        return tolerance if model is None else model.normwise(quantity, parameter, sides)
+
+    def limits(prefix: str, names: tuple[str, ...], count: int) -> np.ndarray:
+        """Tolerances of ``<prefix>@<t>`` for t = 1..count (rows) and ``names`` (columns)."""
+        if model is None:
+            return np.full((count, len(names)), tolerance)
+        return model.step_limits(prefix, names, count, sides)
 
     def compare(
         value: np.ndarray | None, base: np.ndarray, quantity: str, parameter: str
     ) -> Difference:
-        sides = (result.framework, baseline.framework)
-        allowed = tolerance if model is None else model.normwise(quantity, parameter, sides)
         return compare_arrays(
             value, base, case_id=case.id, dtype=case.dtype, framework=result.framework,
             baseline_name=baseline.framework, quantity=quantity, parameter=parameter,
-            tolerance=allowed,
+            tolerance=allowed(quantity, parameter),
         )
 
-    differences = [compare(np.asarray(result.loss), np.asarray(baseline.loss), "loss", "loss")]
+    from gradparity.batched import compare_many, worst_steps
+
+    items: list[tuple] = []
+
+    def item(value, base, quantity: str, parameter: str) -> int:
+        """Queue one comparison; its row will be ``rows[position]``."""
+        items.append((value, base, quantity, parameter, allowed(quantity, parameter)))
+        return len(items) - 1
+
+    order: list = [item(np.asarray(result.loss), np.asarray(baseline.loss), "loss", "loss")]
     for name in baseline.gradients:
-        differences.append(compare(result.gradients.get(name), baseline.gradients[name],
-                                   "gradient", name))
+        order.append(item(result.gradients.get(name), baseline.gradients[name], "gradient", name))
     if result.deltas and baseline.deltas:
         for name, value in baseline.deltas[0].items():
-            differences.append(compare(result.deltas[0].get(name), value, "delta", name))
+            order.append(item(result.deltas[0].get(name), value, "delta", name))
+    trajectory = []
+    mine = ([result.parameters_after(t) for t in range(1, len(baseline.trajectory) + 1)]
+            if steps is None else [])
+    if mine:
+        trajectory = worst_steps(mine, list(baseline.trajectory), tuple(baseline.trajectory[0]),
+                                 limits, "params", compare)
+    at_checkpoint: dict[tuple[int, str], int] = {}
     for step in checkpoints(case) if steps is None else steps:
         after, base_after = result.parameters_after(step), baseline.parameters_after(step)
         for name in base_after:
-            differences.append(
-                compare(after.get(name), base_after[name], f"params@{step}", name)
-            )
+            at_checkpoint[(step, name)] = item(after.get(name), base_after[name],
+                                               f"params@{step}", name)
+            order.append(at_checkpoint[(step, name)])
     if len(result.losses) > 1:
-        differences.append(compare(result.losses, baseline.losses, "losses", "loss"))
-    if steps is None and len(baseline.trajectory) > 0:
-        for name in baseline.trajectory[0]:
-            per_step = [compare(result.parameters_after(t).get(name),
-                                baseline.parameters_after(t)[name], f"params@{t}", name)
-                        for t in range(1, len(baseline.trajectory) + 1)]
-            differences.append(_worst_step(per_step, "trajectory"))
+        order.append(item(result.losses, baseline.losses, "losses", "loss"))
+
+    def worst_row(name: str, step: int, row: Difference | None, prefix: str, values: list,
+                  bases: Sequence) -> Difference | int:
+        """A worst step's row: given (irregular values), already queued, or queued now."""
+        if row is not None:
+            return row
+        if prefix == "params" and (step, name) in at_checkpoint:
+            return at_checkpoint[(step, name)]
+        return item(values[step - 1].get(name), bases[step - 1][name], f"{prefix}@{step}", name)
+
+    order += [("trajectory", step, worst_row(name, step, row, "params", mine,
+                                             baseline.trajectory))
+              for name, step, row in trajectory]
     if steps is None and result.states and baseline.states:
-        for slot in sorted(set(baseline.states[0]) | set(result.states[0])):
-            if slot not in baseline.states[0] or slot not in result.states[0]:
-                differences.append(_missing_slot(result, baseline, case, slot))
-                continue
-            per_step = [compare(mine.get(slot), theirs[slot], f"state@{t}", slot)
-                        for t, (mine, theirs) in enumerate(
-                            zip(result.states, baseline.states, strict=True), start=1)]
-            differences.append(_worst_step(per_step, "state"))
-    return differences
+        slots = sorted(set(baseline.states[0]) | set(result.states[0]))
+        shared = tuple(s for s in slots if s in baseline.states[0] and s in result.states[0])
+        order += [_missing_slot(result, baseline, case, slot) for slot in slots
+                  if slot not in shared]
+        if shared:
+            order += [("state", step, worst_row(name, step, row, "state", result.states,
+                                                baseline.states))
+                      for name, step, row in worst_steps(list(result.states),
+                                                         list(baseline.states), shared, limits,
+                                                         "state", compare)]
+    rows = compare_many(items, case_id=case.id, dtype=case.dtype, framework=result.framework,
+                        baseline_name=baseline.framework)
+
+    def resolve(entry) -> Difference:
+        if isinstance(entry, Difference):
+            return entry
+        if isinstance(entry, int):
+            return rows[entry]
+        quantity, step, inner = entry
+        return _at_step(resolve(inner), step, quantity)
+
+    return [resolve(entry) for entry in order]
 
 
-def _worst_step(per_step: list[Difference], quantity: str) -> Difference:
-    """The step with the largest observed/allowed; its step leads ``worst_index``."""
-    step, worst = max(enumerate(per_step, start=1), key=lambda item: item[1].headroom)
+def _at_step(worst: Difference, step: int, quantity: str) -> Difference:
+    """A worst-step row: ``quantity`` over every step, ``worst_index`` led by the step."""
     return replace(worst, quantity=quantity, worst_index=(step, *worst.worst_index))
 
 
@@ -275,9 +336,9 @@ def first_backward_divergence(
 ) -> tuple[int, int] | None:
     """``(step, layer)``: the first step whose backward signals disagree, and the layer
     nearest the output (where backward starts) that disagrees at that step."""
-    from gradparity.tolerances import derive
+    from gradparity.tolerances import floors
 
-    model = derive(case)
+    model = floors(case)  # the delta tolerances need no trajectory: floors has them exactly
     for step, (mine, theirs) in enumerate(zip(result.deltas, baseline.deltas, strict=False)):
         failing = [
             int(name[1:]) for name, value in theirs.items()

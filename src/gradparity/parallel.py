@@ -83,8 +83,8 @@ def run_outcome(arguments: tuple) -> Any:
     """Worker entry point: one isolated case (``runner.run_isolated``)."""
     from gradparity.runner import run_isolated
 
-    case, frameworks, time_limit = arguments
-    return run_isolated(case, frameworks, time_limit=time_limit)
+    case, frameworks, time_limit, tolerances = arguments
+    return run_isolated(case, frameworks, time_limit=time_limit, tolerances=tolerances)
 
 
 def sweep_outcome(arguments: tuple) -> Any:
@@ -96,9 +96,10 @@ def sweep_outcome(arguments: tuple) -> Any:
 
 
 def run_cases(cases: Iterable, frameworks: Sequence[str], *, workers: int = 1,
-              time_limit: float | None = None) -> Iterator:
-    """Every case's outcome, in case order, over ``workers`` processes."""
-    items = [(case, tuple(frameworks), time_limit) for case in cases]
+              time_limit: float | None = None, tolerances: str = "full") -> Iterator:
+    """Every case's outcome, in case order, over ``workers`` processes (``tolerances``:
+    see :data:`gradparity.runner.TOLERANCE_MODES`)."""
+    items = [(case, tuple(frameworks), time_limit, tolerances) for case in cases]
     return ordered_map(run_outcome, items, workers)
 
 

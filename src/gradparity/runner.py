@@ -220,24 +220,39 @@ def rounding_or_bug(case: Case, failed: Sequence[Difference],
     return verdicts
 
 
+TOLERANCE_MODES = ("full", "screened")
+"""``full``: every check's tolerance is the derived model (:func:`gradparity.tolerances.
+derive`). ``screened``: checks are judged against the model's floors first, and the full
+model is derived only for a pair where some check exceeds its floor: identical verdicts,
+less work; a check that passed its floor reports the floor as its tolerance."""
+
+
 def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
              explain: bool = True, finite_differences: bool = True,
-             problem: Problem | None = None) -> CaseOutcome:
+             problem: Problem | None = None, tolerances: str = "full") -> CaseOutcome:
     """Run ``case`` on each available framework, compare all pairs and the oracles.
 
     ``problem`` replaces the generated weights and data (see
-    :func:`gradparity.data.problem_from_arrays`, which validates user data)."""
+    :func:`gradparity.data.problem_from_arrays`, which validates user data);
+    ``tolerances`` is one of :data:`TOLERANCE_MODES`."""
+    if tolerances not in TOLERANCE_MODES:
+        raise ValueError(f"tolerances: invalid value {tolerances!r}; allowed: "
+                         f"{', '.join(TOLERANCE_MODES)}")
+    screen = tolerances == "screened"
     frameworks = validate_frameworks(frameworks)
     problem = make_problem(case) if problem is None else problem
     results, skipped, errors = _run_all(case, problem, frameworks)
     differences: list[Difference] = []
     for framework, baseline in framework_pairs(list(results)):
-        differences += compare_results(results[framework], results[baseline], case)
+        differences += compare_results(results[framework], results[baseline], case,
+                                       screen=screen)
     oracle_differences: list[Difference] = []
-    oracle = float64_oracle(case, problem) if case.dtype == "float32" else None
+    needs_oracle = case.dtype == "float32" and (explain or (
+        finite_differences and "numpy" in results))
+    oracle = float64_oracle(case, problem) if needs_oracle else None
     if oracle is not None and explain:
         for result in results.values():
-            oracle_differences += compare_results(result, oracle, case)
+            oracle_differences += compare_results(result, oracle, case, screen=screen)
     if finite_differences and "numpy" in results:
         # the reference's maths is checked in float64: a float32 gradient's own
         # rounding (~1e-7) would eat most of the 1e-6 finite-difference budget

@@ -75,7 +75,8 @@ network, evaluated on the case's own weights and data (in float64):
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -120,6 +121,9 @@ class Tolerances:
     step_size: dict[int, dict[str, float]]  # D_t: largest update so far / max|p_t|
     loss_sensitivity: tuple[float, float, float]  # gradient, update errors; amplified (eps)
     stored_bias_eps: float = 0.0  # B: a bias-corrected moment kept in the state
+    steps: int = 0
+    floor: bool = False  # only the terms known without a trajectory (see floors())
+    _memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def eps_multiple(self, quantity: str, parameter: str,
                      frameworks: tuple[str, ...] = ()) -> float:
@@ -127,52 +131,98 @@ class Tolerances:
         reduced = self.dtype == "float32" and bool(
             CONSTANTS_IN_PARAMETER_DTYPE.intersection(frameworks))
         bias = self.bias_correction_eps if reduced else 0.0
-        base = SUM_SAFETY * np.sqrt(self.n_eff)
+        base = SUM_SAFETY * math.sqrt(self.n_eff)
         if quantity == "loss":
             return float(base)
         if quantity in ("gradient", "delta"):
-            return float(base * np.sqrt(self.kappa[int(parameter[1:])]))
+            return float(base * math.sqrt(self.kappa[int(parameter[1:])]))
         if quantity.startswith("params@"):
             return self._params(int(quantity.split("@")[1]), parameter, bias)
         if quantity.startswith("state@"):
             step = int(quantity.split("@")[1])
             stored = self.stored_bias_eps if reduced and parameter.startswith(
                 "max_second_moment/") else 0.0
-            rounding = STEP_SAFETY * max(self.state_rounding[step][parameter], 1.0)
+            rounding = STEP_SAFETY * max(
+                self.state_rounding.get(step, {}).get(parameter, 0.0), 1.0)
             return self._params(step, parameter, bias) + stored + rounding
         if quantity == "losses":
-            steps = max(self.moved) if self.moved else 0
+            steps = self.steps
             by_gradient, by_update, amplified = self.loss_sensitivity
-            gradient = base * np.sqrt(max(self.kappa.values()))
+            gradient = base * math.sqrt(max(self.kappa.values()))
             largest_step = max((v for by_name in self.step_size.values()
                                 for v in by_name.values()), default=0.0)
             return float(base + max(gradient * by_gradient, NONLINEAR_SAFETY * amplified)
                          + bias * by_update
-                         + STEP_SAFETY * np.sqrt(steps) * max(1.0, largest_step))
+                         + STEP_SAFETY * math.sqrt(steps) * max(1.0, largest_step))
         raise ValueError(f"quantity: invalid value {quantity!r}; allowed: loss, gradient, "
                          "delta, params@<step>, state@<step>, losses")
 
     def _params(self, step: int, parameter: str, bias: float) -> float:
         layer = int(parameter.rsplit("/", 1)[-1][1:])  # "W2" or a state slot "first_moment/W2"
-        base = SUM_SAFETY * np.sqrt(self.n_eff)
-        gradient = base * np.sqrt(self.kappa[layer])
+        base = SUM_SAFETY * math.sqrt(self.n_eff)
+        gradient = base * math.sqrt(self.kappa[layer])
         # two estimates of how gradient rounding reaches the parameters; the larger counts
-        propagated = max(gradient * self.sensitivity[step][parameter],
-                         NONLINEAR_SAFETY * self.componentwise[step][parameter])
+        propagated = max(gradient * self.sensitivity.get(step, {}).get(parameter, 0.0),
+                         NONLINEAR_SAFETY * self.componentwise.get(step, {}).get(parameter, 0.0))
         return float(propagated
-                     + bias * self.moved[step][parameter]
-                     + STEP_SAFETY * np.sqrt(step)
+                     + bias * self.moved.get(step, {}).get(parameter, 0.0)
+                     + STEP_SAFETY * math.sqrt(step)
                      * max(1.0, self.step_size.get(step, {}).get(parameter, 0.0)))
 
+    def _reduced(self, frameworks: tuple[str, ...]) -> bool:
+        """Whether the pair gets the terms A and B (which are zero for most cases)."""
+        return (self.dtype == "float32" and bool(self.bias_correction_eps or self.stored_bias_eps)
+                and bool(CONSTANTS_IN_PARAMETER_DTYPE.intersection(frameworks)))
+
+    def step_limits(self, prefix: str, names: tuple[str, ...], steps: int,
+                    frameworks: tuple[str, ...] = ()) -> np.ndarray:
+        """``normwise("<prefix>@<t>", name)`` for t = 1..steps (rows) and ``names``."""
+        key = ("step_limits", prefix, names, steps, self._reduced(frameworks))
+        if key not in self._memo:
+            limits = np.array([[self.normwise(f"{prefix}@{t}", name, frameworks)
+                                for name in names] for t in range(1, steps + 1)])
+            limits.setflags(write=False)
+            self._memo[key] = limits
+        return self._memo[key]
+
     def normwise(self, quantity: str, parameter: str, frameworks: tuple[str, ...] = ()) -> float:
-        return self.eps_multiple(quantity, parameter, frameworks) * machine_epsilon(self.dtype)
+        key = (quantity, parameter, self._reduced(frameworks))
+        if key not in self._memo:  # every pair of a case asks for the same tolerances
+            self._memo[key] = (self.eps_multiple(quantity, parameter, frameworks)
+                               * machine_epsilon(self.dtype))
+        return self._memo[key]
+
+
+def clear_caches() -> None:
+    """Forget every derived model (after the reference was patched, or to time a run)."""
+    for cached in (floors, derive, _static):
+        cached.cache_clear()
+
+
+@functools.lru_cache(maxsize=512)
+def floors(case: Case) -> Tolerances:
+    """The model without its trajectory terms: every ``K`` here is at most the one
+    :func:`derive` gives (``S_t``, ``S^c_t``, ``U_t``, ``R_t``, ``D_t`` and the loss
+    sensitivities all enter as non-negative terms or as ``max(1, .)``), and the loss,
+    gradient and delta tolerances are exactly the derived ones.
+
+    It costs one forward and backward pass instead of five trajectories, so a check
+    that passes its floor passes the full model too: screening (``tolerances=
+    "screened"`` in :func:`gradparity.runner.run_case`) derives the full model only for
+    a pair where some check exceeds its floor. Verdicts are the same either way."""
+    return _static(case)
 
 
 @functools.lru_cache(maxsize=512)
 def derive(case: Case) -> Tolerances:
     """Evaluate the model on the case's weights and data, in float64."""
-    problem = make_problem(case)
-    wide = problem.as_float64()
+    return _with_trajectories(case, _static(case), make_problem(case).as_float64())
+
+
+@functools.lru_cache(maxsize=512)
+def _static(case: Case) -> Tolerances:
+    """n_eff, kappa and the constants A and B: one forward and backward pass."""
+    wide = make_problem(case).as_float64()
     params = wide.params
     x, y, masks = wide.batch(0)
     cache = reference.forward(params, x, y, case.activations, case.loss, case.all_options, masks)
@@ -195,15 +245,32 @@ def derive(case: Case) -> Tolerances:
         fan_in + fan_out for fan_in, fan_out in zip(case.layer_sizes[:-1], case.layer_sizes[1:],
                                                     strict=True)
     )
+    hp = case.hparams
+    bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
+            if case.optimizer in ("adam", "adamw", "amsgrad") else 0.0)
+    return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=kappa, sensitivity={},
+                      componentwise={}, moved={}, bias_correction_eps=bias, state_rounding={},
+                      step_size={}, loss_sensitivity=(0.0, 0.0, 0.0),
+                      stored_bias_eps=hp["beta2"] / (1 - hp["beta2"])
+                      if hp.get("max_of_bias_corrected") else 0.0,
+                      steps=case.steps, floor=True)
+
+
+def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
+    params, n_eff, bias = wide.params, static.n_eff, static.bias_correction_eps
     sensitivity, moved, componentwise = {}, {}, {}
     clean, clean_losses = _trajectory(case, wide, noise=None)
     by_gradient, gradient_losses = _trajectory(case, wide, noise="gradient")
-    by_update, update_losses = _trajectory(case, wide, noise="update")
+    # U_t only ever multiplies the bias-correction term A, which is zero outside the
+    # Adam family and in float64; R_t exists only for optimizers that keep state
+    by_update, update_losses = (_trajectory(case, wide, noise="update")
+                                if bias and case.dtype == "float32" else (None, clean_losses))
     # at the size rounding really has in this dtype: RMSprop's g / sqrt(v) is far from
     # linear where v is tiny, so a 1e-7 probe would underestimate float32
     entry_size = SUM_SAFETY * np.sqrt(n_eff) * machine_epsilon(case.dtype)
     by_entry, entry_losses = _trajectory(case, wide, noise="componentwise", size=entry_size)
-    by_state, _ = _trajectory(case, wide, noise="state")
+    has_state = any("/" in name for name in clean[0]) if clean else False
+    by_state = _trajectory(case, wide, noise="state")[0] if has_state else clean
     state_rounding, step_size, largest = {}, {}, {n: 0.0 for n in params}
     for step in range(1, case.steps + 1):
         exact = clean[step - 1]
@@ -211,8 +278,9 @@ def derive(case: Case) -> Tolerances:
         scale = {n: max(float(np.abs(exact[n]).max()), np.finfo(float).tiny) for n in exact}
         sensitivity[step] = {n: float(np.abs(by_gradient[step - 1][n] - exact[n]).max())
                              / (PERTURBATION * scale[n]) for n in exact}
-        moved[step] = {n: float(np.abs(by_update[step - 1][n] - exact[n]).max())
-                       / (PERTURBATION * scale[n]) for n in exact}
+        if by_update is not None:
+            moved[step] = {n: float(np.abs(by_update[step - 1][n] - exact[n]).max())
+                           / (PERTURBATION * scale[n]) for n in exact}
         componentwise[step] = {n: float(np.abs(by_entry[step - 1][n] - exact[n]).max())
                                / (machine_epsilon(case.dtype) * scale[n]) for n in exact}
         state_rounding[step] = {n: float(np.abs(by_state[step - 1][n] - exact[n]).max())
@@ -229,18 +297,12 @@ def derive(case: Case) -> Tolerances:
         change = np.abs(losses - clean_losses) / np.maximum(np.abs(clean_losses), 1e-300)
         return float(change.max() / PERTURBATION)
 
-    hp = case.hparams
-    bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
-            if case.optimizer in ("adam", "adamw", "amsgrad") else 0.0)
-    return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=kappa, sensitivity=sensitivity,
-                      componentwise=componentwise, moved=moved, bias_correction_eps=bias,
-                      state_rounding=state_rounding, step_size=step_size,
-                      stored_bias_eps=hp["beta2"] / (1 - hp["beta2"])
-                      if hp.get("max_of_bias_corrected") else 0.0,
-                      loss_sensitivity=(loss_sensitivity(gradient_losses),
-                                        loss_sensitivity(update_losses),
-                                        loss_sensitivity(entry_losses) * PERTURBATION
-                                        / machine_epsilon(case.dtype)))
+    return replace(static, sensitivity=sensitivity, componentwise=componentwise, moved=moved,
+                   state_rounding=state_rounding, step_size=step_size, floor=False,
+                   loss_sensitivity=(loss_sensitivity(gradient_losses),
+                                     loss_sensitivity(update_losses),
+                                     loss_sensitivity(entry_losses) * PERTURBATION
+                                     / machine_epsilon(case.dtype)))
 
 
 def _absolute_sums(cache) -> dict[str, np.ndarray]:
@@ -280,11 +342,11 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
     activations, options = case.activations, case.all_options
 
     def signs(shape):
-        return rng.choice((-1.0, 1.0), size=shape)
+        return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
 
+    x, y, masks = problem.batch(0)
+    cache = reference.forward(current, x, y, activations, case.loss, options, masks)
     for step in range(case.steps):
-        x, y, masks = problem.batch(step)
-        cache = reference.forward(current, x, y, activations, case.loss, options, masks)
         grads = reference.backward(cache)
         if noise == "gradient":
             grads = {n: g * (1 + PERTURBATION * signs(g.shape)) for n, g in grads.items()}
@@ -306,7 +368,8 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
                 for slot, value in state._asdict().items() if isinstance(value, dict)})
         current = new
         trajectory.append({**current, **state_arrays(case.optimizer, state, case.hparams)})
+        # the loss after this step is the next step's forward pass
         x, y, masks = problem.batch(step + 1)
-        losses.append(float(reference.forward(current, x, y, activations, case.loss, options,
-                                              masks).loss))
+        cache = reference.forward(current, x, y, activations, case.loss, options, masks)
+        losses.append(float(cache.loss))
     return trajectory, np.array(losses)
