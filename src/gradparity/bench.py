@@ -92,13 +92,20 @@ class _FrameworkClock:
         return sum(self.seconds.values())
 
 
-def _jax_compilations() -> tuple[int, float]:
-    """(distinct compiled programs, compile seconds) so far, from the JAX adapter's cache."""
+def _jax_compilations(cases: Sequence[Case]) -> str:
+    """Programs compiled so far against the distinct program keys of ``cases``."""
     try:
         from gradparity.adapters import jax_adapter
     except ImportError:
-        return 0, 0.0
-    return jax_adapter.COMPILE_STATS.count, jax_adapter.COMPILE_STATS.seconds
+        return "JAX: not installed"
+    stats = jax_adapter.COMPILE_STATS
+    runnable = [c for c in cases if jax_adapter.unsupported_reason(c) is None]
+    keys = [jax_adapter.program_keys(c) for c in runnable]
+    return (f"JAX: {stats.gradient_programs} gradient programs compiled for "
+            f"{len({k[0] for k in keys})} distinct architectures x dtypes; "
+            f"{stats.update_programs} update programs for {len({k[1] for k in keys})} "
+            f"distinct optimizer structures x dtypes ({len(runnable)} cases); "
+            f"{stats.seconds:.1f} s tracing and compiling (first calls)")
 
 
 def _peak_mib() -> float:
@@ -122,9 +129,7 @@ def per_implementation(cases: Sequence[Case]) -> list[str]:
         seconds = time.perf_counter() - started
         lines.append(f"| {name} | {len(runnable)} | {1000 * seconds / len(runnable):.2f} | "
                      f"{len(runnable) / seconds:.0f} |")
-    count, compile_seconds = _jax_compilations()
-    lines += ["", f"JAX: {count} compiled programs, {compile_seconds:.1f} s tracing and "
-              f"compiling (first calls); peak memory {_peak_mib():.0f} MiB"]
+    lines += ["", _jax_compilations(cases), "", f"peak memory {_peak_mib():.0f} MiB"]
     return lines
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -25,6 +24,13 @@ import numpy as np
 import optax
 
 from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
+from gradparity.adapters.jax_optax import (
+    COMPILE_STATS,
+    OPTIMIZERS,
+    injected_values,
+    update_program,
+    update_structure,
+)
 from gradparity.case import Case
 from gradparity.data import Problem
 
@@ -80,16 +86,6 @@ LOSSES: dict[str, Callable[[jax.Array, jax.Array, Options], jax.Array]] = {
 }
 
 
-def _schedule(lr: float, o: Options, steps: int) -> float | optax.Schedule:
-    if o["schedule"] == "step":
-        return optax.exponential_decay(init_value=lr, transition_steps=o["step_size"],
-                                       decay_rate=o["gamma"], staircase=True)
-    if o["schedule"] == "cosine":
-        return optax.cosine_decay_schedule(init_value=lr, decay_steps=max(
-            o["cosine_period"] or steps, 1), alpha=o["cosine_min_lr"] / lr)
-    return lr
-
-
 # optax state fields -> the reference's slot names, per state type
 STATE_SLOTS: dict[str, dict[str, str]] = {
     "ScaleByAdamState": {"mu": "first_moment", "nu": "second_moment"},
@@ -106,40 +102,6 @@ NOT_EXPRESSIBLE_LOSSES = {
     "(only sigmoid_binary_cross_entropy on logits)",
     "softmax_cross_entropy_weighted": "optax's softmax cross-entropy takes no class weights",
 }
-
-def _with_coupled_decay(hp: dict, transform: optax.GradientTransformation):
-    """torch's ``weight_decay`` on SGD/Adam adds wd * theta to the gradient first."""
-    if hp["weight_decay"] == 0:
-        return transform
-    return optax.chain(optax.add_decayed_weights(hp["weight_decay"]), transform)
-
-
-# Each entry takes the hyperparameters and the learning rate (a number or a schedule).
-OPTIMIZERS: dict[str, Callable[[dict, Any], optax.GradientTransformation]] = {
-    "sgd": lambda hp, lr: _with_coupled_decay(hp, optax.sgd(
-        learning_rate=lr, momentum=hp["momentum"] or None, nesterov=hp["nesterov"],
-    )),
-    "adam": lambda hp, lr: _with_coupled_decay(hp, optax.adam(
-        learning_rate=lr, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
-    )),
-    "adamw": lambda hp, lr: optax.adamw(
-        learning_rate=lr, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
-        weight_decay=hp["weight_decay"],
-    ),
-    "amsgrad": lambda hp, lr: optax.amsgrad(
-        learning_rate=lr, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"],
-    ),
-    "rmsprop": lambda hp, lr: optax.rmsprop(
-        learning_rate=lr, decay=hp["alpha"], eps=hp["eps"],
-        eps_in_sqrt=hp["eps_in_sqrt"], centered=hp["centered"],
-        momentum=hp["momentum"] or None,
-    ),
-    "adagrad": lambda hp, lr: optax.adagrad(
-        learning_rate=lr, eps=hp["eps"],
-        initial_accumulator_value=hp["initial_accumulator_value"],
-    ),
-}
-
 
 def unsupported_reason(case: Case) -> str | None:
     """Why optax cannot express ``case`` exactly, or None."""
@@ -194,22 +156,6 @@ def _make_loss(
     return loss_fn
 
 
-@dataclass
-class CompileStats:
-    """Programs traced (and so compiled) by jax.jit, counted at trace time, and the wall
-    time of the calls that compiled them."""
-
-    gradient_programs: int = 0
-    update_programs: int = 0
-    seconds: float = 0.0
-
-    @property
-    def count(self) -> int:
-        return self.gradient_programs + self.update_programs
-
-
-COMPILE_STATS = CompileStats()
-
 # options that change the loss function's math; the rest (schedules) only the update
 LOSS_OPTIONS = ("negative_slope", "elu_alpha", "huber_delta", "smooth_l1_beta",
                 "label_smoothing")
@@ -229,40 +175,32 @@ def _gradient_program(activations: tuple[str, ...], loss: str, loss_options: tup
     return jax.jit(jax.value_and_grad(counted, argnums=(0, 1)))
 
 
-@functools.lru_cache(maxsize=256)
-def _update_program(optimizer: str, hyperparameters: tuple, options: tuple,
-                    steps: int) -> tuple[Callable, optax.GradientTransformation]:
-    """The jitted optimizer step. The hyperparameters are baked into the optax
-    transformation, so this program is compiled per optimizer setting and shape."""
-    hp, all_options = dict(hyperparameters), dict(options)
-    clipping = []
-    if hp["clip_value"]:
-        clipping.append(optax.clip(hp["clip_value"]))
-    if hp["clip_norm"]:
-        clipping.append(optax.clip_by_global_norm(hp["clip_norm"]))
-    learning_rate = _schedule(hp["lr"], all_options, steps)
-    transform = optax.chain(*clipping, OPTIMIZERS[optimizer](hp, learning_rate))
-
-    def apply(params: dict, grads: dict, opt_state: optax.OptState) -> tuple:
-        COMPILE_STATS.update_programs += 1  # runs only while tracing
-        updates, opt_state = transform.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    return jax.jit(apply), transform
+def program_keys(case: Case) -> tuple[tuple, tuple]:
+    """What jax.jit compiles each program for: ``(gradient, update)``. The gradient
+    program per architecture (activations, loss and its options, layer sizes, batch,
+    dropout masks or none) and dtype; the update program per optimizer structure,
+    parameter shapes and dtype. A matrix compiles as many programs as it has distinct
+    keys (``nox -s bench`` prints both counts; tests hold them equal)."""
+    options = case.all_options
+    architecture = (case.activations, case.loss,
+                    tuple((name, options[name]) for name in LOSS_OPTIONS), case.layer_sizes,
+                    case.batch_size, bool(options["dropout"]), case.dtype)
+    return architecture, (*update_structure(case), case.layer_sizes, case.dtype)
 
 
 def _compiled(case: Case) -> tuple[Callable, Callable, optax.GradientTransformation]:
-    """The gradient program (per architecture) and the update program (per optimizer)."""
+    """The gradient program (per architecture), the update program (per optimizer
+    structure) and this case's optax transformation (its hyperparameter values)."""
     options = case.all_options
     loss_options = tuple((name, options[name]) for name in LOSS_OPTIONS)
-    apply, transform = _update_program(case.optimizer, case.hyperparameters,
-                                       tuple(options.items()), case.steps)
+    apply, factory = update_program(*update_structure(case))
+    transform = factory(**injected_values(case))
     return _gradient_program(case.activations, case.loss, loss_options), apply, transform
 
 
 def _clear_programs() -> None:
     _gradient_program.cache_clear()
-    _update_program.cache_clear()
+    update_program.cache_clear()
 
 
 _compiled.cache_clear = _clear_programs  # type: ignore[attr-defined]
@@ -368,3 +306,4 @@ class JaxAdapter(Adapter):
 
 
 ADAPTER = JaxAdapter()
+__all__ = ["ADAPTER", "COMPILE_STATS", "OPTIMIZERS", "JaxAdapter", "unsupported_reason"]
