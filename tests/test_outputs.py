@@ -11,7 +11,7 @@ import pytest
 from conftest import require
 from gradparity import cli
 from gradparity.config import ConfigError, load_cases
-from gradparity.results import SCHEMA_VERSION, load_results
+from gradparity.results import SCHEMA_VERSION, checks_frame, load_results
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL = """\
@@ -56,6 +56,9 @@ def test_run_writes_json_csv_and_plots(small_config: Path, tmp_path: Path) -> No
                           "tolerance", "headroom", "passed", "worst_index"}
     frame = pd.read_csv(out / "checks.csv")
     assert len(frame) == results["summary"]["checks"]
+    # written row by row: what pandas writes for the same rows
+    assert (out / "checks.csv").read_text(encoding="utf-8") == checks_frame(results).to_csv(
+        index=False, lineterminator="\n")
     assert {"case", "dtype", "framework", "baseline", "normwise_eps", "passed"} <= set(frame)
     for name in ("heatmap_torch.png", "heatmap_jax.png", "divergence.png", "distribution.png"):
         data = (out / name).read_bytes()
@@ -194,3 +197,14 @@ def test_filter_and_usage_errors(small_config: Path, tmp_path: Path, capsys) -> 
     with pytest.raises(SystemExit) as error:
         cli.main(["run", "--seeds", "many"])
     assert error.value.code == 2
+
+
+def test_csv_rows_with_awkward_values_match_pandas() -> None:
+    """Commas, quotes, newlines, nan and inf written as pandas writes them."""
+    from gradparity.results import checks_csv
+
+    check = {"framework": "a,b", "baseline": 'say "x"', "quantity": "q\nr", "parameter": "W1",
+             "normwise": "nan", "tolerance": "inf", "headroom": 1e-300, "passed": False,
+             "worst_index": [1, 2], "value": -0.0, "note": ""}
+    results = {"cases": [{"id": "c,1", "case": {"dtype": "float32"}, "checks": [check] * 2}]}
+    assert checks_csv(results) == checks_frame(results).to_csv(index=False, lineterminator="\n")

@@ -8,6 +8,7 @@ import pandas as pd
 
 from gradparity.check import CaseCheck, CheckReport
 from gradparity.compare import format_eps
+from gradparity.markdown import markdown_table
 from gradparity.mutants import Mutant
 from gradparity.report import environment
 
@@ -19,7 +20,7 @@ KILL_COLUMNS = (
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, disable_numparse=True)
+    return markdown_table(frame)
 
 
 def _worst_cell(check: CaseCheck) -> str:

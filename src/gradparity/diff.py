@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from gradparity.markdown import markdown_table
+
 Key = tuple[str, str, str, str, str]  # case, framework, baseline, quantity, parameter
 
 
@@ -93,9 +95,9 @@ def render_diff(diff: dict, old_name: str, new_name: str) -> str:
                  "pass": f"{c['passed_before']} -> {c['passed_after']}"}
                 for c in diff["changed_checks"][:200]]
         lines += [f"## Checks that changed by more than x{diff['factor']:g}", "",
-                  pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+                  markdown_table(pd.DataFrame(rows)), ""]
     if diff["environment"]:
         rows = [{"setting": k, "old": a, "new": b} for k, a, b in diff["environment"]]
         lines += ["## Environment differences", "",
-                  pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+                  markdown_table(pd.DataFrame(rows)), ""]
     return "\n".join(lines).rstrip() + "\n"

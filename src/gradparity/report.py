@@ -1,6 +1,6 @@
 """The Markdown report: environment, summary, XOR seed example, per-parameter tables.
 
-Tables are pandas DataFrames rendered with ``DataFrame.to_markdown``. The text
+Tables are pandas DataFrames rendered by :mod:`gradparity.markdown`. The text
 holds no timestamp, so the same run on the same machine writes the same bytes.
 """
 
@@ -21,6 +21,7 @@ from gradparity import report_sections as sections
 from gradparity.adapters import FRAMEWORKS, get_adapter
 from gradparity.case import DTYPES
 from gradparity.compare import Difference, format_eps, machine_epsilon
+from gradparity.markdown import markdown_table
 from gradparity.runner import FINITE_DIFFERENCES, CaseOutcome, framework_pairs
 
 XOR_REPORTED_STEPS = (0, 1, 10, 100, 500, 1000)
@@ -117,7 +118,7 @@ def xor_table(outcome: CaseOutcome) -> pd.DataFrame:
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, disable_numparse=True)
+    return markdown_table(frame)
 
 
 def _verdict_lines(all_outcomes: Sequence[CaseOutcome], frameworks: Sequence[str]) -> list:

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 
 from gradparity.compare import Difference, format_eps, machine_epsilon
+from gradparity.markdown import markdown_table
 from gradparity.runner import FINITE_DIFFERENCES, ORACLE, CaseOutcome
 
 LOOSE_FACTOR = 1000.0
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, disable_numparse=True)
+    return markdown_table(frame)
 
 
 def oracle_table(outcomes: Sequence[CaseOutcome]) -> pd.DataFrame | None:

@@ -31,7 +31,9 @@ Non-finite numbers are written as the strings "inf", "-inf" and "nan".
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 import json
 import math
 import os
@@ -199,13 +201,35 @@ def checks_frame(results: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
+def checks_csv(results: dict[str, Any]) -> str:
+    """:func:`checks_frame` as CSV text, written row by row (what ``DataFrame.to_csv``
+    writes for it, a test holds them equal; several times faster on a large run)."""
+    rows = [{"case": case["id"], "dtype": case["case"]["dtype"], **check}
+            for case in results["cases"] for check in case["checks"]]
+    if not rows:
+        return checks_frame(results).to_csv(index=False, lineterminator="\n")
+    columns = list(rows[0])
+    if any(list(row) != columns for row in rows):  # ragged rows: let pandas align them
+        return checks_frame(results).to_csv(index=False, lineterminator="\n")
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(columns)
+    at = columns.index("worst_index") if "worst_index" in columns else None
+    for row in rows:
+        values = list(row.values())
+        if at is not None:
+            values[at] = "(" + ", ".join(map(str, values[at])) + ")"
+        writer.writerow(values)
+    return stream.getvalue()
+
+
 def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """``results.json`` and ``checks.csv``, each written atomically."""
     from gradparity.report import write_report
 
     text = json.dumps(results, indent=None, separators=(",", ":"), allow_nan=False) + "\n"
     json_path = write_report(text, out_dir, name="results.json")
-    csv_text = checks_frame(results).to_csv(index=False, lineterminator="\n")
+    csv_text = checks_csv(results)
     csv_path = write_report(csv_text, out_dir, name="checks.csv")
     return json_path, csv_path
 
