@@ -18,7 +18,7 @@ FRAMES = {
     "long cells": pd.DataFrame({"quantity": ["params@10", "gradient"],
                                 "torch vs numpy": ["3.2 eps (0.01 of 256 eps)", "-"]}),
     "numbers as text": pd.DataFrame({"n": ["1", "10", "1e-300"], "x": ["-0.5", "nan", "inf"]}),
-    "unicode": pd.DataFrame({"ratio": ["≤ 1", "×2"], "note": ["µ", "–"]}),
+    "unicode": pd.DataFrame({"ratio": ["≤ 1", "\u00d72"], "note": ["µ", "\u2013"]}),
     "one column": pd.DataFrame({"setting": ["a"]}),
     # not all one-line strings: handed to tabulate
     "floats": pd.DataFrame({"a": [1.5, np.nan], "b": [3, 4]}),
