@@ -1,4 +1,4 @@
-"""Nox sessions: tests, slow, report, mutants, bench, lint. Every install goes through
+"""Nox sessions: tests, slow, report, mutants, bench, gpu, lint. Every install goes through
 constraints.txt."""
 
 from __future__ import annotations
@@ -41,6 +41,27 @@ def report(session: nox.Session) -> None:
     """Run the default matrix (and a 20-seed sweep) into reports/REPORT.md (args pass on)."""
     _install(session, "torch,jax")
     session.run("gradparity", "run", *(session.posargs or ["--seeds", "20"]))
+
+
+GPU_PROBE = """
+from gradparity.cli_run import check_frameworks_on_device
+try:
+    check_frameworks_on_device(("torch", "jax"), "cuda")
+    print("gpu: available")
+except ValueError as error:
+    print("gpu: unavailable:", error)
+"""
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """Run the default matrix with torch and jax on CUDA into reports/gpu; skips without one."""
+    _install(session, "torch,jax")
+    probe = session.run("python", "-c", GPU_PROBE, silent=True) or ""
+    if "gpu: available" not in probe:
+        session.skip(probe.strip().removeprefix("gpu: unavailable: ") or "no CUDA device")
+    session.run("gradparity", "run", "--device", "cuda",
+                *(session.posargs or ["--out", "reports/gpu"]))
 
 
 @nox.session

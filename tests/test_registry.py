@@ -45,10 +45,10 @@ def test_an_unavailable_framework_is_skipped_with_its_reason(monkeypatch) -> Non
     from gradparity.adapters import UnavailableAdapter, get_adapter
     from gradparity.case import Case
 
-    def fake_get_adapter(name: str):
+    def fake_get_adapter(name: str, device: str = "cpu"):
         if name == "torch":
             return UnavailableAdapter("torch", "torch is not installed (test)")
-        return get_adapter(name)
+        return get_adapter(name, device)
 
     monkeypatch.setattr(runner, "get_adapter", fake_get_adapter)
     outcome = runner.run_case(Case((3, 4, 2)), ["numpy", "torch"])

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from gradparity.adapters import FRAMEWORKS, PrecisionError
+from gradparity.adapters import DEVICES, FRAMEWORKS, PrecisionError, check_device
 from gradparity.matrix import default_cases, xor_case
 from gradparity.parallel import check_workers, ordered_map, run_cases, sweep_outcome
 from gradparity.report import render, write_report
@@ -60,6 +60,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                      "against the tolerance model's floors first, deriving the full model "
                      "only for a pair that exceeds one (same verdicts, faster; a check that "
                      "passed its floor reports the floor as its tolerance). Default: full")
+    run.add_argument("--device", choices=list(DEVICES), default="cpu",
+                     help="where torch and jax compute (gpu is cuda); the NumPy reference, "
+                     "the oracles and the tolerance model stay on the CPU (default: cpu)")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print only the verdict")
     diff = commands.add_parser(
@@ -128,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--case-timeout: invalid value {args.case_timeout}; allowed: "
                              "a number of seconds >= 0 (0: no limit)")
         cases, xor_cases = _cases(args)
+        check_frameworks_on_device(frameworks, args.device)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -142,14 +146,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         for outcome in run_cases([*cases, *xor_cases], frameworks, workers=args.workers,
                                  time_limit=args.case_timeout or None,
-                                 tolerances=args.tolerances):
+                                 tolerances=args.tolerances, device=args.device):
             outcomes.append(outcome)
             progress.update(len(outcomes), outcome.case.id, outcome.passed)
         sweeps = []
-        items = [(case, args.seeds, tuple(frameworks)) for case in cases] if args.seeds else []
+        items = ([(case, args.seeds, tuple(frameworks), args.device) for case in cases]
+                 if args.seeds else [])
         swept = ordered_map(sweep_outcome, items, args.workers)
-        for index, ((case, _, _), (ratios, failures)) in enumerate(zip(items, swept,
-                                                                       strict=True), start=1):
+        for index, ((case, *_), (ratios, failures)) in enumerate(zip(items, swept,
+                                                                     strict=True), start=1):
             sweeps.append((case.id, ratios, failures))
             progress.update(len(outcomes) + index, f"{args.seeds} seeds: {case.id}",
                             failures == 0)
@@ -159,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     porting = _porting(args, frameworks)
     command = _command(args, frameworks)
     write_outputs(outcomes, len(cases), frameworks, command, sweeps, args.out,
-                  plots=not args.no_plots, porting=porting)
+                  plots=not args.no_plots, porting=porting, device=args.device)
     failed = [o.case.id for o in outcomes if not o.passed]
     failed += [f"porting {row.case.id}" for row in porting if row.verdict.startswith("unexp")]
     total = len(outcomes)
@@ -172,6 +177,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"{verdict}; report: {args.out / 'REPORT.md'} "
           f"({time.perf_counter() - progress.started:.1f} s)")
     return 1 if failed else 0
+
+
+def check_frameworks_on_device(frameworks, device: str) -> None:
+    """``ValueError`` unless some framework other than the CPU-only reference can run
+    on ``device`` (each one that cannot is named, with its reason)."""
+    if check_device(device) == "cpu":
+        return
+    from gradparity.adapters import get_adapter
+
+    reasons = {name: get_adapter(name, device).availability() for name in frameworks
+               if name != "numpy"}
+    if not any(a.available for a in reasons.values()):
+        why = "; ".join(f"{name}: {a.reason}" for name, a in reasons.items()) or (
+            "only the NumPy reference was requested, and it runs on the CPU")
+        raise ValueError(f"--device {device}: no framework can run there ({why})")
 
 
 def _porting(args: argparse.Namespace, frameworks) -> list:
@@ -200,16 +220,18 @@ def _command(args: argparse.Namespace, frameworks) -> str:
         command += f" --seeds {args.seeds}"
     if args.tolerances != "full":
         command += f" --tolerances {args.tolerances}"
+    if args.device != "cpu":
+        command += f" --device {args.device}"
     return command
 
 
 def write_outputs(outcomes, n_main, frameworks, command, sweeps, out: Path,
-                  plots: bool = True, porting=()) -> None:
+                  plots: bool = True, porting=(), device: str = "cpu") -> None:
     """REPORT.md, results.json, checks.csv and the plots, all into ``out``."""
     from gradparity.plots import write_plots
     from gradparity.results import build_results, numeric_audit, write_results
 
-    audit = numeric_audit()
+    audit = numeric_audit(device)
     images = [p.name for p in write_plots(outcomes, frameworks, out)] if plots else []
     text = render(outcomes[:n_main], outcomes[n_main:], frameworks, command, sweeps,
                   audit=audit, plots=images, porting=porting)

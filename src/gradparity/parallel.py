@@ -83,23 +83,25 @@ def run_outcome(arguments: tuple) -> Any:
     """Worker entry point: one isolated case (``runner.run_isolated``)."""
     from gradparity.runner import run_isolated
 
-    case, frameworks, time_limit, tolerances = arguments
-    return run_isolated(case, frameworks, time_limit=time_limit, tolerances=tolerances)
+    case, frameworks, time_limit, tolerances, device = arguments
+    return run_isolated(case, frameworks, time_limit=time_limit, tolerances=tolerances,
+                        device=device)
 
 
 def sweep_outcome(arguments: tuple) -> Any:
     """Worker entry point: one case over seeds (``runner.sweep_seeds``)."""
     from gradparity.runner import sweep_seeds
 
-    case, seeds, frameworks = arguments
-    return sweep_seeds(case, seeds, frameworks)
+    case, seeds, frameworks, *device = arguments
+    return sweep_seeds(case, seeds, frameworks, *device)
 
 
 def run_cases(cases: Iterable, frameworks: Sequence[str], *, workers: int = 1,
-              time_limit: float | None = None, tolerances: str = "full") -> Iterator:
-    """Every case's outcome, in case order, over ``workers`` processes (``tolerances``:
-    see :data:`gradparity.runner.TOLERANCE_MODES`)."""
-    items = [(case, tuple(frameworks), time_limit, tolerances) for case in cases]
+              time_limit: float | None = None, tolerances: str = "full",
+              device: str = "cpu") -> Iterator:
+    """Every case's outcome, in case order, over ``workers`` processes (``tolerances``,
+    ``device``: see :func:`gradparity.runner.run_case`)."""
+    items = [(case, tuple(frameworks), time_limit, tolerances, device) for case in cases]
     return ordered_map(run_outcome, items, workers)
 
 

@@ -64,9 +64,12 @@ def _number(value: float) -> float | str:
     return value
 
 
-def numeric_audit() -> dict[str, Any]:
-    """The settings that change results, and any non-IEEE float32 mode that is active."""
+def numeric_audit(device: str = "cpu") -> dict[str, Any]:
+    """The settings that change results, and any non-IEEE float32 mode that is active
+    (``device``: where torch and JAX computed, :data:`gradparity.adapters.DEVICES`)."""
     settings: dict[str, Any] = {
+        "device": f"{device} (torch, jax); the NumPy reference, the oracles and the "
+                  "tolerance model on the CPU",
         "dtype policy": "each case runs in its own dtype; inputs are rounded once from float64",
         "BLAS (numpy)": _numpy_blas(),
         "threads (os.cpu_count)": os.cpu_count(),
@@ -108,9 +111,10 @@ def numeric_audit() -> dict[str, Any]:
             "jax default matmul precision": str(precision),
             "jax devices": ", ".join(str(d) for d in jax.devices()),
         })
-        gpu = any(d.platform != "cpu" for d in jax.devices())
-        if gpu and precision not in ("highest", "float32", "HIGHEST"):
-            non_ieee.append(f"jax default matmul precision is {precision!r} on an accelerator")
+        if device != "cpu":
+            settings["jax matmul precision in device sessions"] = (
+                "highest: set by gradparity (XLA's GPU default may compute float32 dots "
+                "in TF32)")
     except ImportError:
         settings["jax"] = "not installed"
     return {"versions": environment(), "settings": settings, "non_ieee_float32": non_ieee}

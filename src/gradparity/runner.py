@@ -25,7 +25,7 @@ from itertools import combinations
 
 import numpy as np
 
-from gradparity.adapters import FRAMEWORKS, RunResult, get_adapter
+from gradparity.adapters import FRAMEWORKS, RunResult, check_device, get_adapter
 from gradparity.adapters.base import run_teacher_forced
 from gradparity.case import Case
 from gradparity.compare import (
@@ -126,13 +126,13 @@ def short_traceback(error: BaseException, limit: int = 4) -> str:
     return "".join(lines).rstrip()
 
 
-def _run_all(case: Case, problem: Problem, frameworks: Sequence[str]):
+def _run_all(case: Case, problem: Problem, frameworks: Sequence[str], device: str = "cpu"):
     """Each framework's result; one that raises is recorded as an error, the rest go on."""
     results: dict[str, RunResult] = {}
     skipped: dict[str, str] = {}
     errors: dict[str, str] = {}
     for name in frameworks:
-        adapter = get_adapter(name)
+        adapter = get_adapter(name, device)
         availability = adapter.availability()
         if not availability.available:
             skipped[name] = availability.reason
@@ -156,7 +156,7 @@ def float64_oracle(case: Case, problem: Problem) -> RunResult:
     return replace(result, framework=ORACLE, case_id=case.id)
 
 
-def _trajectory_errors(case, problem, results) -> dict[str, TrajectoryErrors]:
+def _trajectory_errors(case, problem, results, device="cpu") -> dict[str, TrajectoryErrors]:
     reference = results.get("numpy")
     if reference is None or case.steps < 2:
         return {}
@@ -174,7 +174,7 @@ def _trajectory_errors(case, problem, results) -> dict[str, TrajectoryErrors]:
     for name, result in results.items():
         if name == "numpy":
             continue
-        forced = run_teacher_forced(get_adapter(name), case, problem, reference)
+        forced = run_teacher_forced(get_adapter(name, device), case, problem, reference)
         errors[name] = TrajectoryErrors(
             free_running=tuple(error(result.parameters_after(t), t)
                                for t in range(1, case.steps + 1)),
@@ -229,19 +229,23 @@ less work; a check that passed its floor reports the floor as its tolerance."""
 
 def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
              explain: bool = True, finite_differences: bool = True,
-             problem: Problem | None = None, tolerances: str = "full") -> CaseOutcome:
+             problem: Problem | None = None, tolerances: str = "full",
+             device: str = "cpu") -> CaseOutcome:
     """Run ``case`` on each available framework, compare all pairs and the oracles.
 
     ``problem`` replaces the generated weights and data (see
     :func:`gradparity.data.problem_from_arrays`, which validates user data);
-    ``tolerances`` is one of :data:`TOLERANCE_MODES`."""
+    ``tolerances`` is one of :data:`TOLERANCE_MODES`; ``device`` (see
+    :data:`gradparity.adapters.DEVICES`) is where torch and JAX compute, while the NumPy
+    reference, the oracles and the tolerance model stay on the CPU."""
     if tolerances not in TOLERANCE_MODES:
         raise ValueError(f"tolerances: invalid value {tolerances!r}; allowed: "
                          f"{', '.join(TOLERANCE_MODES)}")
     screen = tolerances == "screened"
+    device = check_device(device)
     frameworks = validate_frameworks(frameworks)
     problem = make_problem(case) if problem is None else problem
-    results, skipped, errors = _run_all(case, problem, frameworks)
+    results, skipped, errors = _run_all(case, problem, frameworks, device)
     differences: list[Difference] = []
     for framework, baseline in framework_pairs(list(results)):
         differences += compare_results(results[framework], results[baseline], case,
@@ -271,7 +275,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
         case, results, skipped, tuple(differences), tuple(oracle_differences), errors=errors,
         verdicts=rounding_or_bug(case, failed, frameworks),
         localisation=localisation,
-        trajectories=_trajectory_errors(case, problem, results),
+        trajectories=_trajectory_errors(case, problem, results, device),
     )
 
 
@@ -304,9 +308,10 @@ def run_isolated(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
             signal.signal(signal.SIGALRM, previous)
 
 
-def sweep_seeds(case: Case, seeds: int, frameworks: Sequence[str] = tuple(FRAMEWORKS)):
+def sweep_seeds(case: Case, seeds: int, frameworks: Sequence[str] = tuple(FRAMEWORKS),
+                device: str = "cpu"):
     """Run ``case`` over seeds ``0..seeds-1``: the largest observed/allowed per run."""
-    outcomes = [run_case(replace(case, seed=seed), frameworks, explain=False)
+    outcomes = [run_case(replace(case, seed=seed), frameworks, explain=False, device=device)
                 for seed in range(seeds)]
     ratios = np.array([max((d.headroom for d in o.checks), default=0.0) for o in outcomes])
     failures = sum(not o.passed for o in outcomes)

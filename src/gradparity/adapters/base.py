@@ -108,6 +108,11 @@ class Adapter(ABC):
         """Why this framework cannot express ``case`` exactly (never emulated), or None."""
         return None
 
+    def on_device(self, device: str) -> Adapter:
+        """This adapter computing on ``device`` (``"cuda"``). The default: the CPU only,
+        which the NumPy reference is by design."""
+        return self
+
     @abstractmethod
     def start(self, case: Case, problem: Problem) -> TrainingSession:
         """Load the problem's parameters and data into the framework."""

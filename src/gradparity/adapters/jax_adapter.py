@@ -13,6 +13,7 @@ numbers independent of which cases ran before it in the same process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Mapping
@@ -206,8 +207,31 @@ def _clear_programs() -> None:
 _compiled.cache_clear = _clear_programs  # type: ignore[attr-defined]
 
 
+def _placed(method: Callable) -> Callable:
+    """Run a session method with the session's device as JAX's default (arrays created
+    and programs run there) and, on a GPU, float32 matmuls at full precision."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self._device is None:  # JAX's own default device: nothing to set
+            return method(self, *args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(jax.default_device(self._device))
+            if self._device.platform != "cpu":
+                # XLA's GPU default may compute float32 dots in TF32: not float32 parity
+                stack.enter_context(jax.default_matmul_precision("highest"))
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class _JaxSession:
-    def __init__(self, case: Case, problem: Problem) -> None:
+    def __init__(self, case: Case, problem: Problem, device: Any = None) -> None:
+        self._device = device
+        self._start(case, problem)
+
+    @_placed
+    def _start(self, case: Case, problem: Problem) -> None:
         _set_x64(case.dtype == "float64")
         self._case = case
         self._params = {name: jnp.asarray(value) for name, value in problem.params.items()}
@@ -233,6 +257,7 @@ class _JaxSession:
         self._check_dtype(name, leaf)
         return np.array(leaf)
 
+    @_placed
     def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         batch = self._problem.batch(evaluation)
         x = jnp.asarray(batch.x)
@@ -251,9 +276,11 @@ class _JaxSession:
         return {f"z{layer}": self._to_reference("delta", d)
                 for layer, d in enumerate(self._deltas, start=1)}
 
+    @_placed
     def set_parameters(self, params) -> None:
         self._params = {name: jnp.asarray(value) for name, value in params.items()}
 
+    @_placed
     def step(self, completed_steps: int) -> dict[str, np.ndarray]:
         if self._grads is None:
             raise RuntimeError("step() before loss_and_gradients()")
@@ -291,18 +318,38 @@ class _JaxSession:
 
 
 class JaxAdapter(Adapter):
-    """``jax.grad`` + optax."""
+    """``jax.grad`` + optax, on JAX's default device or on ``device`` ("cpu", "cuda")."""
 
     name = "jax"
 
+    def __init__(self, device: str | None = None) -> None:
+        self.device = device
+
+    def _device(self) -> Any:
+        """The JAX device object (None: JAX's default); RuntimeError if there is none."""
+        if self.device is None:
+            # the CPU adapter computes on the CPU even where JAX would default to a GPU
+            return None if jax.default_backend() == "cpu" else jax.devices("cpu")[0]
+        return jax.devices("gpu" if self.device == "cuda" else self.device)[0]
+
     def availability(self) -> Availability:
-        return Availability(True, f"jax {jax.__version__}, optax {optax.__version__}", "")
+        version = f"jax {jax.__version__}, optax {optax.__version__}"
+        try:
+            self._device()
+        except RuntimeError as error:
+            return Availability(False, version, f"jax {jax.__version__} has no {self.device} "
+                                f"backend ({str(error).splitlines()[0]}); a GPU needs "
+                                "jax[cuda12]")
+        return Availability(True, version, "")
 
     def unsupported_reason(self, case: Case) -> str | None:
         return unsupported_reason(case)
 
+    def on_device(self, device: str) -> Adapter:
+        return JaxAdapter(device)
+
     def start(self, case: Case, problem: Problem) -> TrainingSession:
-        return _JaxSession(case, problem)
+        return _JaxSession(case, problem, self._device())
 
 
 ADAPTER = JaxAdapter()

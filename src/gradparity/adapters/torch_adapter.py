@@ -131,14 +131,16 @@ def _is_weight(name: str) -> bool:
 
 
 class _TorchSession:
-    def __init__(self, case: Case, problem: Problem) -> None:
+    def __init__(self, case: Case, problem: Problem, device: str = "cpu") -> None:
         self._case = case
         self._dtype = _TORCH_DTYPES[case.dtype]
+        self._device = torch.device(device)
         self._params: dict[str, torch.Tensor] = {}
         for name, value in problem.params.items():
             array = value.T if _is_weight(name) else value
             self._params[name] = torch.tensor(
-                np.ascontiguousarray(array), dtype=self._dtype, requires_grad=True
+                np.ascontiguousarray(array), dtype=self._dtype, device=self._device,
+                requires_grad=True,
             )
         self._problem = problem
         self._options = case.all_options
@@ -156,14 +158,15 @@ class _TorchSession:
 
     def _to_reference(self, name: str, tensor: torch.Tensor) -> np.ndarray:
         self._check_dtype(name, tensor)
-        array = tensor.detach().numpy()
+        array = tensor.detach().cpu().numpy()
         return np.array(array.T if _is_weight(name) else array)
 
     def _loss(self, evaluation: int) -> torch.Tensor:
         batch = self._problem.batch(evaluation)
-        a = torch.tensor(batch.x, dtype=self._dtype)
+        a = torch.tensor(batch.x, dtype=self._dtype, device=self._device)
         self._check_dtype("x", a)
-        y = torch.tensor(batch.y, dtype=torch.int64 if batch.y.dtype.kind == "i" else self._dtype)
+        y = torch.tensor(batch.y, dtype=torch.int64 if batch.y.dtype.kind == "i" else self._dtype,
+                         device=self._device)
         self._pre_activations = []
         for layer, activation in enumerate(self._case.activations, start=1):
             z = F.linear(a, self._params[f"W{layer}"], self._params[f"b{layer}"])
@@ -173,7 +176,7 @@ class _TorchSession:
             if batch.masks and layer < self._case.num_layers:
                 # the NumPy-drawn keep mask (already scaled by 1 / (1 - p)): F.dropout
                 # would draw its own from torch's generator
-                a = a * torch.tensor(batch.masks[layer - 1])
+                a = a * torch.tensor(batch.masks[layer - 1], device=self._device)
         return LOSSES[self._case.loss](a, y, self._options)
 
     def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -214,22 +217,33 @@ class _TorchSession:
         with torch.no_grad():
             for name, value in params.items():
                 array = value.T if _is_weight(name) else value
-                self._params[name].copy_(torch.tensor(np.ascontiguousarray(array)))
+                self._params[name].copy_(torch.tensor(np.ascontiguousarray(array),
+                                                      device=self._device))
 
 
 class TorchAdapter(Adapter):
-    """PyTorch autograd + ``torch.optim``."""
+    """PyTorch autograd + ``torch.optim``, on the CPU or on ``device``."""
 
     name = "torch"
 
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
     def availability(self) -> Availability:
+        if self.device == "cuda" and not torch.cuda.is_available():
+            return Availability(False, torch.__version__,
+                                f"torch {torch.__version__} sees no CUDA device "
+                                "(torch.cuda.is_available() is False)")
         return Availability(True, torch.__version__, "")
 
     def unsupported_reason(self, case: Case) -> str | None:
         return unsupported_reason(case)
 
+    def on_device(self, device: str) -> Adapter:
+        return TorchAdapter(device)
+
     def start(self, case: Case, problem: Problem) -> TrainingSession:
-        return _TorchSession(case, problem)
+        return _TorchSession(case, problem, self.device)
 
 
 ADAPTER = TorchAdapter()
