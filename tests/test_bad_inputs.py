@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import require
 from gradparity import cli
 from gradparity.case import Case
 from gradparity.config import ConfigError, load_cases
@@ -143,3 +144,25 @@ def test_an_empty_selection_names_the_filter() -> None:
     with pytest.raises(ValueError, match=r"dtype: invalid value 'float16'; allowed: float32, "
                                          r"float64"):
         select_cases(dtype="float16")
+
+
+def test_user_data_gets_tolerances_derived_from_that_data() -> None:
+    """The tolerance model is evaluated on the arrays the case ran on, not on the
+    generated ones (conditioning and step sizes depend on the data)."""
+    require("torch")
+    from gradparity.runner import run_case
+    from gradparity.tolerances import derive, floors
+
+    case = Case((4, 8, 3), "tanh", loss="softmax_cross_entropy", dtype="float32", steps=3)
+    rng = np.random.default_rng(7)
+    x = 30.0 * rng.standard_normal((8, 4))  # far from the generated data's scale
+    problem = problem_from_arrays(case, x, np.array([0, 1, 2, 0, 1, 2, 0, 1]))
+    mine, generated = derive(case, problem), derive(case)
+    assert mine.kappa != generated.kappa  # the data matters to the model
+    assert floors(case, problem).kappa == mine.kappa
+    outcome = run_case(case, ("numpy", "torch"), problem=problem, explain=False,
+                       finite_differences=False)
+    for check in outcome.differences:
+        if check.quantity in ("gradient", "params@1"):
+            sides = (check.framework, check.baseline)
+            assert check.tolerance == mine.normwise(check.quantity, check.parameter, sides)

@@ -197,6 +197,7 @@ def compare_results(
     tolerance: float | None = None,
     steps: Sequence[int] | None = None,
     screen: bool = False,
+    problem=None,
 ) -> list[Difference]:
     """Every quantity of ``result`` against ``baseline``.
 
@@ -213,15 +214,16 @@ def compare_results(
     (:func:`gradparity.tolerances.floors`, a lower bound of each derived tolerance)
     and derives the full model only when some check exceeds its floor: the same
     verdicts for less work, but a check that passed its floor reports the floor as
-    its tolerance.
+    its tolerance. ``problem``: the weights and data the case ran on, where they are not
+    the generated ones (the tolerance model is evaluated on them).
     """
     from gradparity.tolerances import derive, floors
 
     if tolerance is None and screen:
-        screened = _compare_results(result, baseline, case, floors(case), None, steps)
+        screened = _compare_results(result, baseline, case, floors(case, problem), None, steps)
         if all(d.passed for d in screened):
             return screened
-    model = derive(case) if tolerance is None else None
+    model = derive(case, problem) if tolerance is None else None
     return _compare_results(result, baseline, case, model, tolerance, steps)
 
 
@@ -332,13 +334,13 @@ def _missing_slot(result: RunResult, baseline: RunResult, case: Case, slot: str)
 
 
 def first_backward_divergence(
-    result: RunResult, baseline: RunResult, case: Case
+    result: RunResult, baseline: RunResult, case: Case, problem=None
 ) -> tuple[int, int] | None:
     """``(step, layer)``: the first step whose backward signals disagree, and the layer
     nearest the output (where backward starts) that disagrees at that step."""
     from gradparity.tolerances import floors
 
-    model = floors(case)  # the delta tolerances need no trajectory: floors has them exactly
+    model = floors(case, problem)  # the delta tolerances need no trajectory: floors has them
     for step, (mine, theirs) in enumerate(zip(result.deltas, baseline.deltas, strict=False)):
         failing = [
             int(name[1:]) for name, value in theirs.items()

@@ -244,19 +244,21 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     screen = tolerances == "screened"
     device = check_device(device)
     frameworks = validate_frameworks(frameworks)
+    given = problem  # user data: the tolerance model is evaluated on it, not on generated
     problem = make_problem(case) if problem is None else problem
     results, skipped, errors = _run_all(case, problem, frameworks, device)
     differences: list[Difference] = []
     for framework, baseline in framework_pairs(list(results)):
         differences += compare_results(results[framework], results[baseline], case,
-                                       screen=screen)
+                                       screen=screen, problem=given)
     oracle_differences: list[Difference] = []
     needs_oracle = case.dtype == "float32" and (explain or (
         finite_differences and "numpy" in results))
     oracle = float64_oracle(case, problem) if needs_oracle else None
     if oracle is not None and explain:
         for result in results.values():
-            oracle_differences += compare_results(result, oracle, case, screen=screen)
+            oracle_differences += compare_results(result, oracle, case, screen=screen,
+                                                  problem=given)
     if finite_differences and "numpy" in results:
         # the reference's maths is checked in float64: a float32 gradient's own
         # rounding (~1e-7) would eat most of the 1e-6 finite-difference budget
@@ -268,7 +270,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     failed = [d for d in differences + oracle_differences if not d.passed]
     localisation = {}
     for framework, baseline in framework_pairs(list(results)):
-        where = first_backward_divergence(results[framework], results[baseline], case)
+        where = first_backward_divergence(results[framework], results[baseline], case, given)
         if where is not None:
             localisation[(framework, baseline)] = where
     return CaseOutcome(

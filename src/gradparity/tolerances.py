@@ -83,7 +83,7 @@ import numpy as np
 from gradparity import reference
 from gradparity.case import Case
 from gradparity.compare import machine_epsilon
-from gradparity.data import make_problem
+from gradparity.data import Problem, make_problem
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 
@@ -195,12 +195,11 @@ class Tolerances:
 
 def clear_caches() -> None:
     """Forget every derived model (after the reference was patched, or to time a run)."""
-    for cached in (floors, derive, _static):
+    for cached in (_derived, _static):
         cached.cache_clear()
 
 
-@functools.lru_cache(maxsize=512)
-def floors(case: Case) -> Tolerances:
+def floors(case: Case, problem: Problem | None = None) -> Tolerances:
     """The model without its trajectory terms: every ``K`` here is at most the one
     :func:`derive` gives (``S_t``, ``S^c_t``, ``U_t``, ``R_t``, ``D_t`` and the loss
     sensitivities all enter as non-negative terms or as ``max(1, .)``), and the loss,
@@ -209,20 +208,34 @@ def floors(case: Case) -> Tolerances:
     It costs one forward and backward pass instead of five trajectories, so a check
     that passes its floor passes the full model too: screening (``tolerances=
     "screened"`` in :func:`gradparity.runner.run_case`) derives the full model only for
-    a pair where some check exceeds its floor. Verdicts are the same either way."""
-    return _static(case)
+    a pair where some check exceeds its floor. Verdicts are the same either way.
+
+    ``problem``: the weights and data the case really ran on, where they are not the
+    generated ones (:func:`gradparity.data.problem_from_arrays`)."""
+    return _static(case) if problem is None else _static_of(case, problem)
+
+
+def derive(case: Case, problem: Problem | None = None) -> Tolerances:
+    """Evaluate the model on the case's weights and data (``problem``, or the generated
+    ones), in float64. Cached per case for generated data."""
+    if problem is None:
+        return _derived(case)
+    return _with_trajectories(case, _static_of(case, problem), problem.as_float64())
 
 
 @functools.lru_cache(maxsize=512)
-def derive(case: Case) -> Tolerances:
-    """Evaluate the model on the case's weights and data, in float64."""
+def _derived(case: Case) -> Tolerances:
     return _with_trajectories(case, _static(case), make_problem(case).as_float64())
 
 
 @functools.lru_cache(maxsize=512)
 def _static(case: Case) -> Tolerances:
+    return _static_of(case, make_problem(case))
+
+
+def _static_of(case: Case, problem: Problem) -> Tolerances:
     """n_eff, kappa and the constants A and B: one forward and backward pass."""
-    wide = make_problem(case).as_float64()
+    wide = problem.as_float64()
     params = wide.params
     x, y, masks = wide.batch(0)
     cache = reference.forward(params, x, y, case.activations, case.loss, case.all_options, masks)
