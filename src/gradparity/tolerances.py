@@ -70,6 +70,12 @@ network, evaluated on the case's own weights and data (in float64):
                       (A = 0 unless Adam, float32, jax)
     K_state(t, s)   = K_params(t, s) measured on state slot s + 8 max(1, R_t(s)) + B
     K_losses        = K_loss + max(K_grad,max S_L, 2 S^c_L) + A U_L + 8 sqrt(steps) max(1, D)
+
+Only the probes that can matter run: ``U_t`` for float32 Adam-family cases (the only
+ones where ``A`` counts), ``R_t`` for optimizers with state. :func:`floors` drops every
+trajectory term, a lower bound of each ``K`` that costs one forward and backward pass;
+screening (``tolerances="screened"``) derives the full model only where a floor is
+exceeded.
 """
 
 from __future__ import annotations
