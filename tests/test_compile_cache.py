@@ -36,12 +36,13 @@ def test_gradient_compilations_equal_architectures_times_dtypes() -> None:
 
 
 def _update_cases() -> list[Case]:
-    """Four optimizer structures; within each only injected values (lr, momentum, weight
-    decay) change, over two dtypes and two seeds."""
+    """Four optimizer structures; within each only injected values (lr, eps, momentum,
+    weight decay) change, over two dtypes and two seeds."""
     settings = [("sgd", {"lr": lr}) for lr in (0.1, 0.05, 0.01)]
     settings += [("sgd", {"lr": lr, "momentum": m}) for lr, m in ((0.1, 0.5), (0.05, 0.9))]
     settings += [("adam", {"lr": lr, "weight_decay": wd}) for lr in (0.01, 0.001)
                  for wd in (0.01, 0.1)]
+    settings += [("adam", {"lr": 0.01, "weight_decay": 0.01, "eps": 1e-6})]
     settings += [("adamw", {"lr": lr, "weight_decay": wd}) for lr in (0.01, 0.001)
                  for wd in (0.0, 0.1)]
     return [Case((3, 5, 2), "tanh", dtype=dtype, optimizer=name, hyperparameters=hp, seed=seed,
@@ -60,8 +61,8 @@ def test_update_compilations_equal_optimizer_structures_times_dtypes() -> None:
         assert run_case(case, ("numpy", "jax"), explain=False,
                         finite_differences=False).passed
     compiled = jax_adapter.COMPILE_STATS.update_programs - before
-    assert len(cases) == 52
-    assert compiled == 4 * 2  # structures x dtypes, not 52
+    assert len(cases) == 56
+    assert compiled == 4 * 2  # structures x dtypes, not 56
     assert len({jax_adapter.program_keys(c)[1] for c in cases}) == compiled
 
 

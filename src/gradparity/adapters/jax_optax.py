@@ -94,17 +94,18 @@ def optax_transformation(optimizer: str, hp: dict, learning_rate) -> optax.Gradi
     return optax.chain(*clipping, OPTIMIZERS[optimizer](hp, learning_rate))
 
 
-INJECTED = ("learning_rate", "weight_decay", "momentum", "clip_value", "clip_norm",
+INJECTED = ("learning_rate", "eps", "weight_decay", "momentum", "clip_value", "clip_norm",
             "initial_accumulator_value")
 """Hyperparameters handed to the compiled update as optax state
 (``optax.inject_hyperparams``), so that one program serves every value. optax uses
-each of them as it is (``g + wd p``, ``g + m t``, ``-lr u``, clipping), so a value in
-the state gives the same numbers as a constant; a test holds the two bitwise equal.
-Constants stay: ``beta1``, ``beta2`` and ``alpha`` (optax forms ``1 - beta`` from them,
-in Python float64 from a constant but in the parameter dtype from a state value, which
-changes float32 results), ``eps`` (measured: ``rsqrt(v + eps)`` with eps in the state
-differs in the last bits from XLA's code for a constant, in float64 too) and a
-scheduled learning rate (the schedule is a function of the step)."""
+each of them as it is (``g + wd p``, ``g + m t``, ``-lr u``, ``sqrt(v) + eps``,
+clipping), so a value in the state gives the same numbers as a constant; a test holds
+the two bitwise equal. Measured to change the last bits when injected, and so kept as
+constants of the program: ``beta1``, ``beta2`` and ``alpha`` (optax forms ``1 - beta``
+from them: in Python float64 from a constant, in the parameter dtype from a state
+value), and the learning rate of the rsqrt forms (``eps_in_sqrt``: XLA's code for
+``-lr * g * rsqrt(v + eps)`` rounds differently with a constant lr). A scheduled
+learning rate is a constant too (the schedule is a function of the step)."""
 
 
 def injected_values(case: Case) -> dict[str, Any]:
@@ -119,6 +120,7 @@ def injected_values(case: Case) -> dict[str, Any]:
         "weight_decay": (hp["weight_decay"] if case.optimizer == "adamw"
                          else hp.get("weight_decay") or None),
         "momentum": hp.get("momentum") or None,
+        "eps": hp.get("eps"),
         "clip_value": hp.get("clip_value") or None,
         "clip_norm": hp.get("clip_norm") or None,
         "initial_accumulator_value": hp.get("initial_accumulator_value"),
@@ -151,9 +153,9 @@ def update_program(optimizer: str, constants: tuple, off: tuple, options: tuple,
     of :data:`INJECTED` are state, so they reuse it."""
     fixed = dict(constants)
 
-    def transformation(learning_rate, weight_decay, momentum, clip_value, clip_norm,
+    def transformation(learning_rate, eps, weight_decay, momentum, clip_value, clip_norm,
                        initial_accumulator_value) -> optax.GradientTransformation:
-        hp = {**fixed, "weight_decay": weight_decay, "momentum": momentum,
+        hp = {**fixed, "eps": eps, "weight_decay": weight_decay, "momentum": momentum,
               "clip_value": clip_value, "clip_norm": clip_norm,
               "initial_accumulator_value": initial_accumulator_value}
         if learning_rate is None:  # a constant of this program, or its schedule
