@@ -194,3 +194,18 @@ def test_a_bad_tolerance_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="tolerances: invalid value 'fast'; allowed: full, "
                                          "screened"):
         run_case(Case((3, 4, 2)), ("numpy",), tolerances="fast")
+
+
+def test_a_missing_state_slot_fails_in_its_place() -> None:
+    """State rows come in slot order; a slot one side lacks is a failed row there."""
+    case = Case((3, 4, 2), "tanh", optimizer="adam", hyperparameters={"lr": 0.01}, steps=2)
+    reference = run_case(case, ("numpy",), explain=False,
+                         finite_differences=False).results["numpy"]
+    lacking = tuple({k: v for k, v in state.items() if k != "first_moment/W2"}
+                    for state in reference.states)
+    broken = dataclasses.replace(reference, framework="broken", states=lacking)
+    rows = [d for d in compare_results(broken, reference, case) if d.quantity == "state"]
+    assert [d.parameter for d in rows] == sorted(reference.states[0])
+    missing = [d for d in rows if not d.passed]
+    assert [d.parameter for d in missing] == ["first_moment/W2"]
+    assert "exists in numpy but not in broken" in missing[0].note

@@ -133,55 +133,53 @@ def compare_arrays(
 ) -> Difference:
     """Compare one array with its baseline (both computed in float64 for exactness)."""
     tol = tolerance_for(dtype) if tolerance is None else tolerance
+    common = {
+        "case_id": case_id, "dtype": dtype, "framework": framework,
+        "baseline": baseline_name, "quantity": quantity, "parameter": parameter,
+        "tolerance": tol,
+    }
+    failed = {
+        "max_abs": np.inf, "max_rel": np.inf, "normwise": np.inf, "normwise_eps": np.inf,
+        "passed": False,
+    }
     b = np.asarray(baseline, dtype=np.float64)
-    a = None if value is None else np.asarray(value, dtype=np.float64)
-    if a is None or a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return _unmatched(a, b, case_id=case_id, dtype=dtype, framework=framework,
-                          baseline=baseline_name, quantity=quantity, parameter=parameter,
-                          tolerance=tol)
-    if not a.size:
-        return Difference(case_id, dtype, framework, baseline_name, quantity, parameter,
-                          0.0, 0.0, 0.0, 0.0, tol, (), np.nan, np.nan, True)
-    diff = np.abs(a - b)
-    flat = int(diff.argmax())
-    index = tuple(int(i) for i in np.unravel_index(flat, a.shape))
-    max_abs = float(diff.flat[flat])
-    magnitude = np.abs(b)
-    scale = float(magnitude.max())
-    normwise = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
-    if magnitude.min() > 0:
-        max_rel = float((diff / magnitude).max())
-    else:  # x/0 = inf, 0/0 = 0
-        differing = diff != 0
-        if (differing & (magnitude == 0)).any():
-            max_rel = np.inf
-        else:
-            max_rel = (float((diff[differing] / magnitude[differing]).max())
-                       if differing.any() else 0.0)
-    return Difference(case_id, dtype, framework, baseline_name, quantity, parameter,
-                      max_abs=max_abs, max_rel=max_rel, normwise=normwise,
-                      normwise_eps=normwise / machine_epsilon(dtype), tolerance=tol,
-                      worst_index=index, value=float(a.flat[flat]),
-                      baseline_value=float(b.flat[flat]), passed=bool(normwise <= tol))
-
-
-def _unmatched(a: np.ndarray | None, b: np.ndarray, **common) -> Difference:
-    """A failed row for a missing value, a shape mismatch or non-finite numbers."""
-    failed = {"max_abs": np.inf, "max_rel": np.inf, "normwise": np.inf, "normwise_eps": np.inf,
-              "passed": False}
-    framework, baseline = common["framework"], common["baseline"]
-    if a is None:
-        return Difference(**common, **failed, worst_index=(), value=np.nan,
-                          baseline_value=np.nan, note=f"missing from the {framework} result")
+    if value is None:
+        return Difference(
+            **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
+            note=f"missing from the {framework} result",
+        )
+    a = np.asarray(value, dtype=np.float64)
     if a.shape != b.shape:
-        return Difference(**common, **failed, worst_index=(), value=np.nan,
-                          baseline_value=np.nan,
-                          note=f"shape {a.shape} does not match the {baseline} shape {b.shape}")
+        return Difference(
+            **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
+            note=f"shape {a.shape} does not match the {baseline_name} shape {b.shape}",
+        )
     nonfinite = ~(np.isfinite(a) & np.isfinite(b))
-    index = np.unravel_index(int(np.argmax(nonfinite)), a.shape)
-    return Difference(**common, **failed, worst_index=tuple(int(i) for i in index),
-                      value=float(a[index]), baseline_value=float(b[index]),
-                      note=nonfinite_note(a, b, framework, baseline))
+    if nonfinite.any():
+        index = np.unravel_index(int(np.argmax(nonfinite)), a.shape)
+        return Difference(
+            **common, **failed, worst_index=tuple(int(i) for i in index),
+            value=float(a[index]), baseline_value=float(b[index]),
+            note=nonfinite_note(a, b, framework, baseline_name),
+        )
+    diff = np.abs(a - b)
+    index = np.unravel_index(int(np.argmax(diff)), a.shape) if a.size else ()
+    max_abs = float(diff.max()) if a.size else 0.0
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    normwise = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(diff == 0, 0.0, diff / np.abs(b))
+    return Difference(
+        **common,
+        max_abs=max_abs,
+        max_rel=float(relative.max()) if a.size else 0.0,
+        normwise=normwise,
+        normwise_eps=normwise / machine_epsilon(dtype),
+        worst_index=tuple(int(i) for i in index),
+        value=float(a[index]) if a.size else np.nan,
+        baseline_value=float(b[index]) if b.size else np.nan,
+        passed=bool(normwise <= tol),
+    )
 
 
 def checkpoints(case: Case) -> tuple[int, ...]:
@@ -294,14 +292,13 @@ def _compare_results(result, baseline, case, model, tolerance, steps) -> list[Di
     if steps is None and result.states and baseline.states:
         slots = sorted(set(baseline.states[0]) | set(result.states[0]))
         shared = tuple(s for s in slots if s in baseline.states[0] and s in result.states[0])
-        order += [_missing_slot(result, baseline, case, slot) for slot in slots
-                  if slot not in shared]
-        if shared:
-            order += [("state", step, worst_row(name, step, row, "state", result.states,
-                                                baseline.states))
-                      for name, step, row in worst_steps(list(result.states),
-                                                         list(baseline.states), shared, limits,
-                                                         "state", compare)]
+        state_rows = {name: ("state", step, worst_row(name, step, row, "state", result.states,
+                                                      baseline.states))
+                      for name, step, row in (worst_steps(
+                          list(result.states), list(baseline.states), shared, limits, "state",
+                          compare) if shared else [])}
+        order += [state_rows[slot] if slot in state_rows
+                  else _missing_slot(result, baseline, case, slot) for slot in slots]
     rows = compare_many(items, case_id=case.id, dtype=case.dtype, framework=result.framework,
                         baseline_name=baseline.framework)
 

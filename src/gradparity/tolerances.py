@@ -134,8 +134,7 @@ class Tolerances:
     def eps_multiple(self, quantity: str, parameter: str,
                      frameworks: tuple[str, ...] = ()) -> float:
         """K for one check; ``frameworks`` are the two sides (they decide Adam's A term)."""
-        reduced = self.dtype == "float32" and bool(
-            CONSTANTS_IN_PARAMETER_DTYPE.intersection(frameworks))
+        reduced = self._reduced(frameworks)
         bias = self.bias_correction_eps if reduced else 0.0
         base = SUM_SAFETY * math.sqrt(self.n_eff)
         if quantity == "loss":
@@ -205,13 +204,18 @@ def clear_caches() -> None:
         cached.cache_clear()
 
 
+def derived_cases() -> int:
+    """How many cases' full models are cached (since the last :func:`clear_caches`)."""
+    return _derived.cache_info().currsize
+
+
 def floors(case: Case, problem: Problem | None = None) -> Tolerances:
     """The model without its trajectory terms: every ``K`` here is at most the one
     :func:`derive` gives (``S_t``, ``S^c_t``, ``U_t``, ``R_t``, ``D_t`` and the loss
     sensitivities all enter as non-negative terms or as ``max(1, .)``), and the loss,
     gradient and delta tolerances are exactly the derived ones.
 
-    It costs one forward and backward pass instead of five trajectories, so a check
+    It costs one forward and backward pass instead of up to five trajectories, so a check
     that passes its floor passes the full model too: screening (``tolerances=
     "screened"`` in :func:`gradparity.runner.run_case`) derives the full model only for
     a pair where some check exceeds its floor. Verdicts are the same either way.
