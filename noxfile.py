@@ -44,7 +44,7 @@ def report(session: nox.Session) -> None:
 
 
 GPU_PROBE = """
-from gradparity.cli_run import check_frameworks_on_device
+from gradparity.adapters import check_frameworks_on_device
 try:
     check_frameworks_on_device(("torch", "jax"), "cuda")
     print("gpu: available")
@@ -68,11 +68,13 @@ def gpu(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmark the harness: times, compilations, overhead ratio, anchors (args pass on)."""
     _install(session, "torch,jax")
-    session.run("python", "-m", "gradparity.bench", *session.posargs)
+    session.run("python", "-m", "gradparity.harness.bench", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style and common bugs with ruff (ruff args pass through)."""
-    session.install(*CONSTRAINTS, "ruff")
+    """Check style and common bugs with ruff, and the import contracts (ruff args pass on)."""
+    session.install(*CONSTRAINTS, "ruff", "import-linter")
+    session.install("--no-deps", "-e", ".")  # import-linter reads the installed package
     session.run("ruff", "check", *(session.posargs or ["src", "tests", "noxfile.py"]))
+    session.run("lint-imports")

@@ -1,4 +1,4 @@
-"""Shared fixtures and the one place where test precision settings live."""
+"""Shared fixtures: frameworks as parameters, results cached per session."""
 
 from __future__ import annotations
 
@@ -6,22 +6,13 @@ import numpy as np
 import pytest
 
 from gradparity.adapters import RunResult, get_adapter
-from gradparity.case import Case
-from gradparity.data import make_problem
+from gradparity.check.verifier import Verifier
+from gradparity.spec.case import Case
+from gradparity.spec.data import make_problem
+from gradparity.spec.matrix import check_cases
 
-# -- numeric precision settings (the only place tests define them) ------------
-
-FLOAT64_ACCEPTANCE = 1e-12
-"""Issue acceptance: float64 gradients and parameters agree to normwise 1e-12."""
-
-FINITE_DIFFERENCE_TOLERANCE = 1e-7
-"""Normwise relative error allowed between float64 central differences and backprop.
-
-Truncation and rounding error of the float64 stencil are each ~1e-11 relative
-(see gradparity.finite_difference); 1e-7 leaves room for curvature while a
-missing factor (>= 1e-2 relative) still fails by five orders of magnitude.
-"""
-
+# Numeric precision: tests import the package's constants
+# (gradparity.compare.tolerances), never redefine them.
 # an overflow, x/0 or 0/0 in the reference is a test failure; underflow to 0 is expected
 np.seterr(over="raise", divide="raise", invalid="raise")
 
@@ -64,8 +55,6 @@ def run_once(case: Case, framework: str) -> RunResult:
 @pytest.fixture(scope="session")
 def verifier():
     """One Verifier for the session: framework runs and finite differences are cached per case."""
-    from gradparity.check import Verifier
-
     require("torch")
     require("jax")
     return Verifier()
@@ -73,6 +62,4 @@ def verifier():
 
 @pytest.fixture(scope="session")
 def check_matrix():
-    from gradparity.matrix import check_cases
-
     return check_cases()

@@ -1,4 +1,9 @@
-"""Framework adapters behind one interface (see :mod:`gradparity.adapters.base`).
+"""Stage 3, the adapters: each framework behind one interface (:mod:`~gradparity.adapters.base`).
+
+The NumPy reference, PyTorch (autograd + ``torch.optim``) and JAX (``jax.grad`` +
+optax) each run a case through their own machinery and hand back results in the
+reference's layout. :mod:`~gradparity.adapters.conventions` is the catalogue of what
+the frameworks define differently and how the adapters align it.
 
 Adapters are imported lazily: a framework that is not installed yields an
 :class:`UnavailableAdapter` carrying the reason, and everything else still works.
@@ -54,6 +59,19 @@ def get_adapter(name: str, device: str = "cpu") -> Adapter:
     return module.ADAPTER if device == "cpu" else module.ADAPTER.on_device(device)
 
 
+def check_frameworks_on_device(frameworks, device: str) -> None:
+    """``ValueError`` unless some framework other than the CPU-only reference can run
+    on ``device`` (each one that cannot is named, with its reason)."""
+    if check_device(device) == "cpu":
+        return
+    reasons = {name: get_adapter(name, device).availability() for name in frameworks
+               if name != "numpy"}
+    if not any(a.available for a in reasons.values()):
+        why = "; ".join(f"{name}: {a.reason}" for name, a in reasons.items()) or (
+            "only the NumPy reference was requested, and it runs on the CPU")
+        raise ValueError(f"--device {device}: no framework can run there ({why})")
+
+
 __all__ = [
     "DEVICES",
     "FRAMEWORKS",
@@ -63,5 +81,6 @@ __all__ = [
     "RunResult",
     "UnavailableAdapter",
     "check_device",
+    "check_frameworks_on_device",
     "get_adapter",
 ]

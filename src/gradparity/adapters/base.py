@@ -16,8 +16,8 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from gradparity.case import Case
-from gradparity.data import Problem
+from gradparity.spec.case import Case
+from gradparity.spec.data import Problem
 
 
 class PrecisionError(RuntimeError):

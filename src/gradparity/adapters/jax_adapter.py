@@ -32,8 +32,8 @@ from gradparity.adapters.jax_optax import (
     update_program,
     update_structure,
 )
-from gradparity.case import Case
-from gradparity.data import Problem
+from gradparity.spec.case import Case
+from gradparity.spec.data import Problem
 
 Options = Mapping[str, Any]
 
@@ -133,7 +133,7 @@ def _set_x64(enabled: bool) -> None:
     jax.config.update("jax_enable_x64", enabled)
 
 
-def _make_loss(
+def make_loss(
     activations: tuple[str, ...], loss_name: str, options: Options
 ) -> Callable[[dict, list, jax.Array, jax.Array, list], jax.Array]:
     """The loss of params and of zero offsets added to each z_l.
@@ -167,7 +167,7 @@ def _gradient_program(activations: tuple[str, ...], loss: str, loss_options: tup
     """The jitted loss-and-gradient of one architecture's math. jax.jit compiles it once
     per input shape and dtype: seeds, data, optimizers and their hyperparameters all
     reuse it (``COMPILE_STATS.gradient_programs`` counts the compilations)."""
-    loss_fn = _make_loss(activations, loss, dict(loss_options))
+    loss_fn = make_loss(activations, loss, dict(loss_options))
 
     def counted(*args):
         COMPILE_STATS.gradient_programs += 1  # runs only while tracing

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import optax
 
-from gradparity.case import Case
+from gradparity.spec.case import Case
 
 Options = Mapping[str, Any]
 

@@ -6,10 +6,10 @@ import numpy as np
 
 from gradparity import reference
 from gradparity.adapters.base import Adapter, Availability, TrainingSession
-from gradparity.case import Case
-from gradparity.data import Problem
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
+from gradparity.spec.case import Case
+from gradparity.spec.data import Problem
 
 
 class _ReferenceSession:
@@ -26,8 +26,8 @@ class _ReferenceSession:
         x, y, masks = self._problem.batch(evaluation)
         cache = reference.forward(self._params, x, y, self._case.activations, self._case.loss,
                                   self._options, masks)
-        self._grads = reference.backward(cache)
-        self._deltas = reference.backward_deltas(cache)
+        backward = reference.BACKPROP.backward(cache)
+        self._grads, self._deltas = backward.params, backward.deltas
         return np.asarray(cache.loss), {name: grad.copy() for name, grad in self._grads.items()}
 
     def backward_signals(self) -> dict[str, np.ndarray]:

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
-from gradparity.case import Case
-from gradparity.data import Problem
 from gradparity.reference.losses import class_weights
+from gradparity.spec.case import Case
+from gradparity.spec.data import Problem
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -27,7 +27,7 @@ class Activation:
 
     ``kinks`` lists the inputs where the function is not differentiable; the
     finite-difference oracle avoids stencils that cross them. ``parameter``
-    names the case option (``gradparity.options``) that both functions take as
+    names the case option (``gradparity.spec.options``) that both functions take as
     a keyword argument of the same name; :meth:`bound` fixes it for a case.
     """
 
@@ -52,18 +52,18 @@ def bind_parameter(entry: Any, options: Mapping[str, Any], *functions: str) -> A
                              for name in functions})
 
 
-# identity: a = z,  da/dz = 1
 def identity(z: np.ndarray) -> np.ndarray:
+    """Identity: ``a = z``."""
     return z
 
 
 def identity_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``da/dz = 1``."""
     return np.ones_like(z)
 
 
-# sigmoid: a = 1 / (1 + exp(-z)),  da/dz = a (1 - a)
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Logistic sigmoid without overflow.
+    """Logistic sigmoid: ``a = 1 / (1 + exp(-z))``, without overflow.
 
     ``exp(-|z|)`` is at most 1, so neither branch overflows: for z >= 0 use
     1 / (1 + e^-z), for z < 0 the algebraically equal e^z / (1 + e^z).
@@ -73,25 +73,27 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def sigmoid_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``da/dz = a (1 - a)``, from the cached output."""
     return a * (1 - a)
 
 
-# tanh: a = tanh(z),  da/dz = 1 - a^2
 def tanh(z: np.ndarray) -> np.ndarray:
+    """Hyperbolic tangent: ``a = tanh(z)``."""
     return np.tanh(z)
 
 
 def tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``da/dz = 1 - a^2``, from the cached output."""
     return 1 - a * a
 
 
-# relu: a = max(z, 0),  da/dz = 1 if z > 0 else 0
 def relu(z: np.ndarray) -> np.ndarray:
+    """Rectified linear unit: ``a = max(z, 0)``."""
     return np.maximum(z, 0)
 
 
 def relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Step function; at the kink z == 0 the derivative is **0**.
+    """``da/dz = 1 if z > 0 else 0``; at the kink z == 0 the derivative is **0**.
 
     That is the subgradient PyTorch (``threshold_backward``) and ``jax.nn.relu``
     both return at exactly zero.
@@ -99,42 +101,43 @@ def relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     return (z > 0).astype(z.dtype)
 
 
-# leaky_relu: a = z if z > 0 else s z,  da/dz = 1 if z >= 0 else s   (s = negative_slope)
 LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu and jax.nn.leaky_relu default
 
 
 def leaky_relu(z: np.ndarray, negative_slope: float = LEAKY_SLOPE) -> np.ndarray:
+    """Leaky relu: ``a = z if z >= 0 else s z`` (``s = negative_slope``, default 0.01)."""
     return np.where(z >= 0, z, negative_slope * z)
 
 
 def leaky_relu_derivative(
     z: np.ndarray, a: np.ndarray, negative_slope: float = LEAKY_SLOPE
 ) -> np.ndarray:
-    """1 for z >= 0, the slope below. At the kink z == 0 the derivative is **1**.
+    """``da/dz = 1 if z >= 0 else s``. At the kink z == 0 the derivative is **1**.
 
     That is jax.nn.leaky_relu's (``where(x >= 0, ...)``); PyTorch's
     ``leaky_relu_backward`` returns the slope at exactly 0 (``x > 0``): a named
-    convention (gradparity.conventions), reachable only at z == 0 exactly.
+    convention (gradparity.adapters.conventions), reachable only at z == 0 exactly.
     """
     return np.where(z >= 0, 1.0, negative_slope).astype(z.dtype)
 
 
-# elu: a = z if z > 0 else alpha (e^z - 1),  da/dz = 1 if z > 0 else a + alpha
 ELU_ALPHA = 1.0  # torch and jax default
 
 
 def elu(z: np.ndarray, elu_alpha: float = ELU_ALPHA) -> np.ndarray:
+    """ELU: ``a = z if z > 0 else alpha (e^z - 1)`` (``alpha = elu_alpha``, default 1)."""
     return np.where(z > 0, z, elu_alpha * np.expm1(np.minimum(z, 0)))
 
 
 def elu_derivative(z: np.ndarray, a: np.ndarray, elu_alpha: float = ELU_ALPHA) -> np.ndarray:
-    """1 above 0, alpha e^z = a + alpha at and below 0: **alpha** at the kink (both
+    """``da/dz = 1 if z > 0 else alpha e^z = a + alpha``: **alpha** at the kink (both
     frameworks). For alpha != 1 the derivative jumps there (1 versus alpha)."""
     return np.where(z > 0, 1.0, a + elu_alpha).astype(z.dtype)
 
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+GELU_TANH_CUBIC = 0.044715  # the tanh approximation's coefficient (both frameworks)
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
@@ -142,46 +145,53 @@ def _normal_cdf(z: np.ndarray) -> np.ndarray:
     return (0.5 * (1 + _erf(np.asarray(z, dtype=np.float64) / math.sqrt(2)))).astype(np.float64)
 
 
-# gelu (exact): a = z Phi(z),  da/dz = Phi(z) + z phi(z)
 def gelu(z: np.ndarray) -> np.ndarray:
+    """GELU, the exact form: ``a = z Phi(z)`` with Phi the standard normal CDF
+    (``F.gelu`` default; ``jax.nn.gelu(approximate=False)``)."""
     return (z * _normal_cdf(z)).astype(z.dtype)
 
 
 def gelu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``da/dz = Phi(z) + z phi(z)``, phi the standard normal density."""
     z64 = np.asarray(z, dtype=np.float64)
     density = np.exp(-0.5 * z64 * z64) / math.sqrt(2 * math.pi)
     return (_normal_cdf(z) + z64 * density).astype(z.dtype)
 
 
-# gelu (tanh approximation): a = z/2 (1 + tanh(u)),  u = c (z + 0.044715 z^3),  c = sqrt(2/pi)
-#   da/dz = (1 + t)/2 + z/2 (1 - t^2) c (1 + 3 * 0.044715 z^2),  t = tanh(u)
 def gelu_tanh(z: np.ndarray) -> np.ndarray:
-    return 0.5 * z * (1 + np.tanh(SQRT_2_OVER_PI * (z + 0.044715 * z**3)))
+    """GELU, the tanh approximation: ``a = z/2 (1 + tanh(u))``,
+    ``u = c (z + 0.044715 z^3)``, ``c = sqrt(2/pi)`` (``jax.nn.gelu`` default;
+    ``F.gelu(approximate="tanh")``)."""
+    return 0.5 * z * (1 + np.tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3)))
 
 
 def gelu_tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    t = np.tanh(SQRT_2_OVER_PI * (z + 0.044715 * z**3))
-    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * z * z)
+    """``da/dz = (1 + t)/2 + z/2 (1 - t^2) c (1 + 3 * 0.044715 z^2)``, ``t = tanh(u)``."""
+    t = np.tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3))
+    return (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * SQRT_2_OVER_PI
+            * (1 + 3 * GELU_TANH_CUBIC * z * z))
 
 
-# silu (swish): a = z sigmoid(z),  da/dz = s (1 + z (1 - s)),  s = sigmoid(z)
 def silu(z: np.ndarray) -> np.ndarray:
+    """SiLU (swish): ``a = z sigmoid(z)``."""
     return z * sigmoid(z)
 
 
 def silu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``da/dz = s (1 + z (1 - s))``, ``s = sigmoid(z)``."""
     s = sigmoid(z)
     return s * (1 + z * (1 - s))
 
 
-# softplus: a = log(1 + e^z) = max(z, 0) + log1p(e^-|z|),  da/dz = sigmoid(z)
 def softplus(z: np.ndarray) -> np.ndarray:
-    """Exact everywhere (jax.nn.softplus). PyTorch's default ``threshold=20`` returns z
-    itself above 20: a named convention, about 2e-9 relative there."""
+    """Softplus: ``a = log(1 + e^z) = max(z, 0) + log1p(e^-|z|)``, exact everywhere
+    (jax.nn.softplus). PyTorch's default ``threshold=20`` returns z itself above 20: a
+    named convention, about 2e-9 relative there."""
     return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
 
 def softplus_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``da/dz = sigmoid(z)``."""
     return sigmoid(z)
 
 

@@ -46,15 +46,15 @@ class Loss:
         return bind_parameter(self, options, "value", "gradient")
 
 
-# mean squared error, reduction='mean' over ALL elements (batch * outputs):
-#   L = 1/(B*K) sum_ij (y_hat_ij - y_ij)^2
-#   dL/dy_hat = 2 (y_hat - y) / (B*K)
 def mean_squared_error(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mean squared error, reduction='mean' over ALL elements (batch B * outputs K):
+    ``L = 1/(B*K) sum_ij (y_hat_ij - y_ij)^2``."""
     diff = y_hat - y
     return np.mean(diff * diff)
 
 
 def mean_squared_error_gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``dL/dy_hat = 2 (y_hat - y) / (B*K)``."""
     return 2 * (y_hat - y) / y_hat.size
 
 
@@ -65,40 +65,43 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
 
 
-# softmax cross-entropy with integer labels, mean over the batch:
-#   L = -1/B sum_i log softmax(z_i)[y_i]
-#   dL/dz = (softmax(z) - onehot(y)) / B
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Softmax cross-entropy with integer labels, mean over the batch:
+    ``L = -1/B sum_i log softmax(z_i)[y_i]`` (max-subtracted log-softmax)."""
     log_probs = _log_softmax(logits)
     picked = log_probs[np.arange(logits.shape[0]), labels]
     return -np.mean(picked)
 
 
 def softmax_cross_entropy_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``dL/dz = (softmax(z) - onehot(y)) / B``."""
     probs = np.exp(_log_softmax(logits))
     probs[np.arange(logits.shape[0]), labels] -= 1
     return probs / logits.shape[0]
 
 
-# binary cross-entropy on logits, reduction='mean' over all elements:
-#   L = 1/(B*K) sum_ij [max(z,0) - z*y + log(1 + exp(-|z|))]
-# (algebraically -[y log s(z) + (1-y) log(1-s(z))], written so that no exp
-# overflows and no log sees 0)
-#   dL/dz = (sigmoid(z) - y) / (B*K)
 def binary_cross_entropy_with_logits(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Binary cross-entropy on logits, reduction='mean' over all elements:
+    ``L = 1/(B*K) sum_ij [max(z,0) - z*y + log(1 + exp(-|z|))]``, algebraically
+    ``-[y log s(z) + (1-y) log(1-s(z))]``, written so that no exp overflows and no log
+    sees 0."""
     per_element = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
     return np.mean(per_element)
 
 
 def binary_cross_entropy_with_logits_gradient(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``dL/dz = (sigmoid(z) - y) / (B*K)``."""
     return (sigmoid(logits) - y) / logits.size
 
 
-# -- the mean squared error family: reductions and the 1/2 factor ------------------
-#   sum:        L = sum (y_hat - y)^2            dL/dy_hat = 2 (y_hat - y)
-#   batch_mean: L = sum (y_hat - y)^2 / B        dL/dy_hat = 2 (y_hat - y) / B
-#   half_*:     the same times 1/2               (the 2 cancels)
 def _squared_error_loss(half: bool, reduction: str) -> tuple[Callable, Callable]:
+    """The mean squared error family, ``(value, gradient)`` for one reduction::
+
+        mean:       L = sum (y_hat - y)^2 / (B*K)  dL/dy_hat = 2 (y_hat - y) / (B*K)
+        sum:        L = sum (y_hat - y)^2          dL/dy_hat = 2 (y_hat - y)
+        batch_mean: L = sum (y_hat - y)^2 / B      dL/dy_hat = 2 (y_hat - y) / B
+        half_*:     the same times 1/2             (the 2 cancels)
+    """
     factor = 0.5 if half else 1.0
 
     def divisor(y_hat: np.ndarray) -> int:
@@ -114,27 +117,30 @@ def _squared_error_loss(half: bool, reduction: str) -> tuple[Callable, Callable]
     return value, gradient
 
 
-# huber (delta = huber_delta, default 1), mean over all elements:
-#   l(d) = d^2 / 2 if |d| <= delta else delta (|d| - delta / 2)
-#   dl/dd = d if |d| <= delta else delta sign(d)   (continuous at |d| = delta)
 HUBER_DELTA = 1.0  # torch.nn.functional.huber_loss and optax.losses.huber_loss default
 SMOOTH_L1_BETA = 1.0  # torch.nn.functional.smooth_l1_loss default
 
 
 def huber(y_hat: np.ndarray, y: np.ndarray, huber_delta: float = HUBER_DELTA) -> np.ndarray:
+    """Huber loss (``delta = huber_delta``, default 1), mean over all elements:
+    ``l(d) = d^2 / 2 if |d| <= delta else delta (|d| - delta / 2)``, ``d = y_hat - y``."""
     d = np.abs(y_hat - y)
     return np.mean(np.where(d <= huber_delta, 0.5 * d * d, huber_delta * (d - 0.5 * huber_delta)))
 
 
 def huber_gradient(y_hat: np.ndarray, y: np.ndarray,
                    huber_delta: float = HUBER_DELTA) -> np.ndarray:
+    """``dl/dd = d if |d| <= delta else delta sign(d)``, over the element count; continuous
+    at ``|d| = delta``."""
     d = y_hat - y
     return np.clip(d, -huber_delta, huber_delta) / y_hat.size
 
 
-# smooth_l1 (beta): l(d) = d^2 / (2 beta) if |d| < beta else |d| - beta / 2 = huber_beta / beta
 def smooth_l1(y_hat: np.ndarray, y: np.ndarray,
               smooth_l1_beta: float = SMOOTH_L1_BETA) -> np.ndarray:
+    """Smooth L1 (``beta = smooth_l1_beta``, default 1), mean over all elements:
+    ``l(d) = d^2 / (2 beta) if |d| < beta else |d| - beta / 2`` (= huber with
+    ``delta = beta``, divided by beta)."""
     d = np.abs(y_hat - y)
     return np.mean(np.where(d < smooth_l1_beta, 0.5 * d * d / smooth_l1_beta,
                             d - 0.5 * smooth_l1_beta))
@@ -142,19 +148,19 @@ def smooth_l1(y_hat: np.ndarray, y: np.ndarray,
 
 def smooth_l1_gradient(y_hat: np.ndarray, y: np.ndarray,
                        smooth_l1_beta: float = SMOOTH_L1_BETA) -> np.ndarray:
+    """``dl/dd = clip(d / beta, -1, 1)``, over the element count."""
     d = y_hat - y
     return np.clip(d / smooth_l1_beta, -1, 1) / y_hat.size
 
 
-# binary cross-entropy on probabilities (output activation sigmoid), mean over all:
-#   L = -mean[y log p + (1 - y) log(1 - p)],  dL/dp = (p - y) / (p (1 - p)) / n
-# PyTorch clamps each log at -100 and the denominator at 1e-12 (catalogued
-# convention); the reference does the same so that saturated outputs compare.
-BCE_LOG_FLOOR = -100.0
-BCE_DENOMINATOR_FLOOR = 1e-12
+BCE_LOG_FLOOR = -100.0  # torch clamps each log here (catalogued convention)
+BCE_DENOMINATOR_FLOOR = 1e-12  # ... and p (1 - p) here in the gradient
 
 
 def binary_cross_entropy(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Binary cross-entropy on probabilities (output activation sigmoid), mean over all:
+    ``L = -mean[y log p + (1 - y) log(1 - p)]``, each log clamped at -100 like PyTorch
+    (so saturated outputs give a finite loss that compares)."""
     with np.errstate(divide="ignore"):
         log_p = np.maximum(np.log(p), BCE_LOG_FLOOR)
         log_q = np.maximum(np.log1p(-p), BCE_LOG_FLOOR)
@@ -162,22 +168,22 @@ def binary_cross_entropy(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def binary_cross_entropy_gradient(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``dL/dp = (p - y) / max(p (1 - p), 1e-12) / n`` (PyTorch's clamp)."""
     return (p - y) / np.maximum(p * (1 - p), BCE_DENOMINATOR_FLOOR) / p.size
 
 
-# softmax cross-entropy with probability targets q (rows sum to 1), mean over the batch:
-#   L = -1/B sum_i sum_k q_ik log softmax(z_i)_k,  dL/dz = (softmax(z) - q) / B
 def softmax_cross_entropy_soft(logits: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Softmax cross-entropy with probability targets q (rows sum to 1), mean over the
+    batch: ``L = -1/B sum_i sum_k q_ik log softmax(z_i)_k``."""
     return -np.sum(q * _log_softmax(logits)) / logits.shape[0]
 
 
 def softmax_cross_entropy_soft_gradient(logits: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``dL/dz = (softmax(z) - q) / B``."""
     return (np.exp(_log_softmax(logits)) - q) / logits.shape[0]
 
 
-# label smoothing (epsilon, default 0.1): q = (1 - epsilon) onehot(y) + epsilon / K, then the
-# above
-LABEL_SMOOTHING = 0.1
+LABEL_SMOOTHING = 0.1  # the default epsilon of softmax_cross_entropy_smoothed
 
 
 def _smoothed(labels: np.ndarray, classes: int, dtype: np.dtype, epsilon: float) -> np.ndarray:
@@ -187,6 +193,8 @@ def _smoothed(labels: np.ndarray, classes: int, dtype: np.dtype, epsilon: float)
 
 def softmax_cross_entropy_smoothed(logits: np.ndarray, labels: np.ndarray,
                                    label_smoothing: float = LABEL_SMOOTHING) -> np.ndarray:
+    """Label smoothing: the soft cross-entropy with ``q = (1 - e) onehot(y) + e / K``
+    (``e = label_smoothing``, default 0.1)."""
     q = _smoothed(labels, logits.shape[1], logits.dtype, label_smoothing)
     return softmax_cross_entropy_soft(logits, q)
 
@@ -194,23 +202,26 @@ def softmax_cross_entropy_smoothed(logits: np.ndarray, labels: np.ndarray,
 def softmax_cross_entropy_smoothed_gradient(
     logits: np.ndarray, labels: np.ndarray, label_smoothing: float = LABEL_SMOOTHING
 ) -> np.ndarray:
+    """``dL/dz = (softmax(z) - q) / B`` with the smoothed q."""
     q = _smoothed(labels, logits.shape[1], logits.dtype, label_smoothing)
     return softmax_cross_entropy_soft_gradient(logits, q)
 
 
-# per-class weights w_k = linspace(0.5, 2, K), PyTorch's weighted mean:
-#   L = sum_i w_{y_i} ce_i / sum_i w_{y_i},  dL/dz_i = w_{y_i} (softmax(z_i) - onehot_i) / sum w
 def class_weights(classes: int, dtype: np.dtype) -> np.ndarray:
+    """The class weights of ``softmax_cross_entropy_weighted``: ``w_k = linspace(0.5, 2, K)``."""
     return np.linspace(0.5, 2.0, classes).astype(dtype)
 
 
 def softmax_cross_entropy_weighted(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Class-weighted softmax cross-entropy, PyTorch's weighted mean:
+    ``L = sum_i w_{y_i} ce_i / sum_i w_{y_i}``."""
     w = class_weights(logits.shape[1], logits.dtype)[labels]
     picked = _log_softmax(logits)[np.arange(logits.shape[0]), labels]
     return -np.sum(w * picked) / np.sum(w)
 
 
 def softmax_cross_entropy_weighted_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``dL/dz_i = w_{y_i} (softmax(z_i) - onehot_i) / sum_i w_{y_i}``."""
     w = class_weights(logits.shape[1], logits.dtype)[labels]
     probs = np.exp(_log_softmax(logits))
     probs[np.arange(logits.shape[0]), labels] -= 1

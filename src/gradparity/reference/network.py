@@ -20,6 +20,12 @@ Backward walks the layers from L down to 1 using only the cache:
 
 The cache holds the weights that the forward pass used, so backward cannot
 accidentally read parameters that changed after the forward pass.
+
+:class:`Backprop` is that walk as small overridable steps. It is the one
+backward pass of the project: the reference runs it as it is, the plug-in
+textbook (``gradparity.check.textbook``) and every known bug
+(``gradparity.check.bugs``) override single steps of it, and the tolerance model
+runs it on absolute values (``gradparity.compare.metrics.derivation``).
 """
 
 from __future__ import annotations
@@ -76,6 +82,10 @@ class ForwardCache:
     def output(self) -> np.ndarray:
         return self.activations[-1]  # the output layer never has dropout
 
+    @property
+    def num_layers(self) -> int:
+        return len(self.activation_names)
+
 
 def forward(
     params: Params,
@@ -124,35 +134,91 @@ def forward(
     )
 
 
+@dataclass(frozen=True)
+class Gradients:
+    """What one backward pass gives: ``params`` (``{"W1": dL/dW1, "b1": ...}``) and
+    ``deltas`` (dL/dz_l for l = 1..L)."""
+
+    params: dict[str, np.ndarray]
+    deltas: tuple[np.ndarray, ...]
+
+
+class Backprop:
+    """The backward pass of the module docstring, one overridable method per step.
+
+    Each step gets the forward cache; ``layer`` is 1-based (``L`` is the output
+    layer). Subclasses change one step and inherit the rest, so a variant
+    (a known bug, the absolute-value pass of the tolerance model) is exactly the
+    textbook with that step replaced.
+    """
+
+    def output_gradient(self, cache: ForwardCache) -> np.ndarray:
+        """dL/da_L, the loss gradient with respect to the network output."""
+        return LOSSES[cache.loss_name].bound(cache.options).gradient(cache.output,
+                                                                     cache.targets)
+
+    def activation_derivative(self, layer: int, cache: ForwardCache) -> np.ndarray:
+        """f_l'(z_l), from the cached z_l and a_l = f_l(z_l)."""
+        activation = ACTIVATIONS[cache.activation_names[layer - 1]].bound(cache.options)
+        return activation.derivative(cache.pre_activations[layer - 1],
+                                     cache.activations[layer - 1])
+
+    def masked(self, grad_output: np.ndarray, layer: int, cache: ForwardCache) -> np.ndarray:
+        """dL/df(z_l) = dL/da_l * m_l: dropout's mask scales the gradient too."""
+        if cache.masks and layer < cache.num_layers:
+            return grad_output * cache.masks[layer - 1]
+        return grad_output
+
+    def delta(self, grad_output: np.ndarray, layer: int, cache: ForwardCache) -> np.ndarray:
+        """delta_l = dL/dz_l = dL/df(z_l) * f_l'(z_l): the chain rule through the activation."""
+        return self.masked(grad_output, layer, cache) * self.activation_derivative(layer, cache)
+
+    def weight_gradient(self, a_prev: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """dL/dW_l = a_{l-1}^T delta_l, shaped (fan_in, fan_out)."""
+        return a_prev.T @ delta
+
+    def bias_gradient(self, delta: np.ndarray) -> np.ndarray:
+        """dL/db_l = the sum of delta_l over the batch (dz/db is 1 per row)."""
+        return np.sum(delta, axis=0)
+
+    def weight_for_propagation(self, layer: int, weight_gradient: np.ndarray,
+                               cache: ForwardCache) -> np.ndarray:
+        """The W_l that carries the error to layer l - 1: the one the forward pass used."""
+        return cache.weights[layer - 1]
+
+    def propagate(self, delta: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """dL/da_{l-1} = delta_l W_l^T, the gradient fed to the layer below."""
+        return delta @ weight.T
+
+    def backward(self, cache: ForwardCache) -> Gradients:
+        """Walk from layer L down to 1: every parameter gradient and every delta."""
+        grads: dict[str, np.ndarray] = {}
+        deltas: list[np.ndarray] = [np.empty(0)] * cache.num_layers
+        grad_output = self.output_gradient(cache)
+        for layer in range(cache.num_layers, 0, -1):
+            delta = self.delta(grad_output, layer, cache)
+            deltas[layer - 1] = delta
+            grads[f"W{layer}"] = self.weight_gradient(cache.inputs[layer - 1], delta)
+            grads[f"b{layer}"] = self.bias_gradient(delta)
+            if layer > 1:
+                weight = self.weight_for_propagation(layer, grads[f"W{layer}"], cache)
+                grad_output = self.propagate(delta, weight)
+        ordered = {name: grads[name] for name in parameter_names(cache.num_layers)}
+        return Gradients(ordered, tuple(deltas))
+
+
+BACKPROP = Backprop()
+"""The reference's backward pass."""
+
+
 def backward_deltas(cache: ForwardCache) -> tuple[np.ndarray, ...]:
     """dL/dz_l for every layer l = 1..L, from the cache alone."""
-    num_layers = len(cache.activation_names)
-    deltas: list[np.ndarray] = [np.empty(0)] * num_layers
-    grad_output = LOSSES[cache.loss_name].bound(cache.options).gradient(
-        cache.output, cache.targets)
-    for index in reversed(range(num_layers)):
-        activation = ACTIVATIONS[cache.activation_names[index]].bound(cache.options)
-        if cache.masks and index < num_layers - 1:
-            # a_l = f(z_l) * m_l: the mask scales dL/df(z_l) too
-            grad_output = grad_output * cache.masks[index]
-        # chain rule through the elementwise activation: dL/dz = dL/da * f'(z)
-        delta = grad_output * activation.derivative(
-            cache.pre_activations[index], cache.activations[index]
-        )
-        deltas[index] = delta
-        # dL/da_{l-1} = delta_l W_l^T feeds the layer below
-        grad_output = delta @ cache.weights[index].T
-    return tuple(deltas)
+    return BACKPROP.backward(cache).deltas
 
 
 def backward(cache: ForwardCache) -> dict[str, np.ndarray]:
     """Parameter gradients ``{"W1": dL/dW1, "b1": dL/db1, ...}`` from the cache."""
-    grads: dict[str, np.ndarray] = {}
-    for index, delta in enumerate(backward_deltas(cache)):
-        layer = index + 1
-        grads[f"W{layer}"] = cache.inputs[index].T @ delta  # dz/dW: a_{l-1}
-        grads[f"b{layer}"] = np.sum(delta, axis=0)  # dz/db: 1 per batch row
-    return grads
+    return BACKPROP.backward(cache).params
 
 
 def loss_and_gradients(

@@ -1,0 +1,112 @@
+"""The mutation catalogue: realistic buggy backprop implementations.
+
+Each mutant is the textbook implementation (:mod:`gradparity.check.textbook`) with
+bugs from the one bug catalogue (:mod:`gradparity.check.bugs`) applied: bugs that
+people really write. Every one of them must be caught by the default checks of
+``gradparity check`` with a diagnosis of the ``expected_kind`` that names the
+parameter or layer in ``expected_names``. Run one yourself:
+``gradparity check gradparity.check.mutants:mse_missing_mean`` (each mutant is
+exported as a module attribute with ``gradients`` and ``step`` methods).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gradparity.check import bugs
+from gradparity.check.plugin import Plugin
+from gradparity.check.textbook import Textbook
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    description: str
+    implementation: Textbook
+    expected_kind: str
+    expected_names: tuple[str, ...]  # a finding must mention one of these
+
+    def plugin(self) -> Plugin:
+        spec = f"gradparity.check.mutants:{self.name}"
+        return Plugin(spec, self.implementation.gradients, self.implementation.step, spec)
+
+
+def _with(*backward: bugs.Bug, update: bugs.UpdateBug | None = None) -> Textbook:
+    return Textbook(backward, update)
+
+
+CATALOGUE: tuple[Mutant, ...] = (
+    Mutant("missing_output_derivative",
+           "output delta without the output activation's derivative",
+           _with(bugs.MissingDerivative(layer=-1)), "missing_derivative", ("output activation",)),
+    Mutant("missing_first_layer_derivative",
+           "hidden delta of layer 1 without its activation derivative",
+           _with(bugs.MissingDerivative(layer=1)), "missing_derivative", ("layer 1",)),
+    Mutant("missing_second_layer_derivative",
+           "hidden delta of layer 2 without its activation derivative",
+           _with(bugs.MissingDerivative(layer=2)), "missing_derivative", ("layer 2",)),
+    Mutant("sigmoid_prime_of_activation",
+           "sigmoid'(a) computed as s(a)(1-s(a)) instead of a(1-a)",
+           _with(bugs.DerivativeAtActivation(activation="sigmoid")),
+           "derivative_at_activation", ("evaluated at",)),
+    Mutant("tanh_prime_from_z", "tanh' written 1 - z**2 instead of 1 - a**2",
+           _with(bugs.DerivativeFedZ(activation="tanh")),
+           "derivative_fed_z", ("fed the pre-activation",)),
+    Mutant("mse_missing_mean", "mse gradient 2(y_hat - y) without the 1/n",
+           _with(bugs.ScaledLossGradient("mse", "n")), "factor",
+           ("the 1/n of the mean dropped",)),
+    Mutant("mse_missing_two", "mse gradient (y_hat - y)/n without the 2",
+           _with(bugs.ScaledLossGradient("mse", "half")), "factor", ("1/2",)),
+    Mutant("mse_sign_flipped", "mse gradient written (y - y_hat)",
+           _with(bugs.ScaledLossGradient("mse", "minus")), "sign", ("wrong sign",)),
+    Mutant("cross_entropy_summed", "cross-entropy gradient not divided by the batch size",
+           _with(bugs.ScaledLossGradient("softmax_cross_entropy", "batch")), "factor",
+           ("batch size",)),
+    Mutant("cross_entropy_without_onehot",
+           "softmax gradient without subtracting the one-hot labels",
+           _with(bugs.SoftmaxWithoutOneHot()), "differs", ("W3",)),
+    Mutant("bce_missing_mean", "BCE-with-logits gradient sigmoid(z) - y without the 1/n",
+           _with(bugs.ScaledLossGradient("binary_cross_entropy_with_logits", "n")), "factor",
+           ("the 1/n of the mean dropped",)),
+    Mutant("loss_summed", "the returned loss is summed over the batch, not averaged",
+           _with(bugs.LossSummed()), "loss", ("loss",)),
+    Mutant("weight_gradient_transposed", "dW = delta^T a instead of a^T delta",
+           _with(bugs.WeightGradientTransposed()), "transposed", ("transposed",)),
+    Mutant("weight_gradient_averaged", "dW divided by the batch size (the loss already is)",
+           _with(bugs.WeightGradientAveraged()), "factor", ("1/8",)),
+    Mutant("bias_wrong_axis", "db summed over the feature axis instead of the batch",
+           _with(bugs.BiasWrongAxis()), "wrong_axis", ("wrong axis",)),
+    Mutant("bias_mean", "db averaged over the batch instead of summed",
+           _with(bugs.BiasMean()), "factor", ("1/8",)),
+    Mutant("bias_forgotten", "no bias gradient at all (zeros)",
+           _with(bugs.BiasForgotten()), "zero", ("all zeros",)),
+    Mutant("propagate_without_transpose", "delta @ W instead of delta @ W.T (square layers)",
+           _with(bugs.NoTranspose()), "missing_transpose", ("delta @ W",)),
+    Mutant("update_before_backward", "weights stepped before the error is propagated below them",
+           _with(bugs.UpdatedTooEarly()), "updated_too_early", ("already updated",)),
+    Mutant("reinitialised_weights", "fresh random weights drawn inside gradients()",
+           _with(bugs.ReinitialisedWeights()), "ignores_params", ("ignores the params",)),
+    Mutant("gradient_ascent", "theta + lr * g",
+           _with(update=bugs.GRADIENT_ASCENT), "sign", ("wrong sign",)),
+    Mutant("learning_rate_twice", "theta - lr * lr * g",
+           _with(update=bugs.LEARNING_RATE_TWICE), "factor", ("learning rate",)),
+    Mutant("optimizer_state_not_carried", "momentum / Adam moments rebuilt on every call",
+           _with(update=bugs.STATE_RESET), "state_reset", ("not carried",)),
+    Mutant("nesterov_ignored", "plain momentum where Nesterov was asked for",
+           _with(update=bugs.nesterov_toggled(False)), "nesterov_toggled", ("Nesterov",)),
+    Mutant("adam_without_bias_correction", "Adam with m and v not bias-corrected",
+           _with(update=bugs.NO_BIAS_CORRECTION), "no_bias_correction", ("bias correction",)),
+    Mutant("adam_eps_inside_sqrt", "Adam with sqrt(v_hat + eps)",
+           _with(update=bugs.EPS_INSIDE_SQRT), "eps_inside_sqrt", ("inside the square root",)),
+    Mutant("adamw_coupled_decay", "AdamW's weight decay added to the gradient (coupled)",
+           _with(update=bugs.COUPLED_DECAY), "weight_decay_mode", ("weight decay",)),
+    Mutant("weight_decay_wrong_sign", "weight decay with a flipped sign",
+           _with(update=bugs.WEIGHT_DECAY_SIGN), "weight_decay_sign", ("weight decay",)),
+)
+"""Every mutant; tests and ``gradparity mutants`` read it."""
+
+BY_NAME: dict[str, Mutant] = {mutant.name: mutant for mutant in CATALOGUE}
+
+# each mutant as a module attribute (an object with gradients and step), so that
+# `gradparity check gradparity.check.mutants:<name>` works
+globals().update({mutant.name: mutant.implementation for mutant in CATALOGUE})

@@ -1,0 +1,118 @@
+"""The reference in plug-in form: ``gradients(params, x, y, case)`` and ``step(...)``.
+
+:class:`Textbook` runs the reference's own forward pass and backward pass
+(:class:`gradparity.reference.network.Backprop`) behind the contract of
+``gradparity check``, optionally with known bugs (:mod:`gradparity.check.bugs`)
+applied to single steps. ``gradparity check gradparity.check.textbook:gradients``
+must pass; every mutant of :mod:`gradparity.check.mutants` and every hypothesis of
+the diagnosis is this textbook with bugs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gradparity.check.bugs import Bug, UpdateBug
+from gradparity.reference import OPTIMIZERS
+from gradparity.reference.network import Backprop, ForwardCache, forward
+from gradparity.reference.schedules import step_hyperparameters
+
+
+class _BuggyBackprop(Backprop):
+    """The reference's backward pass with each step passed through ``bugs`` in turn."""
+
+    def __init__(self, bugs: Sequence[Bug]) -> None:
+        self.bugs = tuple(bugs)
+
+    def output_gradient(self, cache: ForwardCache) -> np.ndarray:
+        value = super().output_gradient(cache)
+        for bug in self.bugs:
+            value = bug.output_gradient(value, cache)
+        return value
+
+    def activation_derivative(self, layer: int, cache: ForwardCache) -> np.ndarray:
+        value = super().activation_derivative(layer, cache)
+        for bug in self.bugs:
+            value = bug.activation_derivative(value, layer, cache)
+        return value
+
+    def weight_gradient(self, a_prev: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        value = super().weight_gradient(a_prev, delta)
+        for bug in self.bugs:
+            value = bug.weight_gradient(value, a_prev, delta)
+        return value
+
+    def bias_gradient(self, delta: np.ndarray) -> np.ndarray:
+        value = super().bias_gradient(delta)
+        for bug in self.bugs:
+            value = bug.bias_gradient(value, delta)
+        return value
+
+    def weight_for_propagation(self, layer: int, weight_gradient: np.ndarray,
+                               cache: ForwardCache) -> np.ndarray:
+        value = super().weight_for_propagation(layer, weight_gradient, cache)
+        for bug in self.bugs:
+            value = bug.weight_for_propagation(value, layer, weight_gradient, cache)
+        return value
+
+    def propagate(self, delta: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        value = super().propagate(delta, weight)
+        for bug in self.bugs:
+            value = bug.propagate(value, delta, weight)
+        return value
+
+
+class Textbook:
+    """Forward with cached activations, backward by the chain rule, one optimizer step.
+
+    ``bugs``: known mistakes applied to the backward pass (each where it applies to
+    the case); ``update_bug``: a wrong optimizer step used instead of the right one
+    where it applies. Without either, this is the reference.
+    """
+
+    def __init__(self, bugs: Sequence[Bug] = (), update_bug: UpdateBug | None = None) -> None:
+        self.bugs = tuple(bugs)
+        self.update_bug = update_bug
+
+    def _bugs(self, case: Any) -> tuple[Bug, ...]:
+        return tuple(bug.bind(case) for bug in self.bugs if bug.applies(case))
+
+    def gradients(self, params: dict, x: np.ndarray, y: np.ndarray, case: Any) -> tuple:
+        """The plug-in contract: ``(loss, grads)`` at ``params`` on ``(x, y)``."""
+        bugs = self._bugs(case)
+        for bug in bugs:
+            params = bug.params_seen(params, case)
+        cache = forward(params, x, y, case.activations, case.loss, case.all_options)
+        loss = float(cache.loss)
+        for bug in bugs:
+            loss = bug.loss_value(loss, cache)
+        return loss, _BuggyBackprop(bugs).backward(cache).params
+
+    def step(self, params: dict, grads: dict, state: Any, case: Any) -> tuple[dict, Any]:
+        """One update with the case's optimizer; ``state`` is None on the first call.
+
+        The state counts completed steps, which sets the scheduled learning rate."""
+        optimizer = OPTIMIZERS[case.optimizer]
+        bug = self.update_bug if self.update_bug and self.update_bug.applies(case) else None
+        if state is None or (bug is not None and bug.fresh_state):
+            state = optimizer.init(params)
+        hp = step_hyperparameters(case.hparams, case.all_options, state.step, case.steps)
+        if bug is not None:
+            return bug.update(optimizer, params, grads, state, hp)
+        return optimizer.update(params, grads, state, hp)
+
+
+_TEXTBOOK = Textbook()
+
+
+def gradients(params: dict, x: np.ndarray, y: np.ndarray, case: Any) -> tuple:
+    """The plug-in contract, implemented by the textbook."""
+    return _TEXTBOOK.gradients(params, x, y, case)
+
+
+def step(params: dict, grads: dict, state: Any, case: Any) -> tuple[dict, Any]:
+    """The optional update contract, implemented by the textbook."""
+    return _TEXTBOOK.step(params, grads, state, case)

@@ -1,0 +1,55 @@
+"""The ``gradparity`` command line.
+
+Exit codes: 0 every check agrees, 1 a disagreement was found, 2 usage or input error
+(``diff``: 1 when a case stopped passing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gradparity.cli import check, diff, listing, mutants, run
+
+COMMANDS = {"run": run, "diff": diff, "list": listing, "check": check, "mutants": mutants}
+"""Every command and the module that implements it (``add_parser`` and ``run``), in the
+order ``gradparity --help`` lists them."""
+
+EXAMPLES = """\
+examples:
+  gradparity run                         # default matrix -> reports/REPORT.md (+ JSON, CSV, PNG)
+  gradparity run --out /tmp/parity      # -> /tmp/parity/REPORT.md
+  gradparity run --config examples/cases.toml --frameworks numpy,torch
+  gradparity diff old/results.json new/results.json
+  gradparity list                        # registered activations, losses, frameworks
+  gradparity check my_mlp.py:gradients   # check your own backprop (see check --help)
+  gradparity mutants                     # the mutation catalogue's kill matrix
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradparity",
+        description="Check textbook NumPy backprop against PyTorch autograd and JAX grad.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command",
+                                     metavar="{run,list,check,diff,mutants}")
+    for module in COMMANDS.values():
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gradparity`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command in COMMANDS:
+        return COMMANDS[args.command].run(args)
+    _parser().print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""``gradparity run``: the matrix (or a case file), its report and results files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from gradparity.adapters import (
+    DEVICES,
+    FRAMEWORKS,
+    PrecisionError,
+    check_frameworks_on_device,
+    get_adapter,
+)
+from gradparity.cli.common import usage_error
+from gradparity.compare.tolerances import TOLERANCE_MODES
+from gradparity.harness.porting import run_porting
+from gradparity.harness.runner import CaseOutcome, validate_frameworks
+from gradparity.harness.workers import check_workers, ordered_map, run_cases, sweep_outcome
+from gradparity.report.outputs import write_outputs
+from gradparity.spec.case_files import ConfigError, load_cases
+from gradparity.spec.matrix import default_cases, xor_case
+
+RUN_EXAMPLES = """\
+examples:
+  gradparity run                          # default matrix -> reports/REPORT.md, results.json,
+                                          #   checks.csv and PNG plots
+  gradparity run --out /tmp/parity --frameworks numpy,torch --filter float64
+  gradparity run --config examples/cases.toml
+  gradparity run --seeds 20               # plus a 20-seed sweep per case
+
+exit codes: 0 every check agrees; 1 a disagreement; 2 usage or input error.
+"""
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run", help="run the built-in matrix (or a case file) and write the report",
+        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--out", type=Path, default=Path("reports"),
+                     help="directory for REPORT.md, results.json, checks.csv, plots "
+                     "(default: reports)")
+    run.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                     help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default: all)")
+    run.add_argument("--config", type=Path, help="a TOML case file instead of the built-in "
+                     "matrix (see examples/cases.toml)")
+    run.add_argument("--filter", help="only cases whose id contains this text")
+    run.add_argument("--seeds", type=int, default=0, metavar="K",
+                     help="also run every case over seeds 0..K-1 and report the distribution "
+                     "of observed/allowed and the failure rate (default: no sweep)")
+    run.add_argument("--case-timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="record a case that runs longer as an error and go on "
+                     "(default 600; 0: no limit)")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="run cases in N worker processes; results are merged in case "
+                     "order, so the outputs do not depend on N (default 1)")
+    run.add_argument("--tolerances", choices=TOLERANCE_MODES, default="full",
+                     help="full: every check against its derived tolerance; screened: "
+                     "against the tolerance model's floors first, deriving the full model "
+                     "only for a pair that exceeds one (same verdicts, faster; a check that "
+                     "passed its floor reports the floor as its tolerance). Default: full")
+    run.add_argument("--device", choices=list(DEVICES), default="cpu",
+                     help="where torch and jax compute (gpu is cuda); the NumPy reference, "
+                     "the oracles and the tolerance model stay on the CPU (default: cpu)")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--quiet", action="store_true", help="print only the verdict")
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; one line per case elsewhere; nothing if quiet."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet = total, quiet
+        self.tty = sys.stderr.isatty()
+        self.started = time.perf_counter()
+
+    def update(self, index: int, label: str, ok: bool) -> None:
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.started
+        if self.tty:
+            done = int(30 * index / self.total)
+            sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {index}/{self.total} "
+                             f"{elapsed:5.1f} s {'ok  ' if ok else 'FAIL'} {label[:50]:50}")
+            if index == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        else:
+            print(f"[{index:3}/{self.total}] {'ok  ' if ok else 'FAIL'} {label}", flush=True)
+
+
+def _cases(args: argparse.Namespace):
+    if args.config is not None:
+        cases, xor_cases = load_cases(args.config), []
+    else:
+        cases, xor_cases = default_cases(), [xor_case("float64"), xor_case("float32")]
+    if args.filter:
+        cases = [c for c in cases if args.filter in c.id]
+        xor_cases = [c for c in xor_cases if args.filter in c.id]
+    return cases, xor_cases
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        frameworks = validate_frameworks([f.strip() for f in args.frameworks.split(",") if f])
+        if not frameworks:
+            raise ValueError("--frameworks: no framework given")
+        if args.seeds < 0:
+            raise ValueError(f"--seeds: invalid value {args.seeds}; allowed: an integer >= 0")
+        check_workers(args.workers)
+        if not args.case_timeout >= 0:
+            raise ValueError(f"--case-timeout: invalid value {args.case_timeout}; allowed: "
+                             "a number of seconds >= 0 (0: no limit)")
+        cases, xor_cases = _cases(args)
+        check_frameworks_on_device(frameworks, args.device)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except ValueError as error:
+        return usage_error("run", str(error))
+    if not cases and not xor_cases:
+        return usage_error("run", f"--filter: no case id contains {args.filter!r}")
+    progress = _Progress(len(cases) + len(xor_cases) + len(cases) * bool(args.seeds),
+                         args.quiet)
+    outcomes: list[CaseOutcome] = []
+    try:
+        for outcome in run_cases([*cases, *xor_cases], frameworks, workers=args.workers,
+                                 time_limit=args.case_timeout or None,
+                                 tolerances=args.tolerances, device=args.device):
+            outcomes.append(outcome)
+            progress.update(len(outcomes), outcome.case.id, outcome.passed)
+        sweeps = []
+        items = ([(case, args.seeds, tuple(frameworks), args.device) for case in cases]
+                 if args.seeds else [])
+        swept = ordered_map(sweep_outcome, items, args.workers)
+        for index, ((case, *_), (ratios, failures)) in enumerate(zip(items, swept,
+                                                                     strict=True), start=1):
+            sweeps.append((case.id, ratios, failures))
+            progress.update(len(outcomes) + index, f"{args.seeds} seeds: {case.id}",
+                            failures == 0)
+    except PrecisionError as error:
+        print(f"gradparity run: {error}", file=sys.stderr)
+        return 1
+    porting = _porting(args, frameworks)
+    command = _command(args, frameworks)
+    write_outputs(outcomes, len(cases), frameworks, command, sweeps, args.out,
+                  plots=not args.no_plots, porting=porting, device=args.device)
+    failed = [o.case.id for o in outcomes if not o.passed]
+    failed += [f"porting {row.case.id}" for row in porting if row.verdict.startswith("unexp")]
+    total = len(outcomes)
+    errors = sum(len(o.errors) for o in outcomes)
+    verdict = f"{len(failed)} of {total} cases DISAGREE" if failed else f"all {total} cases agree"
+    if errors:
+        verdict += f" ({errors} error(s))"
+    if not any(o.compared for o in outcomes):
+        verdict = "NOTHING WAS COMPARED"
+    print(f"{verdict}; report: {args.out / 'REPORT.md'} "
+          f"({time.perf_counter() - progress.started:.1f} s)")
+    return 1 if failed else 0
+
+
+def _porting(args: argparse.Namespace, frameworks) -> list:
+    """The library-defaults porting table, for the default matrix with torch and jax."""
+    both = {"torch", "jax"} <= set(frameworks) and all(
+        get_adapter(name).availability().available for name in ("torch", "jax"))
+    if not both or args.config is not None or args.filter:
+        return []
+    return run_porting()
+
+
+def _command(args: argparse.Namespace, frameworks) -> str:
+    command = "gradparity run"
+    if args.out != Path("reports"):
+        command += f" --out {args.out}"
+    if frameworks != tuple(FRAMEWORKS):
+        command += f" --frameworks {','.join(frameworks)}"
+    if args.config is not None:
+        command += f" --config {args.config}"
+    if args.filter:
+        command += f" --filter {args.filter}"
+    if args.seeds:
+        command += f" --seeds {args.seeds}"
+    if args.tolerances != "full":
+        command += f" --tolerances {args.tolerances}"
+    if args.device != "cpu":
+        command += f" --device {args.device}"
+    return command

@@ -1,0 +1,182 @@
+"""Comparison metrics and assertion helpers: how far one array is from its baseline.
+
+For two arrays ``a`` (the implementation under test) and ``b`` (its baseline):
+
+* ``max_abs``   = max |a - b|
+* ``max_rel``   = max |a - b| / |b| over elements, with 0/0 = 0 and x/0 = inf
+* ``normwise``  = max |a - b| / max |b|   (the pass/fail metric)
+* ``normwise_eps`` = normwise / eps(dtype)
+
+The normwise measure is used for pass/fail because elementwise relative error
+explodes on entries that are nearly zero by cancellation, where a few ulps of
+absolute error are the expected outcome of correct arithmetic.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def format_eps(value: float) -> str:
+    """``"3.2 eps"``, or ``"2.86e+15 eps"`` once fixed point stops being readable."""
+    return f"{value:.1f} eps" if value < 1e4 else f"{value:.2e} eps"
+
+
+@functools.cache
+def machine_epsilon(dtype: str) -> float:
+    return float(np.finfo(np.dtype(dtype)).eps)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How far one quantity of one implementation is from its baseline."""
+
+    case_id: str
+    dtype: str
+    framework: str
+    baseline: str
+    quantity: str  # "loss", "gradient", "delta", "params@<step>", "trajectory", "state", "losses"
+    parameter: str  # "W1", "b1", ..., "loss", or a state slot "first_moment/W1"
+    max_abs: float
+    max_rel: float
+    normwise: float
+    normwise_eps: float
+    tolerance: float
+    worst_index: tuple[int, ...]
+    value: float
+    baseline_value: float
+    passed: bool
+    note: str = ""
+
+    @property
+    def pair(self) -> str:
+        return f"{self.framework} vs {self.baseline}"
+
+    @property
+    def headroom(self) -> float:
+        """observed / allowed: below 1 passes."""
+        return self.normwise / self.tolerance
+
+    def message(self) -> str:
+        """Which case, pair, parameter and index, both values, and by how much."""
+        what = self.quantity if self.parameter == "loss" else f"{self.quantity} of {self.parameter}"
+        where = f"case {self.case_id}: {self.pair}, {what}"
+        if self.note:
+            return f"{where}: {self.note}"
+        eps = machine_epsilon(self.dtype)
+        return (
+            f"{where}: normwise relative difference {self.normwise:.3e} "
+            f"({format_eps(self.normwise_eps)}) {'<=' if self.passed else '>'} tolerance "
+            f"{self.tolerance:.3e} ({self.tolerance / eps:.0f} eps); worst index "
+            f"{self.worst_index}: {self.framework}={self.value!r}, "
+            f"{self.baseline}={self.baseline_value!r}, |diff|={self.max_abs:.3e}"
+        )
+
+
+def _nonfinite_summary(array: np.ndarray) -> str:
+    nan, inf = np.isnan(array), np.isinf(array)
+    if not (nan.any() or inf.any()):
+        return "all finite"
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(nan | inf)), array.shape))
+    return f"{int(nan.sum())} NaN and {int(inf.sum())} Inf (first at {first})"
+
+
+def nonfinite_note(a: np.ndarray, b: np.ndarray, framework: str, baseline: str) -> str:
+    """Counts and first index of NaN/Inf on each side. Never a match: two NaN at the same
+    place are said to be that, explicitly, and the check fails."""
+    same = (np.array_equal(np.isnan(a), np.isnan(b)) and np.isnan(a).any()
+            and np.array_equal(np.isinf(a) & (a > 0), np.isinf(b) & (b > 0))
+            and np.array_equal(np.isinf(a) & (a < 0), np.isinf(b) & (b < 0)))
+    text = (f"non-finite values: {framework} has {_nonfinite_summary(a)}; {baseline} has "
+            f"{_nonfinite_summary(b)}")
+    if same:
+        text += (" - both produce NaN at the same places: reported as non-finite, not as "
+                 "agreement")
+    return text
+
+
+def compare_arrays(
+    value: np.ndarray | None,
+    baseline: np.ndarray,
+    *,
+    case_id: str,
+    dtype: str,
+    framework: str,
+    baseline_name: str,
+    quantity: str,
+    parameter: str,
+    tolerance: float,
+) -> Difference:
+    """Compare one array with its baseline (both computed in float64 for exactness); the
+    check passes when the normwise relative difference is at most ``tolerance``."""
+    tol = tolerance
+    common = {
+        "case_id": case_id, "dtype": dtype, "framework": framework,
+        "baseline": baseline_name, "quantity": quantity, "parameter": parameter,
+        "tolerance": tol,
+    }
+    failed = {
+        "max_abs": np.inf, "max_rel": np.inf, "normwise": np.inf, "normwise_eps": np.inf,
+        "passed": False,
+    }
+    b = np.asarray(baseline, dtype=np.float64)
+    if value is None:
+        return Difference(
+            **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
+            note=f"missing from the {framework} result",
+        )
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape != b.shape:
+        return Difference(
+            **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
+            note=f"shape {a.shape} does not match the {baseline_name} shape {b.shape}",
+        )
+    nonfinite = ~(np.isfinite(a) & np.isfinite(b))
+    if nonfinite.any():
+        index = np.unravel_index(int(np.argmax(nonfinite)), a.shape)
+        return Difference(
+            **common, **failed, worst_index=tuple(int(i) for i in index),
+            value=float(a[index]), baseline_value=float(b[index]),
+            note=nonfinite_note(a, b, framework, baseline_name),
+        )
+    diff = np.abs(a - b)
+    index = np.unravel_index(int(np.argmax(diff)), a.shape) if a.size else ()
+    max_abs = float(diff.max()) if a.size else 0.0
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    normwise = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(diff == 0, 0.0, diff / np.abs(b))
+    return Difference(
+        **common,
+        max_abs=max_abs,
+        max_rel=float(relative.max()) if a.size else 0.0,
+        normwise=normwise,
+        normwise_eps=normwise / machine_epsilon(dtype),
+        worst_index=tuple(int(i) for i in index),
+        value=float(a[index]) if a.size else np.nan,
+        baseline_value=float(b[index]) if b.size else np.nan,
+        passed=bool(normwise <= tol),
+    )
+
+
+class ParityError(AssertionError):
+    """Raised by :func:`assert_parity`; ``differences`` holds the failed checks."""
+
+    def __init__(self, differences: list[Difference]) -> None:
+        self.differences = differences
+        lines = [d.message() for d in differences[:10]]
+        if len(differences) > 10:
+            lines.append(f"... and {len(differences) - 10} more failed checks")
+        super().__init__(f"{len(differences)} check(s) failed:\n" + "\n".join(lines))
+
+
+def assert_parity(differences: Iterable[Difference]) -> None:
+    """Raise :class:`ParityError` naming every check that exceeded its tolerance."""
+    __tracebackhide__ = True  # pytest: show the message, not this frame's locals
+    failed = [d for d in differences if not d.passed]
+    if failed:
+        raise ParityError(failed)

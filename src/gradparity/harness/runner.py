@@ -1,0 +1,335 @@
+"""Run one case on every requested framework, compare every pair, and explain gaps.
+
+Besides the pairwise checks, :func:`run_case` also measures each
+implementation against independent oracles and says where things broke:
+
+* the **float64 oracle** (float32 cases): the NumPy reference run in float64
+  from the same float32-rounded weights and data; each implementation's own
+  error against it, in float32 epsilons;
+* **finite differences** (float64, no framework) against the reference gradient;
+* for every failing check, **rounding or bug**: the case is rerun in float64;
+  a rounding error shrinks by about eps64/eps32, a logic difference does not;
+* the **first backward divergence** (step, layer) from the dL/dz_l signals;
+* **trajectories** free-running and teacher-forced (every step restarted from
+  the reference's parameters), so per-step error is told apart from drift.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from itertools import combinations
+
+import numpy as np
+
+from gradparity.adapters import FRAMEWORKS, RunResult, check_device, get_adapter
+from gradparity.adapters.base import run_teacher_forced
+from gradparity.compare.derivation import derive, floors
+from gradparity.compare.finite_differences import check_against_finite_differences
+from gradparity.compare.metrics import Difference, machine_epsilon
+from gradparity.compare.pairwise import compare_results, first_backward_divergence
+from gradparity.compare.tolerances import ROUNDING_SHRINK_SLACK, TOLERANCE_MODES
+from gradparity.spec.case import Case
+from gradparity.spec.data import Problem, make_problem
+
+
+class CaseTimeout(Exception):
+    """A case ran past its time limit (``run_isolated``)."""
+
+
+ORACLE = "float64 oracle"
+FINITE_DIFFERENCES = "finite differences"
+
+
+@dataclass(frozen=True)
+class TrajectoryErrors:
+    """Per-step normwise error (in eps) of one framework against the reference."""
+
+    free_running: tuple[float, ...]
+    teacher_forced: tuple[float, ...]
+
+    @property
+    def growth_per_step(self) -> float:
+        """Geometric mean growth of the free-running error from step 1 to the last."""
+        if len(self.free_running) < 2:
+            return float("nan")
+        # errors below one eps are a single rounding: count them as one eps
+        first, last = max(self.free_running[0], 1.0), max(self.free_running[-1], 1.0)
+        return float((last / first) ** (1 / (len(self.free_running) - 1)))
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """Results of one case: per framework, the skipped ones, and every check."""
+
+    case: Case
+    results: dict[str, RunResult]
+    skipped: dict[str, str] = field(default_factory=dict)  # framework -> reason
+    differences: tuple[Difference, ...] = ()
+    oracle_differences: tuple[Difference, ...] = ()  # each implementation vs the oracle
+    verdicts: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+    localisation: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    trajectories: dict[str, TrajectoryErrors] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # framework (or "case") -> traceback
+
+    @property
+    def checks(self) -> tuple[Difference, ...]:
+        return self.differences + self.oracle_differences
+
+    @property
+    def compared(self) -> bool:
+        """Whether anything was compared at all (a pair or an oracle)."""
+        return bool(self.checks)
+
+    @property
+    def passed(self) -> bool:
+        """Every check passed, at least one was made, and nothing raised."""
+        return self.compared and not self.errors and all(d.passed for d in self.checks)
+
+    def worst(self, framework: str, baseline: str) -> Difference | None:
+        """The check of this pair with the largest observed/allowed ratio."""
+        pair = [d for d in self.checks if (d.framework, d.baseline) == (framework, baseline)]
+        return max(pair, key=lambda d: d.headroom) if pair else None
+
+    def worst_against_oracle(self) -> Difference | None:
+        """The implementation furthest from the oracle (float64 oracle or finite differences)."""
+        candidates = [d for d in self.oracle_differences if d.baseline == ORACLE]
+        return max(candidates, key=lambda d: d.normwise) if candidates else None
+
+
+def validate_frameworks(frameworks: Sequence[str]) -> tuple[str, ...]:
+    """Keep registry order; reject unknown names."""
+    for name in frameworks:
+        if name not in FRAMEWORKS:
+            raise ValueError(
+                f"frameworks: invalid value {name!r}; allowed: {', '.join(FRAMEWORKS)}"
+            )
+    return tuple(name for name in FRAMEWORKS if name in frameworks)
+
+
+def framework_pairs(frameworks: Sequence[str]) -> list[tuple[str, str]]:
+    """``(framework, baseline)`` pairs; the earlier framework in registry order is the baseline."""
+    ordered = validate_frameworks(frameworks)
+    return [(later, earlier) for earlier, later in combinations(ordered, 2)]
+
+
+def short_traceback(error: BaseException, limit: int = 4) -> str:
+    """The exception and the last ``limit`` frames: enough to find it, short enough to
+    report."""
+    lines = traceback.format_exception(type(error), error, error.__traceback__, limit=-limit)
+    return "".join(lines).rstrip()
+
+
+def _run_all(case: Case, problem: Problem, frameworks: Sequence[str], device: str = "cpu"):
+    """Each framework's result; one that raises is recorded as an error, the rest go on."""
+    results: dict[str, RunResult] = {}
+    skipped: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name in frameworks:
+        adapter = get_adapter(name, device)
+        availability = adapter.availability()
+        if not availability.available:
+            skipped[name] = availability.reason
+            continue
+        reason = adapter.unsupported_reason(case)
+        if reason is not None:
+            skipped[name] = f"not expressible in {name}: {reason}"
+            continue
+        try:
+            results[name] = adapter.run(case, problem)
+        except CaseTimeout:
+            raise
+        except Exception as error:  # an adapter bug must not stop the other frameworks
+            errors[name] = short_traceback(error)
+    return results, skipped, errors
+
+
+def float64_oracle(case: Case, problem: Problem) -> RunResult:
+    """The NumPy reference in float64 from the (already rounded) inputs of ``problem``."""
+    result = get_adapter("numpy").run(replace(case, dtype="float64"), problem.as_float64())
+    return replace(result, framework=ORACLE, case_id=case.id)
+
+
+def _trajectory_errors(case, problem, results, device="cpu") -> dict[str, TrajectoryErrors]:
+    reference = results.get("numpy")
+    if reference is None or case.steps < 2:
+        return {}
+    eps = machine_epsilon(case.dtype)
+
+    def error(params, step):
+        target = reference.parameters_after(step)
+        return max(
+            float(np.abs(np.asarray(params[n], np.float64) - target[n]).max()
+                  / max(np.abs(target[n]).max(), np.finfo(float).tiny))
+            for n in target
+        ) / eps
+
+    errors = {}
+    for name, result in results.items():
+        if name == "numpy":
+            continue
+        forced = run_teacher_forced(get_adapter(name, device), case, problem, reference)
+        errors[name] = TrajectoryErrors(
+            free_running=tuple(error(result.parameters_after(t), t)
+                               for t in range(1, case.steps + 1)),
+            teacher_forced=tuple(error(p, t) for t, p in enumerate(forced, start=1)),
+        )
+    return errors
+
+
+def rounding_or_bug(case: Case, failed: Sequence[Difference],
+                    frameworks: Sequence[str]) -> dict[tuple[str, str, str, str], str]:
+    """Rerun a float32 case in float64: does each failing check shrink like rounding?"""
+    verdicts: dict[tuple[str, str, str, str], str] = {}
+    for d in failed:
+        if d.baseline == FINITE_DIFFERENCES:
+            verdicts[(d.framework, d.baseline, d.quantity, d.parameter)] = (
+                "logic difference: the reference disagrees with float64 finite differences")
+    failed = [d for d in failed if d.baseline != FINITE_DIFFERENCES]
+    if not failed:
+        return verdicts
+    if case.dtype == "float64":
+        for d in failed:
+            verdicts[(d.framework, d.baseline, d.quantity, d.parameter)] = (
+                "logic difference: fails in float64, where rounding cannot explain it")
+        return verdicts
+    wide = run_case(replace(case, dtype="float64"), frameworks, explain=False)
+    again = {(d.framework, d.baseline.replace(ORACLE, "numpy"), d.quantity, d.parameter): d
+             for d in wide.checks}
+    expected = machine_epsilon("float64") / machine_epsilon("float32")
+    for d in failed:
+        key = (d.framework, d.baseline, d.quantity, d.parameter)
+        other = again.get((d.framework, d.baseline.replace(ORACLE, "numpy"), d.quantity,
+                           d.parameter))
+        if other is None:
+            verdicts[key] = "undetermined: no float64 counterpart"
+            continue
+        ratio = other.normwise / d.normwise if d.normwise else float("inf")
+        if other.passed and ratio < ROUNDING_SHRINK_SLACK * expected:
+            verdicts[key] = (f"rounding: shrinks x{ratio:.1e} in float64 (eps ratio "
+                             f"{expected:.1e}) and passes there")
+        else:
+            verdicts[key] = (f"logic difference: float32 {d.normwise:.2e}, float64 "
+                             f"{other.normwise:.2e} (does not shrink with precision)")
+    return verdicts
+
+
+def compare_pair(result: RunResult, baseline: RunResult, case: Case, *,
+                 tolerances: str = "full", problem: Problem | None = None,
+                 steps: Sequence[int] | None = None) -> list[Difference]:
+    """Every check of one pair, against the tolerance model derived for ``case``.
+
+    ``tolerances="screened"`` judges the pair against the model's floors first
+    (:func:`gradparity.compare.derivation.floors`, a lower bound of each derived
+    tolerance) and derives the full model only when some check exceeds its floor: the
+    same verdicts for less work, but a check that passed its floor reports the floor as
+    its tolerance. ``problem``: the weights and data the case ran on, where they are not
+    the generated ones (the model is evaluated on them). ``steps``: see
+    :func:`gradparity.compare.pairwise.compare_results`."""
+    if tolerances not in TOLERANCE_MODES:
+        raise ValueError(f"tolerances: invalid value {tolerances!r}; allowed: "
+                         f"{', '.join(TOLERANCE_MODES)}")
+    if tolerances == "screened":
+        screened = compare_results(result, baseline, case, floors(case, problem), steps=steps)
+        if all(d.passed for d in screened):
+            return screened
+    return compare_results(result, baseline, case, derive(case, problem), steps=steps)
+
+
+def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
+             explain: bool = True, finite_differences: bool = True,
+             problem: Problem | None = None, tolerances: str = "full",
+             device: str = "cpu") -> CaseOutcome:
+    """Run ``case`` on each available framework, compare all pairs and the oracles.
+
+    ``problem`` replaces the generated weights and data (see
+    :func:`gradparity.spec.data.problem_from_arrays`, which validates user data);
+    ``tolerances`` is one of :data:`~gradparity.compare.tolerances.TOLERANCE_MODES`;
+    ``device`` (see :data:`gradparity.adapters.DEVICES`) is where torch and JAX compute,
+    while the NumPy reference, the oracles and the tolerance model stay on the CPU."""
+    if tolerances not in TOLERANCE_MODES:
+        raise ValueError(f"tolerances: invalid value {tolerances!r}; allowed: "
+                         f"{', '.join(TOLERANCE_MODES)}")
+    device = check_device(device)
+    frameworks = validate_frameworks(frameworks)
+    given = problem  # user data: the tolerance model is evaluated on it, not on generated
+    problem = make_problem(case) if problem is None else problem
+    results, skipped, errors = _run_all(case, problem, frameworks, device)
+    differences: list[Difference] = []
+    for framework, baseline in framework_pairs(list(results)):
+        differences += compare_pair(results[framework], results[baseline], case,
+                                    tolerances=tolerances, problem=given)
+    oracle_differences: list[Difference] = []
+    needs_oracle = case.dtype == "float32" and (explain or (
+        finite_differences and "numpy" in results))
+    oracle = float64_oracle(case, problem) if needs_oracle else None
+    if oracle is not None and explain:
+        for result in results.values():
+            oracle_differences += compare_pair(result, oracle, case, tolerances=tolerances,
+                                               problem=given)
+    if finite_differences and "numpy" in results:
+        # the reference's maths is checked in float64: a float32 gradient's own
+        # rounding (~1e-7) would eat most of the 1e-6 finite-difference budget
+        reference = oracle if oracle is not None else results["numpy"]
+        oracle_differences += check_against_finite_differences(case, problem, reference)
+    if not explain:
+        return CaseOutcome(case, results, skipped, tuple(differences), tuple(oracle_differences),
+                           errors=errors)
+    failed = [d for d in differences + oracle_differences if not d.passed]
+    localisation = {}
+    for framework, baseline in framework_pairs(list(results)):
+        where = first_backward_divergence(results[framework], results[baseline], case,
+                                          floors(case, given))
+        if where is not None:
+            localisation[(framework, baseline)] = where
+    return CaseOutcome(
+        case, results, skipped, tuple(differences), tuple(oracle_differences), errors=errors,
+        verdicts=rounding_or_bug(case, failed, frameworks),
+        localisation=localisation,
+        trajectories=_trajectory_errors(case, problem, results, device),
+    )
+
+
+def run_isolated(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
+                 time_limit: float | None = None, **options) -> CaseOutcome:
+    """:func:`run_case`, but an exception or a case running past ``time_limit`` seconds
+    becomes an error of this case (``errors["case"]``) instead of ending the run.
+
+    The time limit uses ``SIGALRM``, so it applies only in the main thread of a
+    POSIX process; elsewhere the case runs without one.
+    """
+    use_alarm = (time_limit is not None and hasattr(signal, "setitimer")
+                 and threading.current_thread() is threading.main_thread())
+
+    def expire(signum, frame):
+        raise CaseTimeout(f"case {case.id} exceeded the per-case time limit of "
+                          f"{time_limit:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire) if use_alarm else None
+    if use_alarm:
+        signal.setitimer(signal.ITIMER_REAL, time_limit)
+    try:
+        return run_case(case, frameworks, **options)
+    except Exception as error:  # CaseTimeout included
+        message = str(error) if isinstance(error, CaseTimeout) else short_traceback(error)
+        return CaseOutcome(case, {}, errors={"case": message})
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def sweep_seeds(case: Case, seeds: int, frameworks: Sequence[str] = tuple(FRAMEWORKS),
+                device: str = "cpu"):
+    """Run ``case`` over seeds ``0..seeds-1``: the largest observed/allowed per run."""
+    outcomes = [run_case(replace(case, seed=seed), frameworks, explain=False, device=device)
+                for seed in range(seeds)]
+    ratios = np.array([max((d.headroom for d in o.checks), default=0.0) for o in outcomes])
+    failures = sum(not o.passed for o in outcomes)
+    return ratios, failures
+
+
+__all__ = ["ORACLE", "CaseOutcome", "compare_pair", "framework_pairs", "run_case"]

@@ -1,0 +1,184 @@
+"""Machine-readable results (``results.json``, ``checks.csv``) and the numeric-mode audit.
+
+``results.json`` schema (``schema_version`` 1):
+
+    {
+      "schema_version": 1,
+      "run": {"timestamp": "...", "command": "..."},   # the only field that changes between
+                                                        # two identical runs
+      "audit": {"versions": {...}, "settings": {...}, "non_ieee_float32": [...]},
+      "frameworks": ["numpy", "torch", "jax"],
+      "summary": {"cases": N, "failed_cases": [...], "checks": N, "failed_checks": N},
+      "cases": [
+        {"id": ..., "case": {Case.to_dict()}, "passed": bool, "skipped": {framework: reason},
+         "errors": {framework or "case": short traceback},
+         "localisation": [{"framework", "baseline", "step", "layer"}],
+         "trajectories": {framework: {"free_running": [eps...], "teacher_forced": [eps...]}},
+         "checks": [CHECK, ...]}
+      ],
+      "porting": [{"case": id, "torch_case": id, "jax_case": id, "gradient", "after_first",
+                   "after_last", "conventions": [...], "verdict"}]   # library-defaults mode
+    }
+
+    CHECK = {"framework", "baseline", "quantity", "parameter", "normwise", "normwise_eps",
+             "tolerance", "headroom", "max_abs", "max_rel", "worst_index", "value",
+             "baseline_value", "passed", "note", "verdict"}
+
+Non-finite numbers are written as the strings "inf", "-inf" and "nan".
+``checks.csv`` has one row per check with the case id first:
+``pandas.read_csv("reports/checks.csv")``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gradparity.harness.runner import CaseOutcome
+from gradparity.report.files import write_report
+
+SCHEMA_VERSION = 1
+CHECK_FIELDS = (
+    "framework", "baseline", "quantity", "parameter", "normwise", "normwise_eps", "tolerance",
+    "headroom", "max_abs", "max_rel", "worst_index", "value", "baseline_value", "passed", "note",
+)
+
+
+def _number(value: float) -> float | str:
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _check(difference, verdict: str) -> dict[str, Any]:
+    row = {}
+    for field in CHECK_FIELDS:
+        value = getattr(difference, field)
+        if field == "worst_index":
+            value = list(value)
+        elif isinstance(value, float | np.floating):
+            value = _number(value)
+        row[field] = value
+    row["verdict"] = verdict
+    return row
+
+
+def build_results(
+    outcomes: Sequence[CaseOutcome], frameworks: Sequence[str], command: str,
+    audit: dict[str, Any], timestamp: str | None = None, porting: Sequence = (),
+) -> dict[str, Any]:
+    cases = []
+    for outcome in outcomes:
+        checks = [
+            _check(d, outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
+                                           ""))
+            for d in outcome.checks
+        ]
+        cases.append({
+            "id": outcome.case.id,
+            "case": outcome.case.to_dict(),
+            "passed": outcome.passed,
+            "skipped": dict(outcome.skipped),
+            "errors": dict(outcome.errors),
+            "localisation": [
+                {"framework": f, "baseline": b, "step": step, "layer": layer}
+                for (f, b), (step, layer) in outcome.localisation.items()
+            ],
+            "trajectories": {
+                name: {"free_running": [_number(v) for v in errors.free_running],
+                       "teacher_forced": [_number(v) for v in errors.teacher_forced]}
+                for name, errors in outcome.trajectories.items()
+            },
+            "checks": checks,
+        })
+    all_checks = [c for case in cases for c in case["checks"]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {"timestamp": timestamp or datetime.datetime.now(datetime.UTC).isoformat(
+            timespec="seconds"), "command": command},
+        "audit": audit,
+        "frameworks": list(frameworks),
+        "summary": {
+            "cases": len(cases),
+            "failed_cases": [c["id"] for c in cases if not c["passed"]],
+            "checks": len(all_checks),
+            "failed_checks": sum(not c["passed"] for c in all_checks),
+        },
+        "cases": cases,
+        "porting": [
+            {"case": row.case.id, "torch_case": row.torch_case.id, "jax_case": row.jax_case.id,
+             "gradient": _number(row.gradient), "after_first": _number(row.after_first),
+             "after_last": _number(row.after_last), "conventions": list(row.conventions),
+             "verdict": row.verdict}
+            for row in porting
+        ],
+    }
+
+
+def checks_frame(results: dict[str, Any]) -> pd.DataFrame:
+    """One row per check, the case id first (the CSV's content)."""
+    rows = [{"case": case["id"], "dtype": case["case"]["dtype"], **check}
+            for case in results["cases"] for check in case["checks"]]
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["worst_index"] = frame["worst_index"].map(
+            lambda index: "(" + ", ".join(map(str, index)) + ")")
+    return frame
+
+
+def checks_csv(results: dict[str, Any]) -> str:
+    """:func:`checks_frame` as CSV text, written row by row (what ``DataFrame.to_csv``
+    writes for it, a test holds them equal; several times faster on a large run)."""
+    rows = [{"case": case["id"], "dtype": case["case"]["dtype"], **check}
+            for case in results["cases"] for check in case["checks"]]
+    if not rows:
+        return checks_frame(results).to_csv(index=False, lineterminator="\n")
+    columns = list(rows[0])
+    if any(list(row) != columns for row in rows):  # ragged rows: let pandas align them
+        return checks_frame(results).to_csv(index=False, lineterminator="\n")
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(columns)
+    at = columns.index("worst_index") if "worst_index" in columns else None
+    for row in rows:
+        values = list(row.values())
+        if at is not None:
+            values[at] = "(" + ", ".join(map(str, values[at])) + ")"
+        writer.writerow(values)
+    return stream.getvalue()
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """``results.json`` and ``checks.csv``, each written atomically."""
+    text = json.dumps(results, indent=None, separators=(",", ":"), allow_nan=False) + "\n"
+    json_path = write_report(text, out_dir, name="results.json")
+    csv_text = checks_csv(results)
+    csv_path = write_report(csv_text, out_dir, name="checks.csv")
+    return json_path, csv_path
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read a results.json, refusing files of another schema with a clear error."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        found = data.get("schema_version") if isinstance(data, dict) else None
+        raise ValueError(f"{path}: schema_version {found!r}; allowed: {SCHEMA_VERSION} "
+                         "(a results.json written by gradparity run)")
+    return data

@@ -1,0 +1,162 @@
+"""Report sections about who is right and where it broke (float64 oracle, finite
+differences, trajectories, localisation, tolerance audit, seed sweeps)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from gradparity.adapters.conventions import BY_NAME
+from gradparity.compare.metrics import Difference, format_eps, machine_epsilon
+from gradparity.compare.tolerances import LOOSE_FACTOR
+from gradparity.harness.porting import PortingRow
+from gradparity.harness.runner import FINITE_DIFFERENCES, ORACLE, CaseOutcome
+
+
+def oracle_table(outcomes: Sequence[CaseOutcome]) -> pd.DataFrame | None:
+    """float32 cases: each implementation's largest error against the float64 oracle."""
+    rows = []
+    for outcome in outcomes:
+        against = [d for d in outcome.oracle_differences if d.baseline == ORACLE]
+        if not against:
+            continue
+        row = {"case": outcome.case.id}
+        for name in outcome.results:
+            mine = [d for d in against if d.framework == name]
+            worst = max(mine, key=lambda d: d.normwise)
+            row[name] = f"{format_eps(worst.normwise_eps)} ({worst.quantity} {worst.parameter})"
+        worst = outcome.worst_against_oracle()
+        row["furthest from the oracle"] = worst.framework if worst and worst.normwise else "-"
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
+def finite_difference_table(outcomes: Sequence[CaseOutcome]) -> pd.DataFrame | None:
+    rows = []
+    for outcome in outcomes:
+        checks = [d for d in outcome.oracle_differences if d.baseline == FINITE_DIFFERENCES]
+        if not checks:
+            continue
+        worst = max(checks, key=lambda d: d.normwise)
+        rows.append({
+            "case": outcome.case.id,
+            "checked": ", ".join(d.parameter for d in checks),
+            "worst normwise": f"{worst.normwise:.1e} ({worst.parameter})",
+            "tolerance": f"{worst.tolerance:.0e}",
+            "result": "pass" if all(d.passed for d in checks) else "**FAIL**",
+        })
+    return pd.DataFrame(rows) if rows else None
+
+
+def trajectory_table(outcomes: Sequence[CaseOutcome]) -> pd.DataFrame | None:
+    rows = []
+    for outcome in outcomes:
+        for name, errors in outcome.trajectories.items():
+            rows.append({
+                "case": outcome.case.id,
+                "framework": name,
+                "steps": str(len(errors.free_running)),
+                "free-running, step 1": format_eps(errors.free_running[0]),
+                "free-running, last step": format_eps(errors.free_running[-1]),
+                "teacher-forced, worst step": format_eps(max(errors.teacher_forced)),
+                "free-running growth per step": f"x{errors.growth_per_step:.4f}",
+            })
+    return pd.DataFrame(rows) if rows else None
+
+
+def broken_lines(outcomes: Sequence[CaseOutcome]) -> list[str]:
+    """For every failing case: where the backward chain first broke, rounding or bug."""
+    lines = []
+    for outcome in outcomes:
+        if outcome.passed:
+            continue
+        lines.append(f"### {outcome.case.id}")
+        lines.append("")
+        for (framework, baseline), (step, layer) in outcome.localisation.items():
+            lines.append(f"- {framework} vs {baseline}: the backward chain first disagrees "
+                         f"at step {step}, layer {layer} (dL/dz{layer}; backward runs from "
+                         f"layer {outcome.case.num_layers} down)")
+        for d in [d for d in outcome.checks if not d.passed][:12]:
+            verdict = outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
+                                           "")
+            lines.append(f"- {d.message()}" + (f"; **{verdict}**" if verdict else ""))
+        lines.append("")
+    return lines
+
+
+def loose_checks(outcomes: Sequence[CaseOutcome]) -> list[Difference]:
+    """Checks whose tolerance exceeds 1000x the observed difference.
+
+    An observed difference below one eps is counted as one eps: values are
+    quantised at the last place, so no tolerance can be tighter than a single
+    rounding. (Reason written into the report.)
+    """
+    flagged = []
+    for outcome in outcomes:
+        for d in outcome.checks:
+            if d.baseline == FINITE_DIFFERENCES or d.note:
+                continue
+            observed = max(d.normwise_eps, 1.0)
+            if d.tolerance / machine_epsilon(d.dtype) > LOOSE_FACTOR * observed:
+                flagged.append(d)
+    return flagged
+
+
+def headroom_lines(outcomes: Sequence[CaseOutcome]) -> list[str]:
+    checks = [d for o in outcomes for d in o.checks if not d.note]
+    if not checks:
+        return []
+    ratios = np.array([d.headroom for d in checks])
+    slack = np.array([d.tolerance / machine_epsilon(d.dtype) / max(d.normwise_eps, 1.0)
+                      for d in checks if d.baseline != FINITE_DIFFERENCES] or [np.nan])
+    flagged = loose_checks(outcomes)
+    lines = [
+        f"Every check has a derived tolerance (see the README, *Tolerances*). Over "
+        f"{len(checks)} checks the observed/allowed ratio (headroom) is: median "
+        f"{np.median(ratios):.3f}, 95th percentile {np.quantile(ratios, 0.95):.3f}, largest "
+        f"{ratios.max():.3f}. Allowed/observed (observed floored at 1 eps, because a "
+        f"difference cannot be smaller than one rounding): median {np.median(slack):.0f}, "
+        f"largest {slack.max():.0f}.",
+        "",
+    ]
+    if flagged:
+        lines.append(f"**{len(flagged)} checks have a tolerance more than "
+                     f"{LOOSE_FACTOR:.0f}x looser than observed:**")
+        lines += [f"- {d.message()}" for d in flagged[:20]]
+    else:
+        lines.append(f"No check has a tolerance more than {LOOSE_FACTOR:.0f}x looser than "
+                     "what was observed (finite-difference checks use the fixed tolerance "
+                     "stated in their table: the stencil's own error sets it, not rounding).")
+    return [*lines, ""]
+
+
+def seed_sweep_table(sweeps: Sequence[tuple[str, np.ndarray, int]]) -> pd.DataFrame:
+    rows = []
+    for case_id, ratios, failures in sweeps:
+        rows.append({
+            "case": case_id, "seeds": str(len(ratios)),
+            "failure rate": f"{failures}/{len(ratios)}",
+            "observed/allowed: median": f"{np.median(ratios):.3f}",
+            "p95": f"{np.quantile(ratios, 0.95):.3f}",
+            "max": f"{ratios.max():.3f}",
+        })
+    return pd.DataFrame(rows)
+
+
+def porting_table(rows: Sequence[PortingRow]) -> str:
+    """The Markdown table of the report's "Porting differences" section."""
+    lines = ["| named case | gradient | after 1 step | after N steps | verdict | conventions |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        def cell(value: float) -> str:
+            return "n/a" if np.isnan(value) else f"{value:.2e}"
+        names = ", ".join(f"`{name}`" for name in row.conventions) or "none"
+        lines.append(f"| `{row.case.id}` | {cell(row.gradient)} | {cell(row.after_first)} | "
+                     f"{cell(row.after_last)} | {row.verdict} | {names} |")
+    effects = sorted({name for row in rows for name in row.conventions})
+    if effects:
+        lines += ["", "What each convention changes:", ""]
+        lines += [f"- `{name}`: {BY_NAME[name].effect}" for name in effects]
+    return "\n".join(lines)

@@ -1,0 +1,203 @@
+"""Deterministic data and initial weights, generated once in NumPy.
+
+Every implementation receives the very same arrays: they are drawn in float64
+from ``numpy.random`` generators seeded by the case seed, rounded once to the
+case dtype, and made read-only. Two independent streams are spawned from
+``SeedSequence(seed)``: stream 0 draws the weights, stream 1 the data and
+stream 2 the dropout masks, so changing the data set never changes the
+initial weights, and switching dropout on changes neither.
+
+A case with the option ``batches = B`` trains on a fixed sequence of B
+batches: evaluation t (the gradient at the parameters after t steps) uses
+batch ``t mod B`` and, with dropout, mask set t. :meth:`Problem.batch` is the
+one place that decides this, for every implementation and oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from gradparity.reference.losses import LOSSES
+from gradparity.reference.network import parameter_names
+from gradparity.spec.case import Case
+from gradparity.spec.datasets import DATASETS
+
+
+class Batch(NamedTuple):
+    """What one gradient evaluation sees: inputs, targets, one dropout mask per hidden layer."""
+
+    x: np.ndarray
+    y: np.ndarray
+    masks: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Inputs for one case: initial parameters, inputs ``x`` and targets ``y``.
+
+    ``params`` maps ``W1, b1, ..., WL, bL`` to arrays shaped ``(fan_in, fan_out)``
+    and ``(fan_out,)``. ``y`` is float (same shape as the output) for ``real`` and
+    ``binary`` targets, int64 labels of shape ``(batch,)`` for ``class_index``.
+    ``x`` and ``y`` hold all ``batches`` batches one after the other.
+    ``masks[t]`` holds the dropout masks of evaluation t (one per hidden layer,
+    entries 0 or 1 / (1 - p)), or ``masks`` is empty without dropout.
+    All arrays are read-only.
+    """
+
+    params: dict[str, np.ndarray]
+    x: np.ndarray
+    y: np.ndarray
+    batches: int = 1
+    masks: tuple[tuple[np.ndarray, ...], ...] = ()
+
+    def batch(self, evaluation: int) -> Batch:
+        """Inputs of evaluation ``evaluation`` (0: initial parameters, t: after t steps)."""
+        index = evaluation % self.batches
+        size = self.x.shape[0] // self.batches
+        rows = slice(index * size, (index + 1) * size)
+        if self.masks and not 0 <= evaluation < len(self.masks):
+            raise ValueError(f"evaluation: invalid value {evaluation!r}; allowed: "
+                             f"0..{len(self.masks) - 1} (dropout masks were drawn for those)")
+        masks = self.masks[evaluation] if self.masks else ()
+        return Batch(self.x[rows], self.y[rows], masks)
+
+    def as_float64(self) -> Problem:
+        """The same numbers in float64 (labels stay integers): oracles compute there."""
+        return Problem(
+            params={n: np.asarray(v, dtype=np.float64) for n, v in self.params.items()},
+            x=np.asarray(self.x, dtype=np.float64),
+            y=self.y if self.y.dtype.kind == "i" else np.asarray(self.y, dtype=np.float64),
+            batches=self.batches,
+            masks=tuple(tuple(np.asarray(m, dtype=np.float64) for m in evaluation)
+                        for evaluation in self.masks),
+        )
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    array.setflags(write=False)
+    return array
+
+
+def initial_parameters(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """W_l, b_l ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's nn.Linear default range.
+
+    Biases are non-zero on purpose, so their gradients are exercised.
+    """
+    params: dict[str, np.ndarray] = {}
+    names = iter(parameter_names(case.num_layers))
+    for fan_in, fan_out in zip(case.layer_sizes[:-1], case.layer_sizes[1:], strict=True):
+        bound = 1.0 / np.sqrt(fan_in)
+        params[next(names)] = rng.uniform(-bound, bound, size=(fan_in, fan_out))
+        params[next(names)] = rng.uniform(-bound, bound, size=(fan_out,))
+    return params
+
+
+def dropout_masks(case: Case, rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], ...]:
+    """Keep masks for evaluations 0..steps, one per hidden layer: a unit is kept with
+    probability 1 - p and then scaled by 1 / (1 - p) (inverted dropout, as
+    torch.nn.functional.dropout and flax scale in training)."""
+    p = float(case.option("dropout"))
+    if p == 0:
+        return ()
+    dtype, widths = np.dtype(case.dtype), case.layer_sizes[1:-1]
+    masks = []
+    for _ in range(case.steps + 1):
+        keep = [rng.random((case.batch_size, width)) >= p for width in widths]
+        masks.append(tuple(_read_only((k / (1 - p)).astype(dtype)) for k in keep))
+    return tuple(masks)
+
+
+def make_problem(case: Case) -> Problem:
+    """Draw the case's weights, data and masks, round them once to the case dtype."""
+    weights_seed, data_seed, mask_seed = np.random.SeedSequence(case.seed).spawn(3)
+    params = initial_parameters(case, np.random.default_rng(weights_seed))
+    batches = int(case.option("batches"))
+    x, y = DATASETS[case.dataset].generate(case, np.random.default_rng(data_seed),
+                                           case.batch_size * batches)
+    dtype = np.dtype(case.dtype)
+    return Problem(
+        params={name: _read_only(value.astype(dtype)) for name, value in params.items()},
+        x=_read_only(x.astype(dtype)),
+        y=_read_only(y if y.dtype == np.int64 else y.astype(dtype)),
+        batches=batches,
+        masks=dropout_masks(case, np.random.default_rng(mask_seed)),
+    )
+
+
+def problem_from_arrays(case: Case, x, y, params=None) -> Problem:
+    """A :class:`Problem` from user data (and optionally user weights), validated.
+
+    ``x`` holds ``batch_size * batches`` rows of ``layer_sizes[0]`` inputs; ``y``
+    the matching targets for the case's loss (integer labels in ``0..K-1`` for
+    class-index losses, 0/1 for binary ones, rows summing to 1 for probability
+    targets, real numbers otherwise). Weights default to the case seed's. Every
+    problem raises ``ValueError`` naming the array, what is wrong and what is
+    allowed; dropout masks are drawn as for generated data.
+    """
+    rows = case.batch_size * int(case.option("batches"))
+    n_in, n_out = case.layer_sizes[0], case.layer_sizes[-1]
+    x = _checked_array("x", x, (rows, n_in), f"batch_size {case.batch_size} x batches "
+                       f"{case.option('batches')} = {rows} rows of {n_in} inputs")
+    kind = LOSSES[case.loss].target_kind
+    if kind == "class_index":
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu":
+            raise ValueError(f"y: invalid dtype {y.dtype}; allowed: integer class labels for "
+                             f"loss {case.loss!r}")
+        if y.shape != (rows,):
+            raise ValueError(f"y: invalid shape {y.shape}; allowed: ({rows},) labels for "
+                             f"loss {case.loss!r}")
+        outside = (y < 0) | (y >= n_out)
+        if outside.any():
+            index = int(np.argmax(outside))
+            raise ValueError(f"y: label {int(y[index])} at index {index} is outside the class "
+                             f"range; allowed: 0..{n_out - 1} ({n_out} outputs)")
+        y = y.astype(np.int64)
+    else:
+        y = _checked_array("y", y, (rows, n_out), f"{rows} rows of {n_out} targets for loss "
+                           f"{case.loss!r}")
+        if kind == "binary" and not np.all((y == 0) | (y == 1)):
+            raise ValueError(f"y: invalid values for loss {case.loss!r}; allowed: 0 or 1")
+        if kind == "probabilities" and (np.any(y < 0) or not np.allclose(y.sum(axis=1), 1)):
+            raise ValueError(f"y: invalid rows for loss {case.loss!r}; allowed: non-negative "
+                             "rows that sum to 1")
+    generated = make_problem(case)
+    weights = dict(generated.params)
+    if params is not None:
+        expected = {name: value.shape for name, value in generated.params.items()}
+        unknown = sorted(set(params) - set(expected))
+        missing = sorted(set(expected) - set(params))
+        if unknown or missing:
+            raise ValueError(f"params: keys {sorted(params)}; allowed: exactly "
+                             f"{', '.join(expected)} (missing {missing}, unknown {unknown})")
+        weights = {name: _checked_array(f"params[{name!r}]", params[name], shape,
+                                        f"shape {shape}") for name, shape in expected.items()}
+    dtype = np.dtype(case.dtype)
+    return Problem(
+        params={name: _read_only(np.asarray(value, dtype=np.float64).astype(dtype))
+                for name, value in weights.items()},
+        x=_read_only(x.astype(dtype)),
+        y=_read_only(y if y.dtype == np.int64 else y.astype(dtype)),
+        batches=int(case.option("batches")),
+        masks=generated.masks,
+    )
+
+
+def _checked_array(name: str, value, shape: tuple[int, ...], allowed: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: not a numeric array ({type(value).__name__}); allowed: "
+                         f"{allowed}") from None
+    if array.shape != shape:
+        raise ValueError(f"{name}: invalid shape {array.shape}; allowed: {allowed}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), shape))
+        raise ValueError(f"{name}: {int(bad.sum())} non-finite values (first at {first}); "
+                         "allowed: finite numbers")
+    return array

@@ -1,0 +1,93 @@
+"""gradparity check: the reference passes, every mutant is caught and diagnosed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gradparity.check.mutants import CATALOGUE, Mutant
+from gradparity.check.plugin import load_plugin
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_textbook_passes_every_default_case(verifier, check_matrix) -> None:
+    report = verifier.verify(load_plugin("gradparity.check.textbook:gradients"), check_matrix)
+    assert report.exit_code == 0, [c.case.id for c in report.failures()]
+    with_dropout = [c for c in check_matrix if c.option("dropout")]
+    assert with_dropout
+    assert len(report.checked) == len(check_matrix) - len(with_dropout)
+    # the contract carries no dropout mask: those cases are skipped with the reason
+    skipped = [c for c in report.cases if c.case.option("dropout")]
+    assert {c.status for c in skipped} == {"not handled"}
+    assert all("dropout mask" in c.message for c in skipped)
+    # every baseline took part: numpy, torch, jax and finite differences
+    baselines = {d.baseline for c in report.cases for d in c.differences}
+    assert baselines == {"numpy", "torch", "jax", "finite differences"}
+
+
+@pytest.mark.parametrize("mutant", CATALOGUE, ids=lambda m: m.name)
+def test_every_mutant_is_caught_and_diagnosed(mutant: Mutant, verifier, check_matrix) -> None:
+    report = verifier.verify(mutant.plugin(), check_matrix)
+    assert report.exit_code == 1, f"{mutant.name} was not caught"
+    findings = [f for c in report.failures() for f in c.findings]
+    matching = [f for f in findings if mutant.expected_kind in f.kind.split("|")]
+    seen = {str(f) for f in findings}
+    assert matching, f"{mutant.name}: no {mutant.expected_kind} finding in {seen}"
+    assert any(name in str(f) for f in matching for name in mutant.expected_names), (
+        f"{mutant.name}: the diagnosis does not name {mutant.expected_names}: {matching[0]}"
+    )
+
+
+def test_catalogue_has_at_least_twenty_distinct_mutants() -> None:
+    assert len({m.name for m in CATALOGUE}) == len(CATALOGUE) >= 20
+
+
+LAYER_CASES = {
+    "missing_first_layer_derivative": ({"W1", "b1"}, "only layer 1 is wrong"),
+    "missing_second_layer_derivative": ({"W1", "b1", "W2", "b2"},
+                                        "enters the backward pass at layer 2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_CASES))
+def test_a_wrong_hidden_layer_is_localised(name: str, verifier) -> None:
+    from gradparity.check.mutants import BY_NAME
+    from gradparity.spec.case import Case
+
+    wrong, localisation = LAYER_CASES[name]
+    case = Case((4, 16, 16, 3), "tanh", loss="softmax_cross_entropy")
+    check = verifier.check_case(BY_NAME[name].plugin(), case)
+    failed = {d.parameter for d in check.differences
+              if not d.passed and d.quantity == "gradient" and d.baseline == "torch"}
+    assert failed == wrong
+    assert any(localisation in str(f) for f in check.findings), [str(f) for f in check.findings]
+
+
+TUTORIAL = {
+    "correct": None,
+    "output_delta_without_derivative": "missing the sigmoid derivative of the output activation",
+    "hidden_delta_without_derivative": "missing the sigmoid derivative of hidden layer 1",
+    "mean_without_two_over_n": "the 2/n of the mean dropped",
+    "reinitialised_every_call": "ignores the params it is given",
+}
+
+
+@pytest.mark.parametrize("variant", sorted(TUTORIAL))
+def test_tutorial_mistakes_are_flagged_separately(variant: str, verifier, check_matrix) -> None:
+    plugin = load_plugin(f"{EXAMPLES / 'xor_tutorial.py'}:{variant}")
+    report = verifier.verify(plugin, check_matrix)
+    # the tutorial only implements the XOR network; everything else is "not handled"
+    assert {c.case.dataset for c in report.checked} == {"xor"}
+    expected = TUTORIAL[variant]
+    if expected is None:
+        assert report.exit_code == 0
+        return
+    assert report.exit_code == 1
+    for check in report.checked:
+        findings = " / ".join(str(f) for f in check.findings)
+        assert expected in findings, findings
+        # and not another tutorial mistake's diagnosis
+        others = [t for v, t in TUTORIAL.items() if t and v != variant]
+        assert not any(other in findings for other in others), findings
