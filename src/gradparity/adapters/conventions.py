@@ -145,7 +145,7 @@ CONVENTIONS: tuple[Convention, ...] = (
         "in float32, 1 - 0.999^t carries ~1000 eps relative error: Adam updates differ by up "
         "to ~500 eps between JAX and the others",
         "float32 cases run with x64 off (JAX's default); the derived tolerance has a term for "
-        "it (gradparity.tolerances, A) for pairs involving JAX",
+        "it (gradparity.compare.tolerances, A) for pairs involving JAX",
     ),
     Convention(
         "squared_error_half_factor",

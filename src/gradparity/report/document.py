@@ -241,12 +241,12 @@ def render(
         lines += ["## Seed sweep", "", markdown_table(sections.seed_sweep_table(sweeps)), ""]
     lines += ["## Conventions", "",
               "Where PyTorch and JAX/optax define the same thing differently, and how this run "
-              "aligned them (gradparity.conventions).", "",
+              "aligned them (gradparity.adapters.conventions).", "",
               markdown_table(conventions_table()), ""]
     if porting:
         lines += ["## Porting differences (library defaults)", "",
                   "Each named case run in PyTorch with torch's defaults and in JAX with "
-                  "optax's / jax.nn's defaults (gradparity.porting.LIBRARY_DEFAULTS): the "
+                  "optax's / jax.nn's defaults (gradparity.harness.porting.LIBRARY_DEFAULTS): the "
                   "largest normwise difference between the two, the conventions whose defaults "
                   "differ, and the verdict. *explained*: the reference configured once with "
                   "each library's convention reproduces both results; *unexplained*: it does "
