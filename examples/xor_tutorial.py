@@ -1,14 +1,16 @@
-"""A blog-post XOR network (2-10-1, sigmoid, mean squared error, lr 0.1), five ways.
+"""A blog-post XOR network (2-10-1, sigmoid, mean squared error, lr 0.1), six ways.
 
-``correct`` is right. The other four each carry one mistake that circulates
-in tutorials; ``gradparity check`` flags each separately (README, "Worked
-example"):
+``correct`` is right. Four others each carry one mistake that circulates in
+tutorials, and ``all_three_mistakes`` carries the first three at once, the way the
+original blog post does; ``gradparity check`` names each, alone or combined (README,
+"Worked example"):
 
     gradparity check examples/xor_tutorial.py:correct
     gradparity check examples/xor_tutorial.py:output_delta_without_derivative
     gradparity check examples/xor_tutorial.py:hidden_delta_without_derivative
     gradparity check examples/xor_tutorial.py:mean_without_two_over_n
     gradparity check examples/xor_tutorial.py:reinitialised_every_call
+    gradparity check examples/xor_tutorial.py:all_three_mistakes
 
 Only the 2-hidden-unit-layer sigmoid/MSE shape is written here; every other
 case raises NotImplementedError, which gradparity reports as "not handled".
@@ -75,6 +77,13 @@ def mean_without_two_over_n(params, x, y, case):
     """Mistake 3: the loss is a mean, but its gradient is taken as (output - y)."""
     _require_tutorial_shape(case)
     return _backward(params, x, y, two_over_n=False)
+
+
+def all_three_mistakes(params, x, y, case):
+    """Mistakes 1, 2 and 3 together: no output derivative, no hidden derivative, no 2/n."""
+    _require_tutorial_shape(case)
+    return _backward(params, x, y, output_derivative=False, hidden_derivative=False,
+                     two_over_n=False)
 
 
 def reinitialised_every_call(params, x, y, case):

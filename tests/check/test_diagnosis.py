@@ -56,12 +56,37 @@ def test_a_single_number_is_not_called_proportional() -> None:
 @pytest.mark.parametrize(
     ("wrong", "text"),
     [
-        ({"W1", "b1"}, "only layer 1 is wrong"),
-        ({"W3"}, "only layer 3 is wrong (the output layer"),
-        ({"W1", "b1", "W2"}, "enters the backward pass at layer 2"),
-        ({"W1", "W2", "W3"}, "every layer is wrong"),
-        ({"W1", "W3"}, "wrong layers: 1, 3"),
+        ({"W1", "b1"}, "only layer 1 is wrong; right: W2, b2, W3, b3"),
+        ({"W3", "b3"}, "only layer 3 is wrong (the output layer"),
+        ({"W1", "b1", "W2", "b2"}, "enters the backward pass at layer 2"),
+        ({"W1", "b1", "W2", "b2", "W3", "b3"}, "every parameter is wrong"),
+        ({"W1", "b1", "W3", "b3"}, "wrong: W1, b1, W3, b3; right: W2, b2"),
+        ({"W1", "b1", "W2"}, "wrong: W1, b1, W2; right: b2, W3, b3"),
+        # only biases, or only weights: the deltas are right, so say which are right
+        ({"b1", "b2", "b3"}, "only bias gradients are wrong (b1, b2, b3); every weight "
+                             "gradient is right"),
+        ({"W3"}, "only weight gradients are wrong (W3); the bias gradients of those layers "
+                 "are right"),
     ],
 )
 def test_localisation(wrong: set[str], text: str) -> None:
     assert text in localise(wrong, CASE).message
+
+
+def test_a_square_weight_transposed_is_named() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((5, 5))
+    finding = classify("W2", ref.T, ref, Case((4, 5, 5, 3)), {})
+    assert finding.kind == "transposed"
+    assert finding.message.startswith("W2 is the transpose of the correct gradient")
+
+
+def test_no_scale_is_claimed_within_the_resolution_of_float32() -> None:
+    """x0.999927 of the correct gradient in float32 is rounding-level, not a wrong scale."""
+    ref = np.linspace(-1.0, 1.0, 12).reshape(3, 4) + 0.1
+    finding = classify("W1", ref * 0.999927, ref, Case((3, 4, 2), dtype="float32"), {})
+    assert finding.kind == "differs"
+    assert "below the resolution" in finding.message and "x0.999" not in finding.message
+    # in float64 the same factor is far outside the resolution: a scale, named exactly
+    wide = classify("W1", ref * 0.999927, ref, Case((3, 4, 2)), {})
+    assert wide.kind == "scale" and "x0.999927" in wide.message

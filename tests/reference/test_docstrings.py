@@ -16,7 +16,7 @@ def test_each_activation_states_its_formula_and_derivative(name: str) -> None:
     assert "da/dz" in (activation.derivative.__doc__ or ""), name
     if activation.kinks:
         text = activation.derivative.__doc__
-        assert "kink" in text and "z == 0" in text or "alpha" in text, name
+        assert ("kink" in text and "z == 0" in text) or "alpha" in text, name
 
 
 def test_help_shows_the_kink_convention() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from gradparity import reference
 from gradparity.adapters.base import Adapter, Availability, TrainingSession
+from gradparity.reference import network
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.spec.case import Case
@@ -13,10 +17,11 @@ from gradparity.spec.data import Problem
 
 
 class _ReferenceSession:
-    def __init__(self, case: Case, problem: Problem) -> None:
+    def __init__(self, case: Case, problem: Problem,
+                 conventions: Mapping[str, Any] | None = None) -> None:
         self._case = case
         self._problem = problem
-        self._options = case.all_options
+        self._options = {**case.all_options, **(conventions or {})}
         self._params = {name: np.array(value) for name, value in problem.params.items()}
         self._optimizer = reference.OPTIMIZERS[case.optimizer]
         self._state = self._optimizer.init(self._params)
@@ -26,7 +31,7 @@ class _ReferenceSession:
         x, y, masks = self._problem.batch(evaluation)
         cache = reference.forward(self._params, x, y, self._case.activations, self._case.loss,
                                   self._options, masks)
-        backward = reference.BACKPROP.backward(cache)
+        backward = network.BACKPROP.backward(cache)
         self._grads, self._deltas = backward.params, backward.deltas
         return np.asarray(cache.loss), {name: grad.copy() for name, grad in self._grads.items()}
 
@@ -51,15 +56,21 @@ class _ReferenceSession:
 
 
 class NumpyAdapter(Adapter):
-    """The hand-written reference (``gradparity.reference``)."""
+    """The hand-written reference (``gradparity.reference``); ``conventions`` sets
+    catalogued conventions to another framework's setting (e.g.
+    ``{"leaky_relu_derivative_at_zero": "slope"}``, PyTorch's), to show that setting
+    reproduces that framework."""
 
     name = "numpy"
+
+    def __init__(self, conventions: Mapping[str, Any] | None = None) -> None:
+        self.conventions = dict(conventions or {})
 
     def availability(self) -> Availability:
         return Availability(True, np.__version__, "")
 
     def start(self, case: Case, problem: Problem) -> TrainingSession:
-        return _ReferenceSession(case, problem)
+        return _ReferenceSession(case, problem, self.conventions)
 
 
 ADAPTER = NumpyAdapter()

@@ -166,6 +166,43 @@ class DerivativeFedZ(LayerBug):
         return activation.derivative(z, z)
 
 
+WRONG_DERIVATIVES: dict[str, tuple[str, Callable[..., np.ndarray]]] = {
+    "tanh": ("1 - a instead of 1 - a^2", lambda z, a: 1 - a),
+    "sigmoid": ("s instead of s (1 - s)", lambda z, a: a),
+    "relu": ("z instead of the step (z > 0)", lambda z, a: z),
+    "gelu": ("the derivative of the tanh approximation instead of the exact GELU's",
+             lambda z, a: ACTIVATIONS["gelu_tanh"].derivative(z, a)),
+    "gelu_tanh": ("the derivative of the exact GELU instead of the tanh approximation's",
+                  lambda z, a: ACTIVATIONS["gelu"].derivative(z, a)),
+}
+"""Derivative formulas people write wrong, per activation: (what, the wrong formula)."""
+
+
+@dataclass(frozen=True)
+class WrongDerivative(LayerBug):
+    """A wrong formula for the activation derivative (:data:`WRONG_DERIVATIVES`)."""
+
+    kind: str = "wrong_derivative"
+
+    def applies(self, case: Case) -> bool:
+        if not super().applies(case):
+            return False
+        name, _ = self._where(case)
+        return name in WRONG_DERIVATIVES
+
+    def describe(self, case: Case) -> str:
+        name, where = self._where(case)
+        return f"the {name} derivative of {where} is written {WRONG_DERIVATIVES[name][0]}"
+
+    def activation_derivative(self, value, layer, cache):
+        if not self._hits(layer, cache):
+            return value
+        name = cache.activation_names[layer - 1]
+        formula = WRONG_DERIVATIVES[name][1]
+        return formula(cache.pre_activations[layer - 1],
+                       cache.activations[layer - 1]).astype(value.dtype)
+
+
 @dataclass(frozen=True)
 class NoTranspose(Bug):
     """delta @ W instead of delta @ W.T: it only runs where W is square, which is
@@ -203,22 +240,34 @@ class UpdatedTooEarly(Bug):
         return value - self.lr * weight_gradient
 
 
+LOSS_GRADIENT_FACTORS: dict[str, tuple[str, Callable[[np.ndarray], float]]] = {
+    "n": ("without the 1/n of the mean", lambda output: output.size),
+    "n_over_2": ("without the 2/n of the mean", lambda output: output.size / 2),
+    "half": ("without the 2 of d/dx x^2", lambda output: 0.5),
+    "two": ("with an extra factor 2", lambda output: 2.0),
+    "batch": ("not divided by the batch size", lambda output: output.shape[0]),
+    "minus": ("with its sign flipped", lambda output: -1.0),
+}
+"""Factors by which people get dL/dy_hat wrong: (what, the factor for an output)."""
+
+
 @dataclass(frozen=True)
 class ScaledLossGradient(Bug):
-    """dL/dy_hat of ``loss`` multiplied by a factor of the shapes: ``n`` (the 1/n of
-    the mean lost), ``half`` (the 2 of d/dx x^2 lost), ``batch``, ``minus``."""
+    """dL/dy_hat multiplied by a factor of the shapes (:data:`LOSS_GRADIENT_FACTORS`), for
+    ``loss`` only, or for any loss (``loss=None``)."""
 
-    loss: str = "mse"
+    loss: str | None = "mse"
     factor: str = "n"
     kind: str = "factor"
 
     def applies(self, case: Case) -> bool:
-        return case.loss == self.loss
+        return self.loss is None or case.loss == self.loss
+
+    def describe(self, case: Case) -> str:
+        return f"the loss gradient {LOSS_GRADIENT_FACTORS[self.factor][0]}"
 
     def output_gradient(self, value, cache):
-        output = cache.output
-        return value * {"n": output.size, "half": 0.5, "batch": output.shape[0],
-                        "minus": -1.0}[self.factor]
+        return value * LOSS_GRADIENT_FACTORS[self.factor][1](cache.output)
 
 
 @dataclass(frozen=True)
@@ -248,11 +297,18 @@ class LossSummed(Bug):
 
 @dataclass(frozen=True)
 class WeightGradientTransposed(Bug):
-    """dW = delta^T a instead of a^T delta."""
+    """dW = delta^T a instead of a^T delta (``square_only``: only where W is square, so
+    no shape error shows it)."""
 
+    square_only: bool = False
     kind: str = "transposed"
 
+    def describe(self, case: Case) -> str:
+        return "dW transposed (delta^T a instead of a^T delta)"
+
     def weight_gradient(self, value, a_prev, delta):
+        if self.square_only and a_prev.shape[-1] != delta.shape[-1]:
+            return value
         return delta.T @ a_prev
 
 
@@ -261,6 +317,9 @@ class WeightGradientAveraged(Bug):
     """dW divided by the batch size (the loss already is a mean)."""
 
     kind: str = "factor"
+
+    def describe(self, case: Case) -> str:
+        return "dW divided by the batch size (the loss already is a mean)"
 
     def weight_gradient(self, value, a_prev, delta):
         return a_prev.T @ delta / a_prev.shape[0]
@@ -281,6 +340,9 @@ class BiasMean(Bug):
     """db averaged over the batch instead of summed."""
 
     kind: str = "factor"
+
+    def describe(self, case: Case) -> str:
+        return "db averaged over the batch instead of summed"
 
     def bias_gradient(self, value, delta):
         return delta.mean(axis=0)
@@ -320,8 +382,18 @@ def gradient_hypotheses(case: Case) -> list[Bug]:
             hypotheses.append(DerivativeFedZ(layer=layer))
         if name != "relu":
             hypotheses.append(DerivativeAtActivation(layer=layer))
+        if name in WRONG_DERIVATIVES:
+            hypotheses.append(WrongDerivative(layer=layer))
     hypotheses += [bug for bug in (NoTranspose(), UpdatedTooEarly()) if bug.applies(case)]
     return hypotheses
+
+
+def compound_candidates(case: Case) -> list[Bug]:
+    """The shapes a combination of bugs is built from: the single-layer ones, the loss
+    gradient's factors, and the per-parameter factors of dW and db."""
+    return [*gradient_hypotheses(case),
+            *(ScaledLossGradient(loss=None, factor=factor) for factor in LOSS_GRADIENT_FACTORS),
+            BiasMean(), WeightGradientAveraged()]
 
 
 # -- the update rule ------------------------------------------------------------------
@@ -399,6 +471,21 @@ WEIGHT_DECAY_SIGN = UpdateBug(
     "weight_decay_sign", "weight decay with the wrong sign (weights grow)",
     lambda o, p, g, s, h: o.update(p, g, s, {**h, "weight_decay": -h["weight_decay"]}),
     lambda case: bool(case.hparams.get("weight_decay")))
+ADAM_BIAS_CORRECTION_WITHOUT_POWER = UpdateBug(
+    "bias_correction_without_power", "Adam's bias correction without the power t: "
+    "m / (1 - beta1) and v / (1 - beta2) instead of 1 - beta^t",
+    lambda o, p, g, s, h: o.update(p, g, s, h, bias_correction="without_power"), _adam_family)
+MOMENTUM_AS_EMA = UpdateBug(
+    "momentum_as_ema", "momentum written as a moving average, b = m b + (1 - m) g "
+    "(dampening = momentum)",
+    lambda o, p, g, s, h: o.update(p, g, s, {**h, "dampening": h["momentum"]}),
+    lambda case: (case.optimizer == "sgd" and bool(case.hparams["momentum"])
+                  and not case.hparams["dampening"] and not case.hparams["nesterov"]))
+MOMENTUM_DAMPENING_SWAPPED = UpdateBug(
+    "momentum_dampening_swapped", "momentum and dampening swapped",
+    lambda o, p, g, s, h: o.update(p, g, s, {**h, "momentum": h["dampening"],
+                                             "dampening": h["momentum"]}),
+    lambda case: case.optimizer == "sgd" and bool(case.hparams["dampening"]))
 MOMENTUM_IGNORED = UpdateBug(
     "momentum_ignored", "momentum ignored (plain SGD step)",
     lambda o, p, g, s, h: o.update(p, g, s, {**h, "momentum": 0.0, **(
@@ -432,11 +519,13 @@ def update_hypotheses(case: Case) -> list[UpdateBug]:
     """The wrong update rules that can show in ``case``: the diagnosis's hypotheses for
     the first step whose update differs."""
     hp = case.hparams
-    variants = [bug for bug in (STATE_RESET, NO_BIAS_CORRECTION, EPS_INSIDE_SQRT,
+    variants = [bug for bug in (STATE_RESET, NO_BIAS_CORRECTION,
+                                ADAM_BIAS_CORRECTION_WITHOUT_POWER, EPS_INSIDE_SQRT,
                                 COUPLED_DECAY, DECOUPLED_DECAY) if bug.applies(case)]
     if "eps_in_sqrt" in hp:
         variants.append(_eps_placement(case))
-    variants += [bug for bug in (WEIGHT_DECAY_SIGN, MOMENTUM_IGNORED) if bug.applies(case)]
+    variants += [bug for bug in (WEIGHT_DECAY_SIGN, MOMENTUM_IGNORED, MOMENTUM_AS_EMA,
+                                 MOMENTUM_DAMPENING_SWAPPED) if bug.applies(case)]
     if hp.get("momentum") and "nesterov" in hp:
         toggled = nesterov_toggled()
         variants.append(replace(toggled, description="Nesterov momentum " + (

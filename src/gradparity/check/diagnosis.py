@@ -17,13 +17,20 @@ computed in float64 with the textbook implementation and matched within
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from gradparity.check.bugs import gradient_hypotheses, update_hypotheses
+from gradparity.check.bugs import (
+    Bug,
+    compound_candidates,
+    gradient_hypotheses,
+    update_hypotheses,
+)
 from gradparity.check.textbook import Textbook
 from gradparity.compare.tolerances import diagnosis_match_tolerance
 from gradparity.reference import OPTIMIZERS
@@ -124,6 +131,11 @@ def classify(
                        f"{tuple(int(i) for i in index)} (overflow, log(0) or 0/0?)")
     if not user.any() and ref.any():
         return Finding(name, "zero", f"the {subject} is all zeros (never computed?)")
+    if (user.ndim == 2 and user.shape[0] == user.shape[1] and _normwise(user, ref.T) <= tol
+            and _normwise(ref, ref.T) > tol):
+        return Finding(name, "transposed", f"{name} is the transpose of the correct {subject} "
+                       f"(square, so no shape error shows it; W is (fan_in, fan_out) and "
+                       "dW = a^T delta)")
     matches = [
         (kind, description) for (kind, description), value in hypotheses.items()
         if value.shape == user.shape and _normwise(user, value) <= tol
@@ -141,6 +153,11 @@ def classify(
             # one number is proportional to anything: say only what it is
             return Finding(name, "differs", f"{user.item()!r} instead of {ref.item()!r} "
                            f"(ratio {factor:.6g})")
+        if proportional and abs(factor - 1.0) <= tol:
+            # within the diagnosis's resolution of the right answer: no factor to name
+            return Finding(name, "differs", f"differs from the correct {subject} by "
+                           f"{_normwise(user, ref):.2e} normwise, below the resolution of the "
+                           f"bug shapes ({tol:.1e}): no known bug this small")
         if proportional and np.isclose(factor, -1.0, rtol=tol, atol=0):
             return Finding(name, "sign",
                            f"wrong sign: the {subject} is exactly -1 x the correct one")
@@ -163,30 +180,86 @@ def classify(
 
 
 def localise(wrong: set[str], case: Case) -> Finding | None:
-    """Which layers are wrong, and what that says about where the error enters."""
+    """Which layers and parameters are wrong, which are right, and what that says about
+    where the error enters."""
+    names = [name for name in _parameter_names(case)]
     layers = sorted({int(name[1:]) for name in wrong if name[:1] in "Wb" and name[1:].isdigit()})
     if not layers:
         return None
+    right = [name for name in names if name not in wrong]
+    kinds = {name[0] for name in wrong}
     last = case.num_layers
-    if len(layers) == 1:
+    if right and kinds == {"b"} and all(f"W{layer}" in right for layer in layers):
+        text = (f"only bias gradients are wrong ({', '.join(sorted(wrong))}); every weight "
+                "gradient is right, so the deltas are right: the error is in db, not in "
+                "backprop")
+    elif right and kinds == {"W"} and all(f"b{layer}" in right for layer in layers):
+        text = (f"only weight gradients are wrong ({', '.join(sorted(wrong))}); the bias "
+                "gradients of those layers are right, so the deltas are right: the error is "
+                "in dW = a^T delta")
+    elif len(layers) == 1:
         text = f"only layer {layers[0]} is wrong"
         if layers[0] == last:
             text += " (the output layer: its weight/bias gradient formula, not the loss gradient)"
-    elif layers == list(range(1, last + 1)):
-        text = ("every layer is wrong: the error enters at the output (loss gradient or "
+    elif layers == list(range(1, last + 1)) and not right:
+        text = ("every parameter is wrong: the error enters at the output (loss gradient or "
                 "output activation derivative) or is a global factor")
-    elif layers == list(range(1, layers[-1] + 1)):
+    elif layers == list(range(1, layers[-1] + 1)) and not any(
+            n in right for layer in layers for n in (f"W{layer}", f"b{layer}")):
         text = (f"layers 1..{layers[-1]} are wrong and the layers above are right: the error "
                 f"enters the backward pass at layer {layers[-1]} and propagates down")
     else:
-        text = "wrong layers: " + ", ".join(str(layer) for layer in layers)
+        text = "wrong: " + ", ".join(n for n in names if n in wrong)
+    if right and (text.startswith("wrong:") or text.startswith("only layer")):
+        text += "; right: " + ", ".join(right)
     return Finding("layers", "localisation", text)
+
+
+def _parameter_names(case: Case) -> list[str]:
+    return [f"{kind}{layer}" for layer in range(1, case.num_layers + 1) for kind in "Wb"]
+
+
+COMPOUND_SIZE = 3
+"""The diagnosis searches combinations of up to this many known bugs."""
+
+
+def _compound(user: Mapping[str, np.ndarray], correct: Mapping[str, np.ndarray],
+              wrong: set[str], case64: Case, arrays: tuple, tol: float) -> list[tuple[Bug, ...]]:
+    """The smallest combinations of known bug shapes that reproduce every gradient the
+    user returned (the right ones included), or nothing."""
+    params64, x64, y64 = arrays
+    comparable = [n for n in correct if np.shape(user[n]) == correct[n].shape]
+    mine = {n: np.asarray(user[n], np.float64) for n in comparable}
+
+    def explains(grads: Mapping[str, np.ndarray]) -> bool:
+        return all(_normwise(mine[n], grads[n]) <= tol for n in comparable)
+
+    candidates = [bug for bug in compound_candidates(case64) if bug.applies(case64)]
+    alone = {bug: Textbook([bug]).gradients(params64, x64, y64, case64)[1]
+             for bug in candidates}
+    if any(explains(grads) for grads in alone.values()):
+        return []  # one known bug explains everything: the per-parameter findings say it
+    right = [n for n in comparable if n not in wrong]
+    # a part of the combination changes some wrong parameter and no right one
+    parts = [bug for bug, grads in alone.items()
+             if any(_normwise(grads[n], correct[n]) > tol for n in wrong if n in grads)
+             and all(_normwise(grads[n], correct[n]) <= tol for n in right)]
+    for size in range(2, COMPOUND_SIZE + 1):
+        found = [combination for combination in itertools.combinations(parts, size)
+                 if explains(Textbook(combination).gradients(params64, x64, y64, case64)[1])]
+        if found:
+            return found
+    return []
 
 
 def diagnose_gradients(
     user: Mapping[str, np.ndarray], case: Case, problem: Problem, wrong: set[str]
 ) -> list[Finding]:
-    """Findings for every parameter in ``wrong``, then the localisation summary."""
+    """Findings for every parameter in ``wrong``, then the localisation summary.
+
+    Each parameter is matched against single known bugs first; where no single bug
+    explains every wrong parameter, combinations of up to :data:`COMPOUND_SIZE` are
+    searched, and the smallest set that reproduces all gradients is named."""
     wide = problem.as_float64()
     (x64, y64, _), params64 = wide.batch(0), wide.params
     case64 = replace(case, dtype="float64")
@@ -200,8 +273,49 @@ def diagnose_gradients(
         classify(name, user[name], correct[name], case, hypotheses_by_param[name])
         for name in problem.params if name in wrong
     ]
+    if _unexplained(findings):
+        tol = match_tolerance(case.dtype)
+        combinations = _compound(user, correct, wrong, case64, (params64, x64, y64), tol)
+        if combinations:
+            described = [" + ".join(_merged([bug.describe(case64) for bug in combination]))
+                         for combination in combinations[:3]]
+            text = described[0] + (f" (on this case the same numbers as: "
+                                   f"{' | '.join(described[1:])})" if described[1:] else "")
+            kinds = sorted({bug.kind for combination in combinations for bug in combination})
+            findings = [Finding(f.parameter, "|".join(["compound", *kinds]),
+                                f"matches a combination of known bugs: {text}")
+                        for f in findings]
     summary = localise(wrong, case)
     return findings + ([summary] if summary else [])
+
+
+def _merged(descriptions: list[str]) -> list[str]:
+    """One phrase for the same bug in several layers: "... of layers 1 and 2 ..."."""
+    templates: dict[str, list[str]] = {}
+    for text in descriptions:
+        templates.setdefault(re.sub(r"layer \d+", "layer #", text), []).append(text)
+    merged = []
+    for template, texts in templates.items():
+        if len(texts) == 1:
+            merged.append(texts[0])
+            continue
+        layers = sorted({int(m) for text in texts for m in re.findall(r"layer (\d+)", text)})
+        listed = ", ".join(map(str, layers[:-1])) + f" and {layers[-1]}"
+        merged.append(template.replace("layer #", f"layers {listed}"))
+    return merged
+
+
+NAMED_KINDS = ("transposed", "wrong_axis", "shape", "nonfinite", "zero", "sign")
+
+
+def _unexplained(findings: list[Finding]) -> bool:
+    """Whether the single-bug findings leave something unnamed: a parameter that matches
+    no known bug, or parameters that match different ones."""
+    matched = [f for f in findings if f.message.startswith("matches a known bug")]
+    loose = [f for f in findings if not f.message.startswith("matches a known bug")
+             and f.kind not in NAMED_KINDS]
+    explanations = {f.message for f in matched}
+    return bool(loose) or len(explanations) > 1
 
 
 # -- update hypotheses ------------------------------------------------------------

@@ -24,7 +24,8 @@ class Mutant:
     description: str
     implementation: Textbook
     expected_kind: str
-    expected_names: tuple[str, ...]  # a finding must mention one of these
+    expected_names: tuple[str, ...]  # a finding must mention one of these (all: compound)
+    compound: bool = False
 
     def plugin(self) -> Plugin:
         spec = f"gradparity.check.mutants:{self.name}"
@@ -102,6 +103,58 @@ CATALOGUE: tuple[Mutant, ...] = (
            _with(update=bugs.COUPLED_DECAY), "weight_decay_mode", ("weight decay",)),
     Mutant("weight_decay_wrong_sign", "weight decay with a flipped sign",
            _with(update=bugs.WEIGHT_DECAY_SIGN), "weight_decay_sign", ("weight decay",)),
+    # the shapes the diagnosis learned later: wrong formulas, a square transpose, updates
+    Mutant("tanh_prime_as_one_minus_a", "tanh' written 1 - a instead of 1 - a^2",
+           _with(bugs.WrongDerivative(activation="tanh")), "wrong_derivative", ("1 - a",)),
+    Mutant("sigmoid_prime_as_s", "sigmoid' written s instead of s (1 - s)",
+           _with(bugs.WrongDerivative(activation="sigmoid")), "wrong_derivative",
+           ("s instead of s (1 - s)",)),
+    Mutant("square_weight_gradient_transposed",
+           "dW = delta^T a where W is square (no shape error to show it)",
+           _with(bugs.WeightGradientTransposed(square_only=True)), "transposed",
+           ("transpose of the correct",)),
+    Mutant("adam_bias_correction_without_power", "Adam's m / (1 - beta1) instead of "
+           "m / (1 - beta1^t) (and the same for v)",
+           _with(update=bugs.ADAM_BIAS_CORRECTION_WITHOUT_POWER),
+           "bias_correction_without_power", ("without the power t",)),
+    Mutant("momentum_as_moving_average", "SGD momentum written b = m b + (1 - m) g",
+           _with(update=bugs.MOMENTUM_AS_EMA), "momentum_as_ema", ("moving average",)),
+    # several bugs at once: the diagnosis names the set
+    Mutant("xor_blog_three_mistakes", "no output derivative, no hidden derivative and the "
+           "2/n of the mse gradient dropped (the seed tutorial's code)",
+           _with(bugs.MissingDerivative(layer=-1), bugs.MissingDerivative(layer=1),
+                 bugs.ScaledLossGradient("mse", "n_over_2")),
+           "compound", ("output activation", "layer 1", "2/n"), compound=True),
+    Mutant("missing_derivative_layers_1_and_2", "no activation derivative in layers 1 and 2",
+           _with(bugs.MissingDerivative(layer=1), bugs.MissingDerivative(layer=2)),
+           "compound", ("layers 1 and 2",), compound=True),
+    Mutant("output_derivative_and_bias_mean", "no output derivative, and db averaged",
+           _with(bugs.MissingDerivative(layer=-1), bugs.BiasMean()),
+           "compound", ("output activation", "db averaged"), compound=True),
+    Mutant("tanh_from_z_and_missing_mean", "tanh' from z and the mse gradient without 1/n",
+           _with(bugs.DerivativeFedZ(activation="tanh"), bugs.ScaledLossGradient("mse", "n")),
+           "compound", ("fed the pre-activation", "1/n of the mean"), compound=True),
+    Mutant("summed_cross_entropy_and_missing_first_derivative",
+           "cross-entropy gradient not divided by the batch, no derivative in layer 1",
+           _with(bugs.ScaledLossGradient("softmax_cross_entropy", "batch"),
+                 bugs.MissingDerivative(layer=1)),
+           "compound", ("batch size", "(layer 1)"), compound=True),
+    Mutant("sigmoid_at_activation_and_missing_two",
+           "sigmoid' evaluated at a, and the mse gradient without its 2",
+           _with(bugs.DerivativeAtActivation(activation="sigmoid"),
+                 bugs.ScaledLossGradient("mse", "half")),
+           "compound", ("evaluated at the activation", "the 2 of d/dx"), compound=True),
+    Mutant("wrong_tanh_formula_and_no_transpose", "tanh' as 1 - a, and delta @ W",
+           _with(bugs.WrongDerivative(activation="tanh"), bugs.NoTranspose()),
+           "compound", ("1 - a instead", "delta @ W instead"), compound=True),
+    Mutant("missing_second_derivative_and_early_update",
+           "no derivative in layer 2, and weights stepped before backprop finished",
+           _with(bugs.MissingDerivative(layer=2), bugs.UpdatedTooEarly()),
+           "compound", ("(layer 2)", "already updated"), compound=True),
+    Mutant("weight_averaged_and_missing_output_derivative",
+           "dW divided by the batch, and no output derivative",
+           _with(bugs.WeightGradientAveraged(), bugs.MissingDerivative(layer=-1)),
+           "compound", ("dW divided by the batch", "output activation"), compound=True),
 )
 """Every mutant; tests and ``gradparity mutants`` read it."""
 

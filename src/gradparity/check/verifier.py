@@ -110,6 +110,7 @@ class _Baselines:
     results: dict[str, RunResult]
     skipped: dict[str, str]
     finite_differences: FiniteDifferenceResult | DirectionalEstimate | None
+    given: Problem | None = None  # the user's data, where the tolerance model uses it
 
 
 @dataclass
@@ -118,22 +119,29 @@ class Verifier:
 
     frameworks: Sequence[str] = tuple(FRAMEWORKS)
     finite_differences: bool = True
-    _cache: dict[Case, _Baselines] = field(default_factory=dict)
+    _cache: dict[tuple, _Baselines] = field(default_factory=dict)
 
-    def baselines(self, case: Case) -> _Baselines:
-        if case not in self._cache:
+    def baselines(self, case: Case, problem: Problem | None = None) -> _Baselines:
+        """Every framework's run and the finite-difference estimate for ``case`` on
+        ``problem`` (the user's weights and data; default: generated), computed once."""
+        key = (case, None if problem is None else id(problem))
+        if key not in self._cache:
             frameworks = tuple(dict.fromkeys(("numpy", *self.frameworks)))
-            outcome = run_case(case, frameworks)
-            problem = make_problem(case)
-            estimate = estimate_for(case, problem) if self.finite_differences else None
-            self._cache[case] = _Baselines(problem, outcome.results, outcome.skipped, estimate)
-        return self._cache[case]
+            outcome = run_case(case, frameworks, problem=problem)
+            data = make_problem(case) if problem is None else problem
+            estimate = estimate_for(case, data) if self.finite_differences else None
+            self._cache[key] = _Baselines(data, outcome.results, outcome.skipped, estimate,
+                                          given=problem)
+        return self._cache[key]
 
-    def check_case(self, plugin: Plugin, case: Case) -> CaseCheck:
+    def check_case(self, plugin: Plugin, case: Case,
+                   problem: Problem | None = None) -> CaseCheck:
+        """One case's verdict; ``problem``: the user's weights and data (the tolerance
+        model, the oracles and the diagnosis use them too)."""
         if case.option("dropout"):
             return CaseCheck(case, "not handled", message="not handled: the plug-in contract "
                              "gradients(params, x, y, case) carries no dropout mask")
-        baselines = self.baselines(case)
+        baselines = self.baselines(case, problem)
         problem = baselines.problem
         try:
             x, y, _ = problem.batch(0)
@@ -217,7 +225,8 @@ def _run_steps(
 def _compare(result: RunResult, case: Case, baselines: _Baselines, with_steps: bool) -> list:
     differences: list[Difference] = []
     for baseline in baselines.results.values():
-        differences += compare_pair(result, baseline, case, steps=None if with_steps else ())
+        differences += compare_pair(result, baseline, case, problem=baselines.given,
+                                    steps=None if with_steps else ())
     estimate = baselines.finite_differences
     if estimate is not None:
         # a float32 implementation carries its own rounding: never tighter than the case's

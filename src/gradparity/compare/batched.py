@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gradparity.compare.metrics import Difference, compare_arrays, machine_epsilon
+from gradparity.compare.metrics import Difference, compare_arrays, machine_epsilon, within
 
 Item = tuple  # (value or None, baseline, quantity, parameter, tolerance)
 
@@ -75,7 +75,7 @@ def compare_many(items: Sequence[Item], *, case_id: str, dtype: str, framework: 
             tolerance=tolerance,
             worst_index=tuple(int(i) for i in np.unravel_index(flat - start, base.shape)),
             value=float(a[flat]), baseline_value=float(b[flat]),
-            passed=bool(normwise <= tolerance))
+            passed=within(normwise, largest, tolerance, dtype))
     return rows
 
 

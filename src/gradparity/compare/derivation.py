@@ -22,11 +22,14 @@ import numpy as np
 from gradparity import reference
 from gradparity.compare.metrics import machine_epsilon
 from gradparity.compare.tolerances import (
+    CONDITIONING_DRAWS,
+    CONDITIONING_SAFETY,
     PERTURBATION,
     SUM_SAFETY,
     Tolerances,
     cancellation,
 )
+from gradparity.reference.losses import LOSSES
 from gradparity.reference.network import Backprop
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
@@ -107,12 +110,135 @@ def _static_of(case: Case, problem: Problem) -> Tolerances:
     hp = case.hparams
     bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
             if case.optimizer in ("adam", "adamw", "amsgrad") else 0.0)
-    return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=per_layer, sensitivity={},
+    return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=per_layer,
+                      conditioning={**_conditioning(case, wide, cache),
+                                    "loss terms": _loss_terms(case, cache)},
+                      rounding=_reference_rounding(case, wide, cache), sensitivity={},
                       componentwise={}, moved={}, bias_correction_eps=bias, state_rounding={},
                       step_size={}, loss_sensitivity=(0.0, 0.0, 0.0),
                       stored_bias_eps=hp["beta2"] / (1 - hp["beta2"])
                       if hp.get("max_of_bias_corrected") else 0.0,
                       steps=case.steps, floor=True)
+
+
+def _normwise_change(perturbed: np.ndarray, exact: np.ndarray) -> float:
+    scale = float(np.abs(exact).max()) if exact.size else 0.0
+    change = float(np.abs(perturbed - exact).max()) if exact.size else 0.0
+    if not np.isfinite(change):
+        return 1.0
+    return change / scale if scale > 0 else 0.0
+
+
+def _conditioning(case: Case, wide: Problem, cache) -> dict[str, float]:
+    """Gamma: how much rounding each elementwise step by one eps moves the loss, every
+    gradient and every delta, in eps (see :mod:`gradparity.compare.tolerances`)."""
+    eps = machine_epsilon(case.dtype)
+    rng = np.random.default_rng([case.seed, 1])  # its own stream: no other probe shifts
+    x, y, masks = wide.batch(0)
+    exact = reference.BACKPROP.backward(cache)
+    found: dict[str, float] = {}
+    for _ in range(CONDITIONING_DRAWS):
+        def rounded(values: np.ndarray) -> np.ndarray:
+            return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
+
+        moved = reference.forward(wide.params, x, y, case.activations, case.loss,
+                                  case.all_options, masks, perturb=rounded)
+        backward = reference.BACKPROP.backward(moved)
+        changes = {"loss": _normwise_change(np.asarray(moved.loss), np.asarray(cache.loss))}
+        changes.update({name: _normwise_change(backward.params[name], value)
+                        for name, value in exact.params.items()})
+        changes.update({f"z{layer}": _normwise_change(mine, value) for layer, (mine, value)
+                        in enumerate(zip(backward.deltas, exact.deltas, strict=True), start=1)})
+        for name, change in changes.items():
+            # a quantity that one eps can move by its own size is not determined in this
+            # dtype: cap there (the report flags the loose tolerance), never inf or NaN
+            found[name] = max(found.get(name, 0.0), min(change, 1.0) / eps)
+    return found
+
+
+def _loss_terms(case: Case, cache) -> float:
+    """Lambda: for a loss of logits, how large the terms that cancel in it are, relative to
+    the loss, in eps. Cross-entropy is computed as log-sum-exp minus the picked logit
+    (optax, torch) or as log1p(e^-|z|) + max(z, 0) - z y: each term is the size of the
+    logits, so where the loss is small (confident, correct predictions) its absolute
+    rounding, about eps times the logits, is large relative to it."""
+    if not LOSSES[case.loss].takes_logits:
+        return 0.0
+    logits = np.abs(cache.output)
+    terms = float(np.mean(logits.max(axis=1))) if logits.size else 0.0
+    loss = abs(float(cache.loss))
+    eps = machine_epsilon(case.dtype)
+    if terms == 0.0:
+        return 0.0
+    return min(terms / loss, 1.0 / eps) if loss > 0 else 1.0 / eps
+
+
+FLOAT32 = np.dtype(np.float32)
+EPS32 = machine_epsilon("float32")
+REPRESENTABLE32 = float(np.finfo(np.float32).tiny) / EPS32
+"""Values below this carry no float32 relative precision (subnormal range)."""
+
+
+def _in_float32(params, x, y, masks, case: Case):
+    """The reference's forward and backward pass in float32, from float32-rounded inputs
+    (overflow and underflow allowed: they are measured, not raised)."""
+    with np.errstate(all="ignore"):
+        cache = reference.forward(
+            {n: np.asarray(p).astype(FLOAT32) for n, p in params.items()}, x.astype(FLOAT32),
+            y if y.dtype.kind == "i" else y.astype(FLOAT32), case.activations, case.loss,
+            case.all_options, tuple(m.astype(FLOAT32) for m in masks))
+        return cache, reference.BACKPROP.backward(cache)
+
+
+def _float32_deviation(mine: np.ndarray, exact: np.ndarray) -> float:
+    """Normwise deviation in float32 eps; 0 where float32 cannot represent the quantity."""
+    scale = float(np.abs(exact).max()) if exact.size else 0.0
+    if scale < REPRESENTABLE32:
+        return 0.0
+    with np.errstate(all="ignore"):
+        change = float(np.abs(np.asarray(mine, np.float64) - exact).max())
+    if not np.isfinite(change):
+        return 0.0  # float32 overflows here: the case's own dtype decides (float64)
+    return min(change / scale, 1.0) / EPS32
+
+
+def _reference_rounding(case: Case, wide: Problem, cache) -> dict[str, float]:
+    """Rho: the reference's own rounding error, in eps, for the loss, every gradient and
+    every delta: the same pass run in float32 from float32-rounded inputs against float64.
+
+    It measures what no model of sums sees: rounding inside the loss (log-sum-exp minus
+    the picked logit, 1 - p for a probability near 1) and in saturated elementwise steps.
+    Rounding error in units of eps hardly depends on the dtype for the same formulas, so
+    the float32 measurement stands for float64 cases too."""
+    x, y, masks = wide.batch(0)
+    cache32, backward32 = _in_float32(wide.params, x, y, masks, case)
+    exact = reference.BACKPROP.backward(cache)
+    found = {"loss": _float32_deviation(np.asarray(cache32.loss), np.asarray(cache.loss))}
+    found.update({name: _float32_deviation(backward32.params[name], value)
+                  for name, value in exact.params.items()})
+    found.update({f"z{layer}": _float32_deviation(mine, value) for layer, (mine, value)
+                  in enumerate(zip(backward32.deltas, exact.deltas, strict=True), start=1)})
+    return found
+
+
+def _entry_rounding(current, x, y, masks, case: Case, grads, rng) -> dict[str, np.ndarray]:
+    """Per gradient entry, the conditioning probe's change (every z and a moved by one eps
+    of the case dtype, random signs), times G: the componentwise probe's second estimate
+    of each entry's rounding. It sees what the sum model cannot, such as 1 - tanh^2 where
+    tanh saturates. (It keeps every kink's side: a relative move never crosses zero.)"""
+    eps = machine_epsilon(case.dtype)
+
+    def rounded(values: np.ndarray) -> np.ndarray:
+        return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
+
+    moved = reference.BACKPROP.backward(reference.forward(
+        current, x, y, case.activations, case.loss, case.all_options, masks, perturb=rounded))
+    found = {}
+    with np.errstate(all="ignore"):
+        for name, value in grads.items():
+            probed = np.abs(moved.params[name] - value)
+            found[name] = CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0)
+    return found
 
 
 def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
@@ -206,6 +332,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
     ``1 + PERTURBATION`` (one sign, like a misrounded constant)."""
     optimizer = reference.OPTIMIZERS[case.optimizer]
     rng = np.random.default_rng(case.seed)
+    probe_rng = np.random.default_rng([case.seed, 2])  # its own stream: the signs stay
     state, current = optimizer.init(problem.params), dict(problem.params)
     trajectory, losses = [], []
     activations, options = case.activations, case.all_options
@@ -221,10 +348,14 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
             grads = {n: g * (1 + PERTURBATION * signs(g.shape)) for n, g in grads.items()}
         elif noise == "componentwise":
             scales = _absolute_sums(cache)
+            # each entry's rounding: the sum model, or the reference's own measured
+            # rounding where that is larger (saturation, cancellation inside the loss)
+            measured = _entry_rounding(current, *problem.batch(step), case, grads, probe_rng)
             # unclipped: an entry smaller than its own rounding level has no reliable
             # sign, and an optimizer that normalises by sqrt(v) turns that into a full step
             # either way; the tolerance must (and the report flags it when it is loose)
-            grads = {n: g + size * scales[n] * signs(g.shape) for n, g in grads.items()}
+            grads = {n: g + np.maximum(size * scales[n], measured[n]) * signs(g.shape)
+                     for n, g in grads.items()}
         hp = step_hyperparameters(case.hparams, options, step, case.steps)
         new, state = optimizer.update(current, grads, state, hp)
         if noise == "update":

@@ -1,42 +1,150 @@
-"""Central finite differences in float64: a gradient oracle that uses no framework.
+"""A gradient oracle that uses no framework: finite differences in float64, with their
+own error estimate.
 
-For each parameter element p_i the derivative is estimated as
+For each parameter element p_i (or, for large networks, along random unit
+directions) the derivative is estimated by Ridders' method: central differences
 
-    dL/dp_i ~ (L(p + h_i e_i) - L(p - h_i e_i)) / (2 h_i),   h_i = eps^(1/3) max(1, |p_i|)
+    D(h) = (L(p + h e_i) - L(p - h e_i)) / (2 h)
 
-The step balances truncation error O(h^2) against rounding error O(eps / h);
-eps^(1/3) ~ 6e-6 in float64 makes both about 1e-11 relative for smooth losses.
+at the steps h_j = h_0 / 2^j (j = 0 .. STEP_LEVELS - 1), extrapolated to h = 0 in a
+Neville tableau (Richardson extrapolation of the h^2, h^4, ... error terms). Each
+tableau entry comes with an estimate of its own error (how far it moved from its
+neighbours); the entry with the smallest estimate is the answer, and the tableau
+stops where rounding starts to dominate (Ridders 1982; Numerical Recipes section
+5.7; numdifftools does the same). The first step is chosen per element from the
+scale of the parameter, ``h_0 = FIRST_STEP * max(|p_i|, rms of its tensor)``.
+
+So the oracle says how much it can be trusted: a comparison allows its error
+estimate (:func:`compare_with_estimate`), and where the estimate is too large to
+judge (a flat loss, saturation, inputs scaled by 1e6) the entry is reported as
+*inconclusive*, never as the reference being wrong.
 
 A stencil that crosses a kink of a piecewise activation (relu at 0) does not
-estimate a derivative at all; such elements are detected by comparing which
-side of every kink each pre-activation lies on at p - h and p + h, and are
-reported in ``kink_elements`` instead of being compared.
+estimate a derivative at all; the steps whose stencil crosses one are left out of
+the tableau, and an element whose every usable combination crosses one is reported
+in ``kink_elements`` instead of being compared.
+
+The perturbed networks of one parameter tensor run as one stack through the
+reference's forward pass (every element and every step at once), so the oracle
+costs a few vectorised passes per tensor, not two Python-level passes per element.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from gradparity.compare.metrics import compare_arrays
-from gradparity.compare.tolerances import FINITE_DIFFERENCE_TOLERANCE
+from gradparity.compare.metrics import FINITE_DIFFERENCES, Difference, compare_arrays
+from gradparity.compare.tolerances import (
+    FINITE_DIFFERENCE_ERROR_SAFETY,
+    FINITE_DIFFERENCE_INCONCLUSIVE,
+    FINITE_DIFFERENCE_TOLERANCE,
+)
 from gradparity.reference import ACTIVATIONS, forward
 
-STEP_SCALE = float(np.finfo(np.float64).eps) ** (1 / 3)
+FIRST_STEP = 1e-3
+"""h_0 relative to the element's scale: large enough that the tableau's smallest step
+(FIRST_STEP / 2^(STEP_LEVELS - 1)) is still far above rounding."""
+STEP_LEVELS = 6
+STEP_SHRINK = 2.0
+TABLEAU_STOP = 2.0
+"""Ridders' SAFE: stop once a new diagonal entry moves by more than this many times the
+best error estimate (rounding has taken over)."""
+ROUNDING_ULPS = 4.0
+"""The losses' rounding, in ulps, that every estimate's error includes."""
+EPS64 = float(np.finfo(np.float64).eps)
+MAX_FULL_PARAMETERS = 2000
+RANDOM_DIRECTIONS = 16
+STACK_ELEMENTS = 2**21
+"""At most this many activation values per stacked forward pass (memory, not speed)."""
 
 
 @dataclass(frozen=True)
 class FiniteDifferenceResult:
-    """Estimated gradients, and per parameter a mask of elements whose stencil crossed a kink."""
+    """Estimated gradients, each element's error estimate, and a mask of elements whose
+    stencils crossed a kink at every usable step."""
 
     gradients: dict[str, np.ndarray]
     kink_elements: dict[str, np.ndarray]
+    errors: dict[str, np.ndarray]
 
     @property
     def kink_count(self) -> int:
         return int(sum(mask.sum() for mask in self.kink_elements.values()))
+
+
+@dataclass(frozen=True)
+class DirectionalEstimate:
+    """Directional derivatives along random unit directions, their error estimates, and
+    which crossed a kink."""
+
+    directions: list[dict[str, np.ndarray]]
+    estimates: np.ndarray
+    crossed: np.ndarray
+    errors: np.ndarray
+
+
+Evaluate = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""Given one step per stencil (shape (k,)), the loss above, the loss below and whether
+the stencil crossed a kink, each shaped (k,)."""
+
+
+def ridders(evaluate: Evaluate, first_steps: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
+    """Ridders' extrapolated central differences for k stencils at once.
+
+    Returns ``(estimate, error, crossed)``: per stencil the best tableau entry, its error
+    estimate (inf where no two usable steps exist) and whether kinks left no two usable
+    steps."""
+    k = first_steps.shape[0]
+    factor = STEP_SHRINK**2
+    previous: list[np.ndarray] = []  # the tableau column of the previous step
+    previous_ok: list[np.ndarray] = []  # which entries of that column avoid kinks
+    best = np.full(k, np.nan)
+    error = np.full(k, np.inf)
+    stopped = np.zeros(k, dtype=bool)
+    single = np.full(k, np.nan)  # a lone usable central difference, if nothing better
+    ever_crossed = np.zeros(k, dtype=bool)
+    for level in range(STEP_LEVELS):
+        steps = first_steps / STEP_SHRINK**level
+        above, below, crossed = evaluate(steps)
+        ever_crossed |= crossed
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            column = [(above - below) / (2 * steps)]
+            # the losses' own rounding, which no tableau difference sees where the loss
+            # is flat in floating point (every difference exactly 0): relative to the
+            # loss, and never below that of terms of order one (a loss that is exactly 0
+            # because its terms cancel or underflow still rounds like its terms)
+            magnitude = np.maximum(np.maximum(np.abs(above), np.abs(below)), 1.0)
+            noise = ROUNDING_ULPS * EPS64 * magnitude / steps
+        usable = [~crossed]
+        single = np.where(np.isnan(single) & usable[0], column[0], single)
+        scale = factor
+        for order in range(1, level + 1):
+            with np.errstate(invalid="ignore", over="ignore"):
+                extrapolated = (column[order - 1] * scale - previous[order - 1]) / (scale - 1)
+                moved = np.maximum(np.abs(extrapolated - column[order - 1]),
+                                   np.abs(extrapolated - previous[order - 1]))
+                moved = np.maximum(moved, noise)
+            ok = usable[order - 1] & previous_ok[order - 1]
+            better = ok & ~stopped & (moved <= error)
+            best = np.where(better, extrapolated, best)
+            error = np.where(better, moved, error)
+            column.append(extrapolated)
+            usable.append(ok)
+            scale *= factor
+        if level:
+            with np.errstate(invalid="ignore"):
+                drift = np.abs(column[level] - previous[level - 1])
+            stopped |= usable[level] & previous_ok[level - 1] & (drift >= TABLEAU_STOP * error)
+        previous, previous_ok = column, usable
+    # no two usable steps: a kink is why (or the loss is not finite there); the lone
+    # difference, if any, has no error estimate, so it is never judged
+    crossed_everywhere = np.isnan(best) & ever_crossed
+    best = np.where(np.isnan(best), single, best)
+    return best, error, crossed_everywhere
 
 
 def _kink_sides(pre_activations: tuple[np.ndarray, ...], activations: tuple[str, ...]) -> list:
@@ -45,6 +153,53 @@ def _kink_sides(pre_activations: tuple[np.ndarray, ...], activations: tuple[str,
         for kink in ACTIVATIONS[name].kinks:
             sides.append(np.sign(z - kink))
     return sides
+
+
+def _stacked(params: Mapping[str, np.ndarray], offsets: Mapping[str, np.ndarray]) -> dict:
+    """The parameters of a stack of networks: ``params[name] + offsets[name][k]``."""
+    stacked = dict(params)
+    for name, offset in offsets.items():
+        moved = params[name] + offset
+        stacked[name] = moved[:, None, :] if params[name].ndim == 1 else moved
+    return stacked
+
+
+def _evaluator(params, offsets_of, x, y, activations, loss, options, masks) -> Evaluate:
+    """``evaluate(steps)`` for stencils whose unit offsets ``offsets_of`` gives."""
+
+    def run(offsets: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list]:
+        cache = forward(_stacked(params, offsets), x, y, activations, loss, options, masks)
+        return np.broadcast_to(cache.loss, (next(iter(offsets.values())).shape[0],)), \
+            _kink_sides(cache.pre_activations, activations)
+
+    def evaluate(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        units = offsets_of()
+        above, sides_above = run({n: u * _shaped(steps, u) for n, u in units.items()})
+        below, sides_below = run({n: -u * _shaped(steps, u) for n, u in units.items()})
+        crossed = np.zeros(steps.shape[0], dtype=bool)
+        for a, b in zip(sides_above, sides_below, strict=True):
+            if a.ndim == 3 or b.ndim == 3:  # a stacked layer: compare each network's signs
+                a, b = np.broadcast_arrays(a, b)
+                crossed |= (a != b).reshape(a.shape[0], -1).any(axis=1)
+        return above, below, crossed
+
+    return evaluate
+
+
+def _shaped(steps: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    return steps.reshape((-1,) + (1,) * (unit.ndim - 1))
+
+
+def _first_steps(value: np.ndarray, fallback: float) -> np.ndarray:
+    """h_0 per element: FIRST_STEP times the larger of |p_i| and its tensor's rms."""
+    rms = float(np.sqrt(np.mean(value * value))) if value.size else 0.0
+    scale = np.maximum(np.abs(value), rms if rms > 0 else fallback)
+    return FIRST_STEP * scale.ravel()
+
+
+def _chunk(total: int, batch: int, widths: tuple[int, ...]) -> int:
+    per_network = max(1, batch * max(widths))
+    return max(1, min(total, STACK_ELEMENTS // per_network))
 
 
 def central_differences(
@@ -56,42 +211,36 @@ def central_differences(
     options: Mapping | None = None,
     masks: tuple[np.ndarray, ...] = (),
 ) -> FiniteDifferenceResult:
-    """Estimate dL/dparam for every element of every parameter, in float64."""
+    """Estimate dL/dparam for every element of every parameter, in float64, with errors."""
     base = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
     x64 = np.asarray(x, dtype=np.float64)
     y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
     masks64 = tuple(np.asarray(m, dtype=np.float64) for m in masks)
-
-    def evaluate(point: Mapping[str, np.ndarray]) -> tuple[float, list]:
-        cache = forward(point, x64, y64, activations, loss, options, masks64)
-        return float(cache.loss), _kink_sides(cache.pre_activations, activations)
-
-    gradients: dict[str, np.ndarray] = {}
-    kinks: dict[str, np.ndarray] = {}
+    everything = np.concatenate([v.ravel() for v in base.values()]) if base else np.zeros(1)
+    overall = float(np.sqrt(np.mean(everything * everything))) or 1.0
+    widths = tuple(v.shape[-1] for v in base.values())
+    gradients, errors, kinks = {}, {}, {}
     for name, value in base.items():
-        grad = np.zeros_like(value)
-        crossed = np.zeros(value.shape, dtype=bool)
-        for index in np.ndindex(value.shape):
-            step = STEP_SCALE * max(1.0, abs(value[index]))
-            plus, minus = dict(base), dict(base)
-            plus[name], minus[name] = value.copy(), value.copy()
-            plus[name][index] += step
-            minus[name][index] -= step
-            # the step actually taken, after rounding p +- h to float64
-            width = plus[name][index] - minus[name][index]
-            loss_plus, sides_plus = evaluate(plus)
-            loss_minus, sides_minus = evaluate(minus)
-            grad[index] = (loss_plus - loss_minus) / width
-            crossed[index] = any(
-                not np.array_equal(a, b) for a, b in zip(sides_plus, sides_minus, strict=True)
-            )
-        gradients[name] = grad
-        kinks[name] = crossed
-    return FiniteDifferenceResult(gradients, kinks)
+        estimate = np.empty(value.size)
+        error = np.empty(value.size)
+        crossed = np.empty(value.size, dtype=bool)
+        steps = _first_steps(value, overall)
+        size = _chunk(value.size, x64.shape[0], widths)
+        for start in range(0, value.size, size):
+            entries = np.arange(start, min(start + size, value.size))
 
+            def units(entries=entries, name=name, value=value):
+                unit = np.zeros((entries.size, value.size))
+                unit[np.arange(entries.size), entries] = 1.0
+                return {name: unit.reshape((entries.size, *value.shape))}
 
-MAX_FULL_PARAMETERS = 2000
-RANDOM_DIRECTIONS = 16
+            evaluate = _evaluator(base, units, x64, y64, activations, loss, options, masks64)
+            found = ridders(evaluate, steps[entries])
+            estimate[entries], error[entries], crossed[entries] = found
+        gradients[name] = estimate.reshape(value.shape)
+        errors[name] = error.reshape(value.shape)
+        kinks[name] = crossed.reshape(value.shape)
+    return FiniteDifferenceResult(gradients, kinks, errors)
 
 
 def directional_differences(
@@ -104,43 +253,36 @@ def directional_differences(
     seed: int = 0,
     options: Mapping | None = None,
     masks: tuple[np.ndarray, ...] = (),
-) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]:
-    """Central differences along random unit directions (for networks too large to probe
-    every parameter): returns the directions, the estimates and a mask of stencils that
-    crossed a kink."""
+) -> DirectionalEstimate:
+    """Ridders' differences along random unit directions (for networks too large to
+    probe every parameter)."""
     base = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
     x64 = np.asarray(x, dtype=np.float64)
     y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
     masks64 = tuple(np.asarray(m, dtype=np.float64) for m in masks)
     rng = np.random.default_rng(seed)
-    scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
-    step = STEP_SCALE * scale
-    vectors, estimates, crossed = [], [], []
+    vectors = []
     for _ in range(directions):
         raw = {n: rng.standard_normal(v.shape) for n, v in base.items()}
         norm = np.sqrt(sum(float((r * r).sum()) for r in raw.values()))
-        direction = {n: r / norm for n, r in raw.items()}
-        plus = forward({n: base[n] + step * direction[n] for n in base}, x64, y64,
-                       activations, loss, options, masks64)
-        minus = forward({n: base[n] - step * direction[n] for n in base}, x64, y64,
-                        activations, loss, options, masks64)
-        vectors.append(direction)
-        estimates.append((float(plus.loss) - float(minus.loss)) / (2 * step))
-        crossed.append(any(
-            not np.array_equal(a, b) for a, b in zip(
-                _kink_sides(plus.pre_activations, activations),
-                _kink_sides(minus.pre_activations, activations), strict=True)
-        ))
-    return vectors, np.array(estimates), np.array(crossed)
+        vectors.append({n: r / norm for n, r in raw.items()})
+    scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
+    widths = tuple(v.shape[-1] for v in base.values())
+    estimates, errors, crossed = [], [], []
+    size = _chunk(directions, x64.shape[0], widths)
+    for start in range(0, directions, size):
+        chosen = vectors[start:start + size]
 
+        def units(chosen=chosen):
+            return {n: np.stack([v[n] for v in chosen]) for n in base}
 
-@dataclass(frozen=True)
-class DirectionalEstimate:
-    """Directional derivatives along random unit directions, and which crossed a kink."""
-
-    directions: list[dict[str, np.ndarray]]
-    estimates: np.ndarray
-    crossed: np.ndarray
+        evaluate = _evaluator(base, units, x64, y64, activations, loss, options, masks64)
+        found = ridders(evaluate, np.full(len(chosen), FIRST_STEP * scale))
+        estimates.append(found[0])
+        errors.append(found[1])
+        crossed.append(found[2])
+    return DirectionalEstimate(vectors, np.concatenate(estimates), np.concatenate(crossed),
+                               np.concatenate(errors))
 
 
 def estimate_for(case, problem) -> FiniteDifferenceResult | DirectionalEstimate:
@@ -152,51 +294,90 @@ def estimate_for(case, problem) -> FiniteDifferenceResult | DirectionalEstimate:
     if size <= MAX_FULL_PARAMETERS:
         return central_differences(problem.params, x, y, case.activations, case.loss,
                                    case.all_options, masks)
-    return DirectionalEstimate(*directional_differences(
+    return directional_differences(
         problem.params, x, y, case.activations, case.loss, seed=case.seed,
-        options=case.all_options, masks=masks))
+        options=case.all_options, masks=masks)
+
+
+def _judged(mine: np.ndarray, estimate: np.ndarray, error: np.ndarray,
+            skipped: np.ndarray, floor: float) -> tuple[np.ndarray, float, int]:
+    """The oracle to compare ``mine`` with (``mine`` itself where an entry is not judged),
+    the tolerance, and how many entries were inconclusive.
+
+    An entry is inconclusive when its error estimate exceeds FINITE_DIFFERENCE_INCONCLUSIVE
+    of the gradient's scale; the tolerance is the oracle's own largest error over the
+    judged entries (times a safety), never below ``floor``."""
+    judged = ~skipped & np.isfinite(estimate)
+    scale = float(np.abs(estimate[judged]).max()) if judged.any() else 0.0
+    scale = max(scale, float(np.abs(mine).max()) if mine.size else 0.0)
+    limit = FINITE_DIFFERENCE_INCONCLUSIVE * scale
+    conclusive = judged & np.isfinite(error) & (error <= limit)
+    inconclusive = int((judged & ~conclusive).sum())
+    oracle = np.where(conclusive, estimate, mine)
+    own = float(error[conclusive].max()) if conclusive.any() else 0.0
+    tolerance = max(floor, FINITE_DIFFERENCE_ERROR_SAFETY * own / scale if scale > 0 else 0.0)
+    return oracle, tolerance, inconclusive
+
+
+def _label(name: str, kinks: int, inconclusive: int, total: int) -> str:
+    notes = []
+    if kinks:
+        notes.append(f"{kinks} kink entries skipped")
+    if inconclusive:
+        notes.append(f"finite differences inconclusive at {inconclusive} of {total} entries"
+                     if inconclusive < total else "finite differences inconclusive here")
+    return f"{name} ({'; '.join(notes)})" if notes else name
 
 
 def compare_with_estimate(
     case, estimate: FiniteDifferenceResult | DirectionalEstimate,
     gradients: Mapping[str, np.ndarray], framework: str,
     tolerance: float = FINITE_DIFFERENCE_TOLERANCE,
-) -> list:
+) -> list[Difference]:
     """``gradients`` against the estimate, as ``Difference`` rows.
 
-    Entries whose stencil crosses a kink are not compared (the gradient is
-    compared with itself there); each row's ``parameter`` says how many were
-    left out.
+    Each row allows the oracle's own error estimate (at least ``tolerance``). Entries
+    whose stencil crosses a kink, and entries where the estimate is too uncertain to
+    judge, are not compared (the gradient is compared with itself there); each row's
+    ``parameter`` says how many were left out and why.
     """
     common = {"case_id": case.id, "dtype": case.dtype, "framework": framework,
-              "baseline_name": "finite differences", "tolerance": tolerance}
+              "baseline_name": FINITE_DIFFERENCES}
     if isinstance(estimate, FiniteDifferenceResult):
         rows = []
         for name, fd in estimate.gradients.items():
             mine = np.asarray(gradients[name], np.float64)
             kinks = estimate.kink_elements[name]
-            oracle = np.where(kinks, mine, fd) if mine.shape == fd.shape else fd
-            label = name if not kinks.any() else f"{name} ({int(kinks.sum())} kink entries skipped)"
+            if mine.shape != fd.shape:
+                rows.append(compare_arrays(mine, fd, quantity="gradient", parameter=name,
+                                           tolerance=tolerance, **common))
+                continue
+            oracle, allowed, inconclusive = _judged(mine, fd, estimate.errors[name], kinks,
+                                                    tolerance)
+            label = _label(name, int(kinks.sum()), inconclusive, fd.size)
             rows.append(compare_arrays(mine, oracle, quantity="gradient", parameter=label,
-                                       **common))
+                                       tolerance=allowed, **common))
         return rows
     shapes = {n: v.shape for n, v in estimate.directions[0].items()}
     wrong = [n for n in shapes if np.shape(gradients[n]) != shapes[n]]
     if wrong:  # no directional derivative of a wrongly shaped gradient: say so per parameter
         return [compare_arrays(np.asarray(gradients[n]), np.zeros(shapes[n]), quantity="gradient",
-                               parameter=n, **common) for n in wrong]
+                               parameter=n, tolerance=tolerance, **common) for n in wrong]
     predicted = np.array([
         sum(float((np.asarray(gradients[n], np.float64) * v[n]).sum()) for n in v)
         for v in estimate.directions
     ])
-    oracle = np.where(estimate.crossed, predicted, estimate.estimates)
+    oracle, allowed, inconclusive = _judged(predicted, estimate.estimates, estimate.errors,
+                                            estimate.crossed, tolerance)
     label = f"{RANDOM_DIRECTIONS} random directions"
-    if estimate.crossed.any():
-        label += f" ({int(estimate.crossed.sum())} crossing a kink skipped)"
-    return [compare_arrays(predicted, oracle, quantity="gradient", parameter=label, **common)]
+    notes = _label("", int(estimate.crossed.sum()), inconclusive, predicted.size).strip()
+    if notes:
+        label += " " + notes.replace("kink entries", "directions crossing a kink")
+    return [compare_arrays(predicted, oracle, quantity="gradient", parameter=label,
+                           tolerance=allowed, **common)]
 
 
-def check_against_finite_differences(case, problem, reference) -> list:
-    """The reference gradient against central differences (see :func:`estimate_for`)."""
+def check_against_finite_differences(case, problem, reference) -> list[Difference]:
+    """The reference gradient against finite differences (see :func:`estimate_for`)."""
     return compare_with_estimate(case, estimate_for(case, problem), reference.gradients,
                                  reference.framework)

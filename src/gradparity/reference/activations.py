@@ -13,6 +13,7 @@ PyTorch autograd and ``jax.grad`` so a disagreement there is a real difference.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -28,7 +29,9 @@ class Activation:
     ``kinks`` lists the inputs where the function is not differentiable; the
     finite-difference oracle avoids stencils that cross them. ``parameter``
     names the case option (``gradparity.spec.options``) that both functions take as
-    a keyword argument of the same name; :meth:`bound` fixes it for a case.
+    a keyword argument of the same name; ``conventions`` names the catalogued
+    conventions (``gradparity.adapters.conventions``) they take the same way, where
+    the frameworks differ; :meth:`bound` fixes both from a case's options.
     """
 
     name: str
@@ -36,6 +39,7 @@ class Activation:
     derivative: Callable[..., np.ndarray]
     kinks: tuple[float, ...] = ()
     parameter: str | None = None
+    conventions: tuple[str, ...] = ()
 
     def bound(self, options: Mapping[str, Any]) -> Activation:
         """This activation with its parameter set from ``options`` (if it has one)."""
@@ -43,13 +47,21 @@ class Activation:
 
 
 def bind_parameter(entry: Any, options: Mapping[str, Any], *functions: str) -> Any:
-    """``entry`` (a frozen dataclass with a ``parameter`` field naming a case option)
-    with that option's value bound into each of its ``functions`` as a keyword."""
-    if entry.parameter is None or entry.parameter not in options:
+    """``entry`` (a frozen dataclass with a ``parameter`` field naming a case option, and
+    optionally ``conventions``) with the values ``options`` gives them bound into each of
+    its ``functions`` as keywords (a convention only where its function takes it)."""
+    names = [entry.parameter] if entry.parameter is not None else []
+    names += list(getattr(entry, "conventions", ()))
+    values = {name: options[name] for name in names if name in options}
+    if not values:
         return entry
-    value = {entry.parameter: options[entry.parameter]}
-    return replace(entry, **{name: functools.partial(getattr(entry, name), **value)
-                             for name in functions})
+    bound = {}
+    for function in functions:
+        original = getattr(entry, function)
+        accepted = {n: v for n, v in values.items() if n == entry.parameter
+                    or n in inspect.signature(original).parameters}
+        bound[function] = functools.partial(original, **accepted) if accepted else original
+    return replace(entry, **bound)
 
 
 def identity(z: np.ndarray) -> np.ndarray:
@@ -110,14 +122,19 @@ def leaky_relu(z: np.ndarray, negative_slope: float = LEAKY_SLOPE) -> np.ndarray
 
 
 def leaky_relu_derivative(
-    z: np.ndarray, a: np.ndarray, negative_slope: float = LEAKY_SLOPE
+    z: np.ndarray, a: np.ndarray, negative_slope: float = LEAKY_SLOPE,
+    leaky_relu_derivative_at_zero: str = "one",
 ) -> np.ndarray:
     """``da/dz = 1 if z >= 0 else s``. At the kink z == 0 the derivative is **1**.
 
     That is jax.nn.leaky_relu's (``where(x >= 0, ...)``); PyTorch's
-    ``leaky_relu_backward`` returns the slope at exactly 0 (``x > 0``): a named
-    convention (gradparity.adapters.conventions), reachable only at z == 0 exactly.
+    ``leaky_relu_backward`` returns the slope at exactly 0 (``x > 0``): the catalogued
+    convention ``leaky_relu_derivative_at_zero`` ("one" or "slope"), reachable only at
+    z == 0 exactly. The harness sets "slope" to reproduce PyTorch when it explains a
+    difference.
     """
+    if leaky_relu_derivative_at_zero == "slope":
+        return np.where(z > 0, 1.0, negative_slope).astype(z.dtype)
     return np.where(z >= 0, 1.0, negative_slope).astype(z.dtype)
 
 
@@ -183,15 +200,20 @@ def silu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     return s * (1 + z * (1 - s))
 
 
-def softplus(z: np.ndarray) -> np.ndarray:
+def softplus(z: np.ndarray, softplus_threshold: float = 0.0) -> np.ndarray:
     """Softplus: ``a = log(1 + e^z) = max(z, 0) + log1p(e^-|z|)``, exact everywhere
-    (jax.nn.softplus). PyTorch's default ``threshold=20`` returns z itself above 20: a
-    named convention, about 2e-9 relative there."""
-    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+    (jax.nn.softplus). PyTorch's default ``threshold=20`` returns z itself above 20: the
+    catalogued convention ``softplus_threshold`` (0: exact; 20: PyTorch's), about 2e-9
+    relative there."""
+    exact = np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+    return np.where(z > softplus_threshold, z, exact) if softplus_threshold else exact
 
 
-def softplus_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """``da/dz = sigmoid(z)``."""
+def softplus_derivative(z: np.ndarray, a: np.ndarray, softplus_threshold: float = 0.0
+                        ) -> np.ndarray:
+    """``da/dz = sigmoid(z)`` (1 above the threshold in PyTorch's convention)."""
+    if softplus_threshold:
+        return np.where(z > softplus_threshold, 1.0, sigmoid(z)).astype(z.dtype)
     return sigmoid(z)
 
 
@@ -201,11 +223,13 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("tanh", tanh, tanh_derivative),
     "relu": Activation("relu", relu, relu_derivative, kinks=(0.0,)),
     "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kinks=(0.0,),
-                              parameter="negative_slope"),
+                              parameter="negative_slope",
+                              conventions=("leaky_relu_derivative_at_zero",)),
     "elu": Activation("elu", elu, elu_derivative, kinks=(0.0,), parameter="elu_alpha"),
     "gelu": Activation("gelu", gelu, gelu_derivative),
     "gelu_tanh": Activation("gelu_tanh", gelu_tanh, gelu_tanh_derivative),
     "silu": Activation("silu", silu, silu_derivative),
-    "softplus": Activation("softplus", softplus, softplus_derivative),
+    "softplus": Activation("softplus", softplus, softplus_derivative,
+                            conventions=("softplus_threshold",)),
 }
 """The registry of activations: case validation, adapters, tests and the CLI read it."""

@@ -1,7 +1,10 @@
 """Losses, each value next to its gradient with respect to the network output.
 
 ``value(y_hat, y)`` returns the scalar loss; ``gradient(y_hat, y)`` returns
-dL/dy_hat with the shape of ``y_hat``. ``y_hat`` is the output of the last
+dL/dy_hat with the shape of ``y_hat``. Values also take a stack of outputs,
+``y_hat`` shaped ``(..., batch, outputs)`` against the same ``y``, and return one
+loss per network of the stack: the finite-difference oracle evaluates many
+perturbed networks at once that way. ``y_hat`` is the output of the last
 layer *after* the output activation; the two ``*_with_logits`` style losses
 require the identity output activation, so there ``y_hat`` are the logits.
 
@@ -50,7 +53,7 @@ def mean_squared_error(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Mean squared error, reduction='mean' over ALL elements (batch B * outputs K):
     ``L = 1/(B*K) sum_ij (y_hat_ij - y_ij)^2``."""
     diff = y_hat - y
-    return np.mean(diff * diff)
+    return np.mean(diff * diff, axis=(-2, -1))
 
 
 def mean_squared_error_gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -61,16 +64,19 @@ def mean_squared_error_gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     # Subtracting the row max keeps exp() from overflowing; log-softmax is
     # invariant to that shift.
-    shifted = logits - np.max(logits, axis=1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def _picked(log_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """log_probs[..., i, labels[i]] for every row i."""
+    return log_probs[..., np.arange(labels.shape[0]), labels]
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Softmax cross-entropy with integer labels, mean over the batch:
     ``L = -1/B sum_i log softmax(z_i)[y_i]`` (max-subtracted log-softmax)."""
-    log_probs = _log_softmax(logits)
-    picked = log_probs[np.arange(logits.shape[0]), labels]
-    return -np.mean(picked)
+    return -np.mean(_picked(_log_softmax(logits), labels), axis=-1)
 
 
 def softmax_cross_entropy_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -86,7 +92,7 @@ def binary_cross_entropy_with_logits(logits: np.ndarray, y: np.ndarray) -> np.nd
     ``-[y log s(z) + (1-y) log(1-s(z))]``, written so that no exp overflows and no log
     sees 0."""
     per_element = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
-    return np.mean(per_element)
+    return np.mean(per_element, axis=(-2, -1))
 
 
 def binary_cross_entropy_with_logits_gradient(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -105,11 +111,12 @@ def _squared_error_loss(half: bool, reduction: str) -> tuple[Callable, Callable]
     factor = 0.5 if half else 1.0
 
     def divisor(y_hat: np.ndarray) -> int:
-        return {"mean": y_hat.size, "sum": 1, "batch_mean": y_hat.shape[0]}[reduction]
+        batch, outputs = y_hat.shape[-2:]
+        return {"mean": batch * outputs, "sum": 1, "batch_mean": batch}[reduction]
 
     def value(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
         diff = y_hat - y
-        return factor * np.sum(diff * diff) / divisor(y_hat)
+        return factor * np.sum(diff * diff, axis=(-2, -1)) / divisor(y_hat)
 
     def gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
         return 2 * factor * (y_hat - y) / divisor(y_hat)
@@ -125,7 +132,8 @@ def huber(y_hat: np.ndarray, y: np.ndarray, huber_delta: float = HUBER_DELTA) ->
     """Huber loss (``delta = huber_delta``, default 1), mean over all elements:
     ``l(d) = d^2 / 2 if |d| <= delta else delta (|d| - delta / 2)``, ``d = y_hat - y``."""
     d = np.abs(y_hat - y)
-    return np.mean(np.where(d <= huber_delta, 0.5 * d * d, huber_delta * (d - 0.5 * huber_delta)))
+    return np.mean(np.where(d <= huber_delta, 0.5 * d * d, huber_delta * (d - 0.5 * huber_delta)),
+                   axis=(-2, -1))
 
 
 def huber_gradient(y_hat: np.ndarray, y: np.ndarray,
@@ -143,7 +151,7 @@ def smooth_l1(y_hat: np.ndarray, y: np.ndarray,
     ``delta = beta``, divided by beta)."""
     d = np.abs(y_hat - y)
     return np.mean(np.where(d < smooth_l1_beta, 0.5 * d * d / smooth_l1_beta,
-                            d - 0.5 * smooth_l1_beta))
+                            d - 0.5 * smooth_l1_beta), axis=(-2, -1))
 
 
 def smooth_l1_gradient(y_hat: np.ndarray, y: np.ndarray,
@@ -164,7 +172,7 @@ def binary_cross_entropy(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         log_p = np.maximum(np.log(p), BCE_LOG_FLOOR)
         log_q = np.maximum(np.log1p(-p), BCE_LOG_FLOOR)
-    return -np.mean(y * log_p + (1 - y) * log_q)
+    return -np.mean(y * log_p + (1 - y) * log_q, axis=(-2, -1))
 
 
 def binary_cross_entropy_gradient(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -175,7 +183,7 @@ def binary_cross_entropy_gradient(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 def softmax_cross_entropy_soft(logits: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Softmax cross-entropy with probability targets q (rows sum to 1), mean over the
     batch: ``L = -1/B sum_i sum_k q_ik log softmax(z_i)_k``."""
-    return -np.sum(q * _log_softmax(logits)) / logits.shape[0]
+    return -np.sum(q * _log_softmax(logits), axis=(-2, -1)) / logits.shape[-2]
 
 
 def softmax_cross_entropy_soft_gradient(logits: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -195,7 +203,7 @@ def softmax_cross_entropy_smoothed(logits: np.ndarray, labels: np.ndarray,
                                    label_smoothing: float = LABEL_SMOOTHING) -> np.ndarray:
     """Label smoothing: the soft cross-entropy with ``q = (1 - e) onehot(y) + e / K``
     (``e = label_smoothing``, default 0.1)."""
-    q = _smoothed(labels, logits.shape[1], logits.dtype, label_smoothing)
+    q = _smoothed(labels, logits.shape[-1], logits.dtype, label_smoothing)
     return softmax_cross_entropy_soft(logits, q)
 
 
@@ -215,9 +223,8 @@ def class_weights(classes: int, dtype: np.dtype) -> np.ndarray:
 def softmax_cross_entropy_weighted(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Class-weighted softmax cross-entropy, PyTorch's weighted mean:
     ``L = sum_i w_{y_i} ce_i / sum_i w_{y_i}``."""
-    w = class_weights(logits.shape[1], logits.dtype)[labels]
-    picked = _log_softmax(logits)[np.arange(logits.shape[0]), labels]
-    return -np.sum(w * picked) / np.sum(w)
+    w = class_weights(logits.shape[-1], logits.dtype)[labels]
+    return -np.sum(w * _picked(_log_softmax(logits), labels), axis=-1) / np.sum(w)
 
 
 def softmax_cross_entropy_weighted_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ runs it on absolute values (``gradparity.compare.metrics.derivation``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,13 +95,20 @@ def forward(
     loss_name: str,
     options: Mapping[str, Any] | None = None,
     masks: Sequence[np.ndarray] = (),
+    perturb: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> ForwardCache:
     """Run the network on ``x`` and evaluate the loss against ``y``.
 
     ``activation_names`` has one entry per layer; the last is the output
     activation. ``options`` (case options such as ``negative_slope``) set the
     parameters of activations and loss; ``masks`` holds one dropout mask per
-    hidden layer, or nothing.
+    hidden layer, or nothing. ``perturb``, when given, is applied to every z_l and
+    a_l as it is computed, the way rounding would disturb it (the tolerance model's
+    conditioning probe, :mod:`gradparity.compare.derivation`).
+
+    The parameters may also be stacks, ``W_l`` shaped ``(..., fan_in, fan_out)`` and
+    ``b_l`` ``(..., 1, fan_out)``: the forward pass then runs every network of the
+    stack at once and the loss has one entry per network (finite differences).
     """
     options = dict(options or {})
     if masks and len(masks) != len(activation_names) - 1:
@@ -112,9 +119,13 @@ def forward(
     for layer, activation_name in enumerate(activation_names, start=1):
         weight, bias = params[f"W{layer}"], params[f"b{layer}"]
         z = a @ weight + bias
+        if perturb is not None:
+            z = perturb(z)
         inputs.append(_frozen(a))
         weights.append(_frozen(np.array(weight, copy=True)))
         a = ACTIVATIONS[activation_name].bound(options).forward(z)
+        if perturb is not None:
+            a = perturb(a)
         pre_activations.append(_frozen(z))
         activations.append(_frozen(a))
         if masks and layer < len(activation_names):

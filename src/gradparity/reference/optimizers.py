@@ -84,7 +84,7 @@ def adam_update(
     hp: Hyper,
     *,
     decoupled_weight_decay: bool = False,
-    bias_correction: bool = True,
+    bias_correction: bool | str = True,
     eps_placement: str = "outside_sqrt",
 ) -> tuple[dict[str, np.ndarray], AdamState]:
     """Adam (Kingma & Ba) with weight decay coupled (Adam) or decoupled (AdamW).
@@ -96,9 +96,10 @@ def adam_update(
         m_hat = m_t / (1 - beta1^t),  v_hat = v_t / (1 - beta2^t)
         theta_t = theta_{t-1} - lr * m_hat / (sqrt(v_hat) + eps)
 
-    ``eps_placement="inside_sqrt"`` uses sqrt(v_hat + eps) instead, and
-    ``bias_correction=False`` drops the two divisions; both exist to describe
-    implementations that do so (the diagnosis uses them), not as defaults.
+    ``eps_placement="inside_sqrt"`` uses sqrt(v_hat + eps) instead,
+    ``bias_correction=False`` drops the two divisions and ``"without_power"`` divides
+    by 1 - beta instead of 1 - beta^t; they exist to describe implementations that do
+    so (the bug catalogue, gradparity.check.bugs), not as defaults.
     optax.adam / optax.adamw compute the same quantities (eps_root = 0).
     """
     lr, beta1, beta2, eps, decay = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
@@ -112,9 +113,10 @@ def adam_update(
     m = {n: beta1 * state.first_moment[n] + (1 - beta1) * g[n] for n in params}
     v = {n: beta2 * state.second_moment[n] + (1 - beta2) * g[n] * g[n] for n in params}
     new_params = {}
+    power = t if bias_correction != "without_power" else 1
     for n in params:
-        m_hat = m[n] / (1 - beta1**t) if bias_correction else m[n]
-        v_hat = v[n] / (1 - beta2**t) if bias_correction else v[n]
+        m_hat = m[n] / (1 - beta1**power) if bias_correction else m[n]
+        v_hat = v[n] / (1 - beta2**power) if bias_correction else v[n]
         if eps_placement == "outside_sqrt":
             denominator = np.sqrt(v_hat) + eps
         else:
@@ -197,14 +199,23 @@ def adagrad_update(
 ) -> tuple[dict[str, np.ndarray], AdagradState]:
     """Adagrad: s_t = s_{t-1} + g_t^2 (s_0 = initial_accumulator_value),
     theta_t = theta_{t-1} - lr g_t / (sqrt(s_t) + eps)   (torch.optim.Adagrad, lr_decay 0)
-    or ... / sqrt(s_t + eps) with eps_in_sqrt (optax.adagrad's only form)."""
+    or ... / sqrt(s_t + eps) with eps_in_sqrt (optax.adagrad's only form), with optax's
+    guard: the step is 0 where s_t = 0."""
     if state.step == 0 and hp["initial_accumulator_value"]:
         state = adagrad_init(params, hp["initial_accumulator_value"])
     total = {n: state.sum_of_squares[n] + grads[n] * grads[n] for n in params}
-    new_params = {
-        n: params[n] - hp["lr"] * grads[n] / _denominator(total[n], hp["eps"], hp["eps_in_sqrt"])
-        for n in params
-    }
+    new_params = {}
+    for n in params:
+        if hp["eps_in_sqrt"]:
+            # optax's guard: where(s > 0, g / sqrt(s + eps), 0). It differs only where
+            # s = 0, and there only when eps underflows to 0 in the dtype (0 / 0): the
+            # catalogued convention adagrad_zero_accumulator_guard
+            with np.errstate(invalid="ignore", divide="ignore"):
+                step = hp["lr"] * grads[n] / _denominator(total[n], hp["eps"], True)
+                step = np.where(total[n] > 0, step, 0.0).astype(step.dtype)
+        else:
+            step = hp["lr"] * grads[n] / _denominator(total[n], hp["eps"], False)
+        new_params[n] = params[n] - step
     return new_params, AdagradState(state.step + 1, total)
 
 

@@ -22,7 +22,11 @@
 
     CHECK = {"framework", "baseline", "quantity", "parameter", "normwise", "normwise_eps",
              "tolerance", "headroom", "max_abs", "max_rel", "worst_index", "value",
-             "baseline_value", "passed", "note", "verdict"}
+             "baseline_value", "passed", "note", "verdict", "localisation"}
+
+A failing check's ``verdict`` says what the harness concluded (rounding, a logic
+difference, a catalogued convention); ``localisation`` where its pair's backward chain
+first broke ("step s, layer l"), empty where the backward signals agree.
 
 Non-finite numbers are written as the strings "inf", "-inf" and "nan".
 ``checks.csv`` has one row per check with the case id first:
@@ -62,7 +66,15 @@ def _number(value: float) -> float | str:
     return value
 
 
-def _check(difference, verdict: str) -> dict[str, Any]:
+def _localised(outcome: CaseOutcome, difference) -> str:
+    """Where the backward chain of a failing check's pair first broke, or ""."""
+    if difference.passed:
+        return ""
+    where = outcome.localisation.get((difference.framework, difference.baseline))
+    return "" if where is None else f"step {where[0]}, layer {where[1]}"
+
+
+def _check(difference, verdict: str, localisation: str = "") -> dict[str, Any]:
     row = {}
     for field in CHECK_FIELDS:
         value = getattr(difference, field)
@@ -72,6 +84,7 @@ def _check(difference, verdict: str) -> dict[str, Any]:
             value = _number(value)
         row[field] = value
     row["verdict"] = verdict
+    row["localisation"] = localisation
     return row
 
 
@@ -83,7 +96,7 @@ def build_results(
     for outcome in outcomes:
         checks = [
             _check(d, outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
-                                           ""))
+                                           ""), _localised(outcome, d))
             for d in outcome.checks
         ]
         cases.append({

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gradparity.reference.losses import LOSSES
-from gradparity.reference.network import parameter_names
+from gradparity.reference.network import forward, parameter_names
 from gradparity.spec.case import Case
 from gradparity.spec.datasets import DATASETS
 
@@ -177,14 +177,55 @@ def problem_from_arrays(case: Case, x, y, params=None) -> Problem:
         weights = {name: _checked_array(f"params[{name!r}]", params[name], shape,
                                         f"shape {shape}") for name, shape in expected.items()}
     dtype = np.dtype(case.dtype)
-    return Problem(
-        params={name: _read_only(np.asarray(value, dtype=np.float64).astype(dtype))
-                for name, value in weights.items()},
-        x=_read_only(x.astype(dtype)),
-        y=_read_only(y if y.dtype == np.int64 else y.astype(dtype)),
-        batches=int(case.option("batches")),
-        masks=generated.masks,
+    with np.errstate(over="ignore"):  # overflow is reported below, by name
+        cast = {name: np.asarray(value, dtype=np.float64).astype(dtype)
+                for name, value in weights.items()}
+        cast_x = x.astype(dtype)
+        cast_y = y if y.dtype == np.int64 else y.astype(dtype)
+    for name, array in (*((f"params[{n!r}]", v) for n, v in cast.items()), ("x", cast_x),
+                        ("y", cast_y)):
+        _check_finite_in(name, array, case.dtype)
+    problem = Problem(
+        params={name: _read_only(value) for name, value in cast.items()},
+        x=_read_only(cast_x), y=_read_only(cast_y),
+        batches=int(case.option("batches")), masks=generated.masks,
     )
+    check_intermediates(case, problem)
+    return problem
+
+
+def _check_finite_in(name: str, array: np.ndarray, dtype: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), array.shape))
+        raise ValueError(f"{name}: {int(bad.sum())} values overflow {dtype} (first at {first}, "
+                         f"largest finite {dtype} is {np.finfo(dtype).max:.3e}); allowed: "
+                         f"values that fit in {dtype}")
+
+
+def check_intermediates(case: Case, problem: Problem) -> None:
+    """Refuse weights and data whose forward pass overflows in the case dtype: a
+    non-finite intermediate is not something two implementations can agree on. The
+    error names the layer (``z2`` = W2's pre-activation, ``a2`` its activation, or the
+    loss) and the evaluation."""
+    options = case.all_options
+    for evaluation in range(min(problem.batches, case.steps + 1)):
+        x, y, masks = problem.batch(evaluation)
+        with np.errstate(all="ignore"):
+            cache = forward(problem.params, x, y, case.activations, case.loss, options, masks)
+        for layer, (z, a) in enumerate(zip(cache.pre_activations, cache.activations,
+                                           strict=True), start=1):
+            for label, values in ((f"z{layer}", z), (f"a{layer}", a)):
+                if not np.isfinite(values).all():
+                    raise ValueError(
+                        f"data and weights: non-finite intermediate {label} (layer {layer}) "
+                        f"in {case.dtype} on batch {evaluation}; allowed: values whose "
+                        f"forward pass stays finite in {case.dtype} (scale the inputs or "
+                        "the weights down)")
+        if not np.isfinite(cache.loss):
+            raise ValueError(f"data and weights: the loss is not finite in {case.dtype} on "
+                             f"batch {evaluation}; allowed: values whose forward pass stays "
+                             f"finite in {case.dtype}")
 
 
 def _checked_array(name: str, value, shape: tuple[int, ...], allowed: str) -> np.ndarray:

@@ -1,0 +1,123 @@
+"""Linking a failure to the catalogued convention that causes it.
+
+Some conventions (:mod:`gradparity.adapters.conventions`) only act at particular data:
+the derivative of leaky_relu at a pre-activation of exactly 0, torch's softplus above
+20. When a pair of implementations disagrees on a case where such a convention could
+act, the reference is rerun with each side's setting. If each side then agrees with
+the reference in its own setting, the whole difference is that convention's: the
+failing checks get the verdict ``convention <name> at N entries`` (and count as
+explained, not as a bug); otherwise nothing is claimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from gradparity.adapters import RunResult
+from gradparity.adapters.numpy_adapter import NumpyAdapter
+from gradparity.compare.derivation import derive
+from gradparity.compare.metrics import ORACLE, Difference
+from gradparity.compare.pairwise import compare_results
+from gradparity.spec.case import Case
+from gradparity.spec.data import Problem
+
+CONVENTION_PREFIX = "convention "
+"""Every verdict this module gives starts with it (an explained check)."""
+
+
+@dataclass(frozen=True)
+class DataDependentConvention:
+    """A catalogued convention that acts only at some data: ``settings`` holds each
+    framework whose setting differs from the reference's (``reference``); ``where``
+    says at which entries it acts."""
+
+    name: str
+    applies: Callable[[Case], bool]
+    settings: Mapping[str, Any]
+    reference: Any
+    where: str
+
+
+DATA_DEPENDENT: tuple[DataDependentConvention, ...] = (
+    DataDependentConvention(
+        "leaky_relu_derivative_at_zero", lambda case: "leaky_relu" in case.activations,
+        {"torch": "slope"}, "one", "pre-activations exactly at the kink z == 0"),
+    DataDependentConvention(
+        "softplus_threshold", lambda case: "softplus" in case.activations,
+        {"torch": 20.0}, 0.0, "pre-activations above torch's threshold 20"),
+)
+"""The conventions whose effect depends on the data, with each framework's setting."""
+
+
+def _setting(convention: DataDependentConvention, side: str) -> Any:
+    framework = "numpy" if side == ORACLE else side
+    return convention.settings.get(framework, convention.reference)
+
+
+def _reference(case: Case, problem: Problem, conventions: Mapping[str, Any]) -> RunResult:
+    return NumpyAdapter(conventions).run(case, problem)
+
+
+def _changed_entries(case: Case, problem: Problem, name: str, settings: Sequence[Any]
+                     ) -> int:
+    """Gradient entries (at the initial parameters) that the settings give differently."""
+    runs = [_reference(replace(case, steps=0), problem, {name: s}) for s in settings]
+    return int(sum(np.count_nonzero(runs[0].gradients[n] != other.gradients[n])
+                   for other in runs[1:] for n in runs[0].gradients))
+
+
+def explain_by_conventions(case: Case, problem: Problem, results: Mapping[str, RunResult],
+            failed: Sequence[Difference], given: Problem | None = None
+            ) -> dict[tuple[str, str, str, str], str]:
+    """The verdict ``convention ...`` for every failing check that a data-dependent
+    convention explains: each side of its pair agrees with the reference run in that
+    side's setting (``given``: the user's data, where the model is evaluated on it)."""
+    verdicts: dict[tuple[str, str, str, str], str] = {}
+    pairs = sorted({(d.framework, d.baseline) for d in failed
+                    if d.baseline in results or d.baseline == ORACLE})
+    for convention in DATA_DEPENDENT:
+        if not convention.applies(case):
+            continue
+        for framework, baseline in pairs:
+            mine, theirs = _setting(convention, framework), _setting(convention, baseline)
+            if mine == theirs or any(k[:2] == (framework, baseline) for k in verdicts):
+                continue
+            if not _reproduced(case, problem, results, framework, baseline, convention,
+                               given):
+                continue
+            count = _changed_entries(case, problem, convention.name, (mine, theirs))
+            where = (f"at {count} gradient entries" if count
+                     else "in the steps after the first gradient")
+            text = (f"{CONVENTION_PREFIX}{convention.name} {where} ({convention.where}): "
+                    f"{framework} follows {mine!r}, {baseline} {theirs!r}; the reference in "
+                    "each setting reproduces each side, so this is the convention, not a bug")
+            for d in failed:
+                if (d.framework, d.baseline) == (framework, baseline):
+                    verdicts[(d.framework, d.baseline, d.quantity, d.parameter)] = text
+    return verdicts
+
+
+def _reproduced(case: Case, problem: Problem, results: Mapping[str, RunResult],
+                framework: str, baseline: str, convention: DataDependentConvention,
+                given: Problem | None) -> bool:
+    """Whether each side agrees with the reference run in its own setting."""
+    model = derive(case, given)
+    for side in (framework, baseline):
+        setting = {convention.name: _setting(convention, side)}
+        if side == ORACLE:
+            continue  # the oracle is the reference itself, in the reference's setting
+        expected = _reference(case, problem, setting)
+        if not all(d.passed for d in compare_results(results[side], expected, case, model)):
+            return False
+    if baseline == ORACLE:
+        # the float64 oracle in the framework's setting: the float32 side must match it
+        wide = replace(case, dtype="float64")
+        oracle = replace(_reference(wide, problem.as_float64(),
+                                    {convention.name: _setting(convention, framework)}),
+                         framework=ORACLE, case_id=case.id)
+        return all(d.passed for d in compare_results(results[framework], oracle, case, model))
+    return True

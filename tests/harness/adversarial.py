@@ -1,0 +1,221 @@
+"""Scenarios off the happy path: users' own weights and data in ill-conditioned regimes.
+
+Each scenario builds a case and a problem (the user's arrays, validated by
+problem_from_arrays) and says what a correct harness must conclude: ``agree`` (no
+false alarm), ``refused`` (the data cannot be represented: a clear error, no verdict),
+or a planted bug that must fail and be named. tests/harness/test_adversarial.py runs
+them all; run this module to print the counts the README quotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradparity.spec.case import Case
+from gradparity.spec.data import Problem, make_problem, problem_from_arrays
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str  # user data, convention, conditioning, finite differences, overflow, guard, shape
+    case: Case
+    build: Callable[[Case], Problem]
+    expect: str = "agree"  # agree | refused | bug
+    bug: tuple = field(default=())  # check.bugs shapes planted in the implementation
+    names: tuple[str, ...] = ()  # what the diagnosis must say about the planted bug
+
+
+def scaled(x: float = 1.0, weights: float = 1.0, y: float = 1.0, bias: float | None = None,
+           edit: Callable[[dict, np.ndarray], None] | None = None) -> Callable[[Case], Problem]:
+    """The case's generated arrays, rescaled (and edited) as a user's would be."""
+
+    def build(case: Case) -> Problem:
+        generated = make_problem(case)
+        params = {n: np.array(v, np.float64) * (weights if n.startswith("W") else 1.0)
+                  for n, v in generated.params.items()}
+        if bias is not None:
+            for n in params:
+                if n.startswith("b"):
+                    params[n] = np.full_like(params[n], bias)
+        xs = np.array(generated.x, np.float64) * x
+        ys = generated.y if generated.y.dtype.kind == "i" else np.array(generated.y) * y
+        if edit is not None:
+            edit(params, xs)
+        return problem_from_arrays(case, xs, ys, params)
+
+    return build
+
+
+def _dead_unit(params: dict, x: np.ndarray) -> None:
+    """Unit 0 of layer 1 sits exactly at z = 0 for every row (a kink, exactly)."""
+    params["W1"][:, 0] = 0.0
+    params["b1"][0] = 0.0
+
+
+def _large_positive(params: dict, x: np.ndarray) -> None:
+    params["b1"][:] = 25.0  # softplus above torch's threshold 20
+
+
+def _near_one(params: dict, x: np.ndarray) -> None:
+    """Sigmoid outputs near 1, not saturated: logits about 9 to 12 in float32."""
+    params[f"W{len(params) // 2}"][:] *= 0.01
+    params[f"b{len(params) // 2}"][:] = 10.0
+
+
+def _dead_relu_units(params: dict, x: np.ndarray) -> None:
+    params["b1"][:4] = -50.0  # units that never fire: zero gradients, a zero accumulator
+
+
+def scenarios() -> list[Scenario]:
+    found: list[Scenario] = []
+    for dtype in ("float32", "float64"):
+        ce = dict(loss="softmax_cross_entropy", dtype=dtype)
+
+        def add(name, kind, case, build, dtype=dtype, **more):
+            found.append(Scenario(f"{name} [{dtype}]", kind, case, build, **more))
+
+        # users' own data: rounding reruns must use it
+        add("inputs x100", "user data", Case((4, 16, 16, 3), "tanh", **ce), scaled(x=100))
+        add("targets x1000", "user data", Case((4, 16, 3), "tanh", dtype=dtype),
+            scaled(y=1000))
+        add("adam on user data", "user data", Case((4, 16, 3), "tanh", optimizer="adam",
+            hyperparameters={"lr": 0.01}, **ce), scaled(x=30))
+        # catalogued conventions at the data where they act
+        add("leaky_relu at z == 0", "convention", Case((4, 16, 16, 3), "leaky_relu", **ce),
+            scaled(edit=_dead_unit))
+        add("relu at z == 0", "convention", Case((4, 16, 16, 3), "relu", **ce),
+            scaled(edit=_dead_unit))
+        add("elu at z == 0", "convention", Case((4, 16, 3), "elu", **ce),
+            scaled(edit=_dead_unit))
+        add("softplus above 20", "convention", Case((4, 16, 3), "softplus", **ce),
+            scaled(edit=_large_positive))
+        # ill-conditioned elementwise steps
+        add("BCE with p near 1", "conditioning",
+            Case((4, 16, 1), "tanh", output_activation="sigmoid", loss="binary_cross_entropy",
+                 dtype=dtype), scaled(edit=_near_one))
+        add("tanh saturated (W x30)", "conditioning", Case((4, 16, 16, 3), "tanh", **ce),
+            scaled(weights=30))
+        add("softmax of large logits", "conditioning", Case((4, 16, 3), "relu", **ce),
+            scaled(weights=60))
+        add("sigmoid saturated", "conditioning", Case((4, 16, 3), "sigmoid", dtype=dtype),
+            scaled(weights=40))
+        add("gelu far negative", "conditioning", Case((4, 16, 3), "gelu", dtype=dtype,
+            hyperparameters={"lr": 1e-4}), scaled(x=20))
+        add("silu large", "conditioning", Case((4, 16, 3), "silu", dtype=dtype,
+            hyperparameters={"lr": 1e-4}), scaled(weights=20))
+        # training that diverges to inf/NaN: refused with the step, never a verdict
+        add("gelu, lr too large for the data", "overflow", Case((4, 16, 3), "gelu",
+            dtype=dtype), scaled(x=20), expect="refused")
+        # the finite-difference oracle off its comfortable scale
+        add("inputs x1e6", "finite differences", Case((4, 16, 16, 3), "tanh", **ce),
+            scaled(x=1e6))
+        add("inputs x1e-6", "finite differences", Case((4, 16, 16, 3), "tanh", **ce),
+            scaled(x=1e-6))
+        add("weights x1e3", "finite differences", Case((4, 16, 16, 3), "tanh", **ce),
+            scaled(weights=1e3))
+        add("weights x1e-3", "finite differences", Case((4, 16, 16, 3), "tanh", **ce),
+            scaled(weights=1e-3))
+        add("10 hidden layers", "finite differences",
+            Case((4, *(16,) * 10, 3), "tanh", **ce), scaled())
+        # data the dtype cannot hold: refused with a clear message, never a verdict
+        add("inputs 1e39", "overflow", Case((4, 16, 3), "tanh", dtype=dtype),
+            scaled(x=1e39 if dtype == "float32" else 1e309), expect="refused")
+        add("squares of 1e200", "overflow", Case((4, 16, 3), "tanh", dtype=dtype),
+            scaled(y=1e200 if dtype == "float64" else 1e20), expect="refused")
+        # optimizer guards
+        add("adagrad, eps underflowing, dead units", "guard",
+            Case((4, 16, 3), "relu", optimizer="adagrad",
+                 hyperparameters={"lr": 0.1, "eps": 1e-50, "eps_in_sqrt": True}, **ce),
+            scaled(edit=_dead_relu_units))
+        add("adam, tiny eps", "guard", Case((4, 16, 3), "tanh", optimizer="adam",
+            hyperparameters={"lr": 0.01, "eps": 1e-30}, **ce), scaled())
+        # shapes
+        add("batch 1", "shape", Case((4, 16, 3), "tanh", batch_size=1, **ce), scaled())
+        add("width 256", "shape", Case((8, 256, 3), "tanh", **ce), scaled())
+        add("width 1", "shape", Case((4, 1, 3), "tanh", **ce), scaled())
+        add("12 layers, relu", "shape", Case((4, *(12,) * 11, 3), "relu", **ce), scaled())
+        # planted bugs in the same regimes: they must still fail, and be named
+        from gradparity.check import bugs
+
+        add("missing derivative, saturated tanh", "planted bug",
+            Case((4, 16, 16, 3), "tanh", **ce), scaled(weights=3), expect="bug",
+            bug=(bugs.MissingDerivative(layer=1),), names=("layer 1",))
+        add("missing mean, inputs x100", "planted bug", Case((4, 16, 3), "tanh", dtype=dtype),
+            scaled(x=100), expect="bug", bug=(bugs.ScaledLossGradient("mse", "n"),),
+            names=("1/n",))
+        add("two bugs, leaky at z == 0", "planted bug",
+            Case((4, 16, 16, 3), "leaky_relu", **ce), scaled(edit=_dead_unit), expect="bug",
+            bug=(bugs.MissingDerivative(layer=1), bugs.MissingDerivative(layer=2)),
+            names=("layers 1 and 2",))
+        add("transposed square W, 10 layers", "planted bug",
+            Case((4, *(16,) * 10, 3), "tanh", **ce), scaled(), expect="bug",
+            bug=(bugs.WeightGradientTransposed(square_only=True),),
+            names=("transpose of the correct",))
+    return found
+
+
+def main() -> int:
+    """Run every scenario and print the counts (the README quotes them)."""
+    from collections import Counter
+
+    from gradparity.check.verifier import Verifier
+
+    every, verifier, wrong = scenarios(), Verifier(), []
+    for scenario in every:
+        ok, what = evaluate(scenario, verifier)
+        print(f"{'ok  ' if ok else 'FAIL'} {scenario.kind:18} {scenario.name}: {what[:160]}")
+        wrong += [] if ok else [scenario.name]
+    counts = Counter(s.expect for s in every)
+    print(f"{len(every)} scenarios ({dict(Counter(s.kind for s in every))}): "
+          f"{counts['agree']} must agree, {counts['refused']} must be refused, "
+          f"{counts['bug']} planted bugs; {len(every) - len(wrong)} as expected, "
+          f"{len(wrong)} not")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+def evaluate(scenario: Scenario, verifier=None) -> tuple[bool, str]:
+    """``(as expected, what happened)`` for one scenario."""
+    from gradparity.check.plugin import Plugin
+    from gradparity.check.textbook import Textbook
+    from gradparity.harness.runner import run_case
+
+    try:
+        problem = scenario.build(scenario.case)
+    except ValueError as error:
+        return scenario.expect == "refused", f"refused: {error}"
+    if scenario.expect == "refused":
+        try:
+            run_case(scenario.case, problem=problem)
+        except ValueError as error:
+            return True, f"refused: {error}"
+        return False, "accepted data it should refuse"
+    if scenario.expect == "agree":
+        try:
+            outcome = run_case(scenario.case, problem=problem)
+        except ValueError as error:
+            return False, f"refused data it should accept: {error}"
+        failing = [d for d in outcome.checks if not d.passed and not outcome.explained(d)]
+        explained = sum(outcome.explained(d) for d in outcome.checks)
+        if outcome.errors:
+            return False, f"errors: {outcome.errors}"
+        if failing:
+            worst = max(failing, key=lambda d: d.headroom)
+            verdict = outcome.verdicts.get((worst.framework, worst.baseline, worst.quantity,
+                                            worst.parameter), "")
+            return False, f"false alarm: {len(failing)} checks; {worst.message()}; {verdict}"
+        return True, f"agree ({len(outcome.checks)} checks" + (
+            f", {explained} explained by a convention)" if explained else ")")
+    implementation = Textbook(scenario.bug)
+    plugin = Plugin(scenario.name, implementation.gradients, implementation.step)
+    check = verifier.check_case(plugin, scenario.case, problem)
+    text = " / ".join(str(f) for f in check.findings)
+    named = all(name in text for name in scenario.names)
+    return check.status == "fail" and named, f"{check.status}: {text[:300]}"
