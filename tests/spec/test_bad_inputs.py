@@ -139,7 +139,7 @@ def test_bad_cli_flags_exit_2_with_the_reason(argv, message, capsys, tmp_path) -
 
 
 def test_an_empty_selection_names_the_filter() -> None:
-    with pytest.raises(ValueError, match="no default case matches these filters"):
+    with pytest.raises(ValueError, match="no case id is 'no-such-case-id'"):
         select_cases(case="no-such-case-id")
     with pytest.raises(ValueError, match=r"dtype: invalid value 'float16'; allowed: float32, "
                                          r"float64"):

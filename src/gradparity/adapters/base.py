@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -69,6 +69,28 @@ class RunResult:
         return self.trajectory[step - 1]
 
 
+@dataclass(frozen=True)
+class LayerResult:
+    """One layer run forward on ``x`` and backward from an upstream gradient ``dy``, in the
+    reference layout: the output, ``dL/dx``, ``dL/dparam`` per parameter, and the layer's
+    state after the forward pass (running statistics), if it keeps any."""
+
+    framework: str
+    output: np.ndarray
+    input_gradient: np.ndarray
+    parameter_gradients: Mapping[str, np.ndarray]
+    state: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossResult:
+    """A loss evaluated on outputs ``y_hat`` and targets: its value and dL/dy_hat."""
+
+    framework: str
+    value: float
+    gradient: np.ndarray
+
+
 class TrainingSession(Protocol):
     """A framework model holding its own parameters and optimizer state."""
 
@@ -116,6 +138,26 @@ class Adapter(ABC):
     @abstractmethod
     def start(self, case: Case, problem: Problem) -> TrainingSession:
         """Load the problem's parameters and data into the framework."""
+
+    def run_layer(self, spec: Mapping[str, Any], params: Mapping[str, np.ndarray],
+                  x: np.ndarray, dy: np.ndarray, training: bool = True,
+                  state: Mapping[str, np.ndarray] | None = None) -> LayerResult:
+        """One layer (``spec``: its type and settings) forward and backward, each in the
+        framework's own machinery; parameters and results in the reference layout."""
+        raise NotImplementedError(f"{self.name} runs no single layers")
+
+    def run_loss(self, name: str, options: Mapping[str, Any], y_hat: np.ndarray,
+                 y: np.ndarray) -> LossResult:
+        """A loss and its gradient with respect to ``y_hat``, in the framework."""
+        raise NotImplementedError(f"{self.name} runs no single losses")
+
+    def layer_unsupported_reason(self, spec: Mapping[str, Any]) -> str | None:
+        """Why this framework cannot express the layer ``spec`` exactly, or None."""
+        return None
+
+    def loss_unsupported_reason(self, loss: str) -> str | None:
+        """Why this framework has no such loss, or None."""
+        return None
 
     def run(self, case: Case, problem: Problem) -> RunResult:
         """Gradients at the initial parameters and ``case.steps`` optimizer steps."""

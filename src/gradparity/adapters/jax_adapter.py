@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -24,7 +24,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
+from gradparity.adapters.base import (
+    Adapter,
+    Availability,
+    LayerResult,
+    LossResult,
+    PrecisionError,
+    TrainingSession,
+)
+from gradparity.adapters.jax_functions import (
+    ACTIVATIONS,
+    LAYERS,
+    LOSSES,
+    Options,
+    from_jax,
+    to_jax,
+)
 from gradparity.adapters.jax_optax import (
     COMPILE_STATS,
     OPTIMIZERS,
@@ -34,58 +49,6 @@ from gradparity.adapters.jax_optax import (
 )
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem
-
-Options = Mapping[str, Any]
-
-# Each entry takes the pre-activation and the case options (its parameter, if any).
-ACTIVATIONS: dict[str, Callable[[jax.Array, Options], jax.Array]] = {
-    "identity": lambda z, o: z,
-    "sigmoid": lambda z, o: jax.nn.sigmoid(z),
-    "tanh": lambda z, o: jnp.tanh(z),
-    "relu": lambda z, o: jax.nn.relu(z),
-    "leaky_relu": lambda z, o: jax.nn.leaky_relu(z, negative_slope=o["negative_slope"]),
-    "elu": lambda z, o: jax.nn.elu(z, alpha=o["elu_alpha"]),
-    # jax.nn.gelu's default is the tanh form: pass it explicitly
-    "gelu": lambda z, o: jax.nn.gelu(z, approximate=False),
-    "gelu_tanh": lambda z, o: jax.nn.gelu(z, approximate=True),
-    "silu": lambda z, o: jax.nn.silu(z),
-    "softplus": lambda z, o: jax.nn.softplus(z),
-}
-
-# Each entry takes the output, the targets and the case options.
-LOSSES: dict[str, Callable[[jax.Array, jax.Array, Options], jax.Array]] = {
-    "mse": lambda out, y, o: jnp.mean(optax.losses.squared_error(out, y)),
-    "softmax_cross_entropy": lambda out, y, o: jnp.mean(
-        optax.losses.softmax_cross_entropy_with_integer_labels(out, y)
-    ),
-    "binary_cross_entropy_with_logits": lambda out, y, o: jnp.mean(
-        optax.losses.sigmoid_binary_cross_entropy(out, y)
-    ),
-    "mse_sum": lambda out, y, o: jnp.sum(optax.losses.squared_error(out, y)),
-    "mse_batch_mean": lambda out, y, o: jnp.sum(optax.losses.squared_error(out, y))
-    / out.shape[0],
-    # optax.losses.l2_loss is 0.5 * squared_error: the "half" family
-    "half_mse": lambda out, y, o: jnp.mean(optax.losses.l2_loss(out, y)),
-    "half_mse_sum": lambda out, y, o: jnp.sum(optax.losses.l2_loss(out, y)),
-    "half_mse_batch_mean": lambda out, y, o: jnp.sum(optax.losses.l2_loss(out, y))
-    / out.shape[0],
-    "huber": lambda out, y, o: jnp.mean(
-        optax.losses.huber_loss(out, y, delta=o["huber_delta"])),
-    # optax has no smooth_l1: it is huber with delta = beta, divided by beta (catalogued)
-    "smooth_l1": lambda out, y, o: jnp.mean(
-        optax.losses.huber_loss(out, y, delta=o["smooth_l1_beta"])
-    ) / o["smooth_l1_beta"],
-    "softmax_cross_entropy_soft": lambda out, y, o: jnp.mean(
-        optax.losses.softmax_cross_entropy(out, y)
-    ),
-    "softmax_cross_entropy_smoothed": lambda out, y, o: jnp.mean(
-        optax.losses.softmax_cross_entropy(
-            out, optax.smooth_labels(jax.nn.one_hot(y, out.shape[1], dtype=out.dtype),
-                                     o["label_smoothing"])
-        )
-    ),
-}
-
 
 # optax state fields -> the reference's slot names, per state type
 STATE_SLOTS: dict[str, dict[str, str]] = {
@@ -148,7 +111,9 @@ def make_loss(
                 masks: list) -> jax.Array:
         a = x
         for layer, activation in enumerate(activations, start=1):
-            z = a @ params[f"W{layer}"] + params[f"b{layer}"] + offsets[layer - 1]
+            z = a @ params[f"W{layer}"] + offsets[layer - 1]
+            if f"b{layer}" in params:  # a network without biases has none
+                z = z + params[f"b{layer}"]
             a = ACTIVATIONS[activation](z, options)
             if masks and layer < len(activations):
                 a = a * masks[layer - 1]
@@ -350,6 +315,43 @@ class JaxAdapter(Adapter):
 
     def start(self, case: Case, problem: Problem) -> TrainingSession:
         return _JaxSession(case, problem, self._device())
+
+    def run_layer(self, spec, params, x, dy, training=True, state=None) -> LayerResult:
+        kind = spec["type"]
+        settings = {k: v for k, v in spec.items() if k != "type"}
+        _set_x64(np.asarray(dy).dtype == np.float64)
+        with jax.default_device(self._device() or jax.devices("cpu")[0]):
+            tensors = {n: jnp.asarray(to_jax(kind, n, np.asarray(v))) for n, v in params.items()}
+            inputs = jnp.asarray(np.asarray(x))
+            buffers = {n: jnp.asarray(np.asarray(v)) for n, v in (state or {}).items()}
+            differentiable = inputs.dtype.kind == "f"
+
+            def run(p, value):
+                return LAYERS[kind](p, value, settings, training, buffers)
+
+            if differentiable:
+                (output, new_state), pullback = jax.vjp(
+                    lambda p, value: run(p, value), tensors, inputs, has_aux=False)
+                grads, dx = pullback((jnp.asarray(np.asarray(dy)),
+                                      jax.tree.map(jnp.zeros_like, new_state)))
+            else:  # integer inputs (token ids): no gradient with respect to them
+                (output, new_state), pullback = jax.vjp(lambda p: run(p, inputs), tensors)
+                (grads,) = pullback((jnp.asarray(np.asarray(dy)),
+                                     jax.tree.map(jnp.zeros_like, new_state)))
+                dx = np.zeros(np.shape(x))
+        return LayerResult(self.name, np.asarray(output), np.asarray(dx),
+                           {n: np.asarray(from_jax(kind, n, g)) for n, g in grads.items()},
+                           {n: np.asarray(v) for n, v in new_state.items()})
+
+    def loss_unsupported_reason(self, loss: str) -> str | None:
+        return NOT_EXPRESSIBLE_LOSSES.get(loss)
+
+    def run_loss(self, name, options, y_hat, y) -> LossResult:
+        _set_x64(np.asarray(y_hat).dtype == np.float64)
+        value, gradient = jax.value_and_grad(lambda out: LOSSES[name](out, jnp.asarray(y),
+                                                                      options))(
+            jnp.asarray(np.asarray(y_hat)))
+        return LossResult(self.name, float(value), np.asarray(gradient))
 
 
 ADAPTER = JaxAdapter()

@@ -8,8 +8,15 @@ from typing import Any
 import numpy as np
 
 from gradparity import reference
-from gradparity.adapters.base import Adapter, Availability, TrainingSession
+from gradparity.adapters.base import (
+    Adapter,
+    Availability,
+    LayerResult,
+    LossResult,
+    TrainingSession,
+)
 from gradparity.reference import network
+from gradparity.reference.layers import build as build_layer
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.spec.case import Case
@@ -71,6 +78,19 @@ class NumpyAdapter(Adapter):
 
     def start(self, case: Case, problem: Problem) -> TrainingSession:
         return _ReferenceSession(case, problem, self.conventions)
+
+    def run_layer(self, spec, params, x, dy, training=True, state=None) -> LayerResult:
+        layer = build_layer(spec)
+        params = {name: np.asarray(value) for name, value in params.items()}
+        y, cache = layer.forward(params, np.asarray(x), training, state)
+        dx, grads = layer.backward(params, cache, np.asarray(dy))
+        new_state = layer.new_state(cache, state or {}) if layer.STATE and training else {}
+        return LayerResult(self.name, np.asarray(y), np.asarray(dx), grads, new_state)
+
+    def run_loss(self, name, options, y_hat, y) -> LossResult:
+        loss = reference.LOSSES[name].bound({**options, **self.conventions})
+        return LossResult(self.name, float(loss.value(y_hat, y)),
+                          np.asarray(loss.gradient(y_hat, y)))
 
 
 ADAPTER = NumpyAdapter()

@@ -8,60 +8,26 @@ is converted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradparity.adapters.base import Adapter, Availability, PrecisionError, TrainingSession
-from gradparity.reference.losses import class_weights
+from gradparity.adapters.base import (
+    Adapter,
+    Availability,
+    LayerResult,
+    LossResult,
+    PrecisionError,
+    TrainingSession,
+)
+from gradparity.adapters.torch_functions import ACTIVATIONS, LAYERS, LOSSES, Options, to_torch
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-Options = Mapping[str, Any]
-
-# Each entry takes the pre-activation and the case options (its parameter, if any).
-ACTIVATIONS: dict[str, Callable[[torch.Tensor, Options], torch.Tensor]] = {
-    "identity": lambda z, o: z,
-    "sigmoid": lambda z, o: torch.sigmoid(z),
-    "tanh": lambda z, o: torch.tanh(z),
-    "relu": lambda z, o: F.relu(z),
-    "leaky_relu": lambda z, o: F.leaky_relu(z, negative_slope=o["negative_slope"]),
-    "elu": lambda z, o: F.elu(z, alpha=o["elu_alpha"]),
-    "gelu": lambda z, o: F.gelu(z),  # approximate="none": the exact erf form
-    "gelu_tanh": lambda z, o: F.gelu(z, approximate="tanh"),
-    "silu": lambda z, o: F.silu(z),
-    "softplus": lambda z, o: F.softplus(z),  # beta 1, threshold 20 (linear above: a convention)
-}
-
-# Each entry takes the output, the targets and the case options.
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, Options], torch.Tensor]] = {
-    "mse": lambda out, y, o: F.mse_loss(out, y, reduction="mean"),
-    "softmax_cross_entropy": lambda out, y, o: F.cross_entropy(out, y, reduction="mean"),
-    "binary_cross_entropy_with_logits": lambda out, y, o: F.binary_cross_entropy_with_logits(
-        out, y, reduction="mean"
-    ),
-    "mse_sum": lambda out, y, o: F.mse_loss(out, y, reduction="sum"),
-    "mse_batch_mean": lambda out, y, o: F.mse_loss(out, y, reduction="sum") / out.shape[0],
-    "half_mse": lambda out, y, o: 0.5 * F.mse_loss(out, y, reduction="mean"),
-    "half_mse_sum": lambda out, y, o: 0.5 * F.mse_loss(out, y, reduction="sum"),
-    "half_mse_batch_mean": lambda out, y, o: 0.5 * F.mse_loss(out, y, reduction="sum")
-    / out.shape[0],
-    "huber": lambda out, y, o: F.huber_loss(out, y, delta=o["huber_delta"]),
-    "smooth_l1": lambda out, y, o: F.smooth_l1_loss(out, y, beta=o["smooth_l1_beta"]),
-    "binary_cross_entropy": lambda out, y, o: F.binary_cross_entropy(out, y),
-    "softmax_cross_entropy_soft": lambda out, y, o: F.cross_entropy(out, y),
-    "softmax_cross_entropy_smoothed": lambda out, y, o: F.cross_entropy(
-        out, y, label_smoothing=o["label_smoothing"]
-    ),
-    "softmax_cross_entropy_weighted": lambda out, y, o: F.cross_entropy(
-        out, y, weight=torch.from_numpy(class_weights(out.shape[1], np.dtype(str(out.dtype)[6:])))
-    ),
-}
 
 SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, Options, int], Any]] = {
     "constant": lambda optimizer, o, steps: None,
@@ -169,7 +135,7 @@ class _TorchSession:
                          device=self._device)
         self._pre_activations = []
         for layer, activation in enumerate(self._case.activations, start=1):
-            z = F.linear(a, self._params[f"W{layer}"], self._params[f"b{layer}"])
+            z = F.linear(a, self._params[f"W{layer}"], self._params.get(f"b{layer}"))
             z.retain_grad()  # keeps dL/dz for backward_signals()
             self._pre_activations.append(z)
             a = ACTIVATIONS[activation](z, self._options)
@@ -244,6 +210,40 @@ class TorchAdapter(Adapter):
 
     def start(self, case: Case, problem: Problem) -> TrainingSession:
         return _TorchSession(case, problem, self.device)
+
+    def run_layer(self, spec, params, x, dy, training=True, state=None) -> LayerResult:
+        kind = spec["type"]
+        settings = {k: v for k, v in spec.items() if k != "type"}
+        device, dtype = torch.device(self.device), _TORCH_DTYPES[str(np.asarray(x).dtype)]
+        tensors = {name: torch.tensor(to_torch(kind, name, np.asarray(value)),
+                                      dtype=dtype, device=device, requires_grad=True)
+                   for name, value in params.items()}
+        inputs = torch.tensor(np.asarray(x), device=device,
+                              dtype=torch.int64 if np.asarray(x).dtype.kind == "i" else dtype,
+                              requires_grad=np.asarray(x).dtype.kind == "f")
+        buffers = {name: torch.tensor(np.array(value), dtype=dtype, device=device)
+                   for name, value in (state or {}).items()}
+        output, new_state = LAYERS[kind](tensors, inputs, settings, training,
+                                                      buffers)
+        output.backward(torch.tensor(np.asarray(dy), dtype=dtype, device=device))
+
+        def back(name: str, tensor: torch.Tensor) -> np.ndarray:
+            return to_torch(kind, name, tensor.detach().cpu().numpy())
+
+        dx = (inputs.grad.detach().cpu().numpy() if inputs.grad is not None
+              else np.zeros(np.shape(x)))
+        return LayerResult(self.name, output.detach().cpu().numpy(), dx,
+                           {name: back(name, t.grad) for name, t in tensors.items()},
+                           {name: v.detach().cpu().numpy() for name, v in new_state.items()})
+
+    def run_loss(self, name, options, y_hat, y) -> LossResult:
+        dtype = _TORCH_DTYPES[str(np.asarray(y_hat).dtype)]
+        outputs = torch.tensor(np.asarray(y_hat), dtype=dtype, requires_grad=True)
+        targets = torch.tensor(np.asarray(y), dtype=torch.int64 if np.asarray(y).dtype.kind
+                               == "i" else dtype)
+        value = LOSSES[name](outputs, targets, options)
+        value.backward()
+        return LossResult(self.name, float(value.detach()), outputs.grad.numpy())
 
 
 ADAPTER = TorchAdapter()

@@ -33,7 +33,7 @@ from gradparity.check.bugs import (
 )
 from gradparity.check.textbook import Textbook
 from gradparity.compare.tolerances import diagnosis_match_tolerance
-from gradparity.reference import OPTIMIZERS
+from gradparity.reference import OPTIMIZERS, parameter_names
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem
@@ -216,7 +216,7 @@ def localise(wrong: set[str], case: Case) -> Finding | None:
 
 
 def _parameter_names(case: Case) -> list[str]:
-    return [f"{kind}{layer}" for layer in range(1, case.num_layers + 1) for kind in "Wb"]
+    return list(parameter_names(case.num_layers, bool(case.option("bias"))))
 
 
 COMPOUND_SIZE = 3

@@ -17,6 +17,7 @@ of an exception raised inside the user's code. Neither is a harness crash.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -48,12 +49,14 @@ class CaseNotHandled(Exception):
 
 @dataclass(frozen=True)
 class Plugin:
-    """A loaded implementation: its ``gradients`` and, optionally, its ``step``."""
+    """A loaded implementation: its ``gradients`` and, optionally, its ``step`` and
+    ``supports(case) -> bool`` (asked before anything is computed for a case)."""
 
     name: str
     gradients: Callable[..., Any]
     step: Callable[..., Any] | None = None
     step_spec: str | None = None  # how to load ``step`` again (for reproductions)
+    supports: Callable[[Any], bool] | None = None
 
 
 def _load_module(target: str) -> Any:
@@ -78,7 +81,10 @@ def _load_module(target: str) -> Any:
         return importlib.import_module(target)
     except ModuleNotFoundError as error:
         if error.name and target.startswith(error.name):
-            raise PluginError(f"module not found: {target}") from None
+            as_file = Path(*target.split(".")).with_suffix(".py")
+            hint = (f" (the file {as_file} is here: give it as a file, "
+                    f"{as_file.as_posix()}:<function>)" if as_file.is_file() else "")
+            raise PluginError(f"module not found: {target}{hint}") from None
         raise UserCodeError(f"importing {target}", error) from error
     except Exception as error:
         raise UserCodeError(f"importing {target}", error) from error
@@ -104,8 +110,22 @@ def _resolve(spec: str, default_attribute: str) -> tuple[Any, Any]:
     module = _load_module(target)
     attribute = attribute or default_attribute
     if not hasattr(module, attribute):
-        raise PluginError(f"{target} has no attribute {attribute!r}")
+        names = [n for n in dir(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(attribute, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise PluginError(f"{target} has no attribute {attribute!r}{hint}")
     return module, getattr(module, attribute)
+
+
+def resolve_target(spec: str) -> Any:
+    """What ``path/to/file.py:Name`` or ``package.module:Name`` names (a class or a
+    factory, for the layer-object contract)."""
+    if ":" not in spec:
+        raise PluginError(f"{spec}: name the layer too, e.g. {spec}:Dense")
+    _, target = _resolve(spec, "")
+    if not callable(target):
+        raise PluginError(f"{spec} is not callable (it is a {type(target).__name__})")
+    return target
 
 
 def load_plugin(spec: str, step: str | None = None, *, find_step: bool = True) -> Plugin:
@@ -132,7 +152,11 @@ def load_plugin(spec: str, step: str | None = None, *, find_step: bool = True) -
         step_spec = spec if owner is not module else f"{spec.rpartition(':')[0] or spec}:step"
     if step_function is not None:
         _check_signature(step_function, step or "step", ("params", "grads", "state", "case"))
-    return Plugin(name=spec, gradients=gradients, step=step_function, step_spec=step_spec)
+    supports = getattr(owner, "supports", None)
+    if supports is not None:
+        _check_signature(supports, "supports", ("case",))
+    return Plugin(name=spec, gradients=gradients, step=step_function, step_spec=step_spec,
+                  supports=supports)
 
 
 def _as_array(value: Any, what: str) -> np.ndarray:
@@ -172,6 +196,13 @@ def _call_user(where: str, function: Callable[..., Any], *arguments: Any) -> Any
         raise CaseNotHandled(str(error) or "NotImplementedError") from None
     except Exception as error:
         raise UserCodeError(where, error) from error
+
+
+def call_supports(plugin: Plugin, case: Any) -> bool:
+    """The plug-in's answer to ``supports(case)`` (True when it has none)."""
+    if plugin.supports is None:
+        return True
+    return bool(_call_user("supports", plugin.supports, case))
 
 
 def call_gradients(

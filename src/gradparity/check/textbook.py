@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from gradparity.check.bugs import Bug, UpdateBug
-from gradparity.reference import OPTIMIZERS
+from gradparity.reference import LOSSES, OPTIMIZERS
+from gradparity.reference.layers import build as build_layer
 from gradparity.reference.network import Backprop, ForwardCache, forward
 from gradparity.reference.schedules import step_hyperparameters
 
@@ -116,3 +117,43 @@ def gradients(params: dict, x: np.ndarray, y: np.ndarray, case: Any) -> tuple:
 def step(params: dict, grads: dict, state: Any, case: Any) -> tuple[dict, Any]:
     """The optional update contract, implemented by the textbook."""
     return _TEXTBOOK.step(params, grads, state, case)
+
+
+class TextbookLayer:
+    """The layer-object contract implemented by the reference's layers: ``gradparity
+    check gradparity.check.textbook:TextbookLayer --layer TYPE`` passes for every type."""
+
+    def __init__(self, params: dict, settings: dict, kind: str | None = None) -> None:
+        self.params = dict(params)
+        self.settings = dict(settings)
+        self.kind = kind or self.settings.pop("type", None)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.kind is None:
+            raise NotImplementedError("TextbookLayer needs the layer type")
+        self.layer = build_layer({"type": self.kind, **self.settings})
+        y, self.cache = self.layer.forward(self.params, x)
+        return y
+
+    def backward(self, dy: np.ndarray) -> tuple[np.ndarray, dict]:
+        return self.layer.backward(self.params, self.cache, dy)
+
+
+def textbook_layer(kind: str):
+    """A factory for ``kind``'s TextbookLayer (``target(params, settings)``)."""
+    return lambda params, settings: TextbookLayer(params, settings, kind)
+
+
+class TextbookLoss:
+    """The loss-object contract implemented by the reference's losses."""
+
+    def __init__(self, settings: dict, name: str | None = None) -> None:
+        self.settings, self.name = dict(settings), name
+
+    def forward(self, y_hat: np.ndarray, y: np.ndarray) -> float:
+        self.loss = LOSSES[self.name].bound(self.settings)
+        self.y_hat, self.y = y_hat, y
+        return float(self.loss.value(y_hat, y))
+
+    def backward(self) -> np.ndarray:
+        return self.loss.gradient(self.y_hat, self.y)

@@ -8,7 +8,7 @@ sweeps) costs little more than running them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,6 +23,7 @@ from gradparity.check.plugin import (
     UserCodeError,
     call_gradients,
     call_step,
+    call_supports,
     load_plugin,
 )
 from gradparity.check.textbook import Textbook
@@ -137,45 +138,59 @@ class Verifier:
     def check_case(self, plugin: Plugin, case: Case,
                    problem: Problem | None = None) -> CaseCheck:
         """One case's verdict; ``problem``: the user's weights and data (the tolerance
-        model, the oracles and the diagnosis use them too)."""
+        model, the oracles and the diagnosis use them too).
+
+        The implementation is asked first (its ``supports(case)``, then its gradients):
+        the baselines are computed only for a case it handles."""
         if case.option("dropout"):
             return CaseCheck(case, "not handled", message="not handled: the plug-in contract "
                              "gradients(params, x, y, case) carries no dropout mask")
-        baselines = self.baselines(case, problem)
-        problem = baselines.problem
+        data = make_problem(case) if problem is None else problem
         try:
-            x, y, _ = problem.batch(0)
-            loss, grads = call_gradients(plugin, problem.params, x, y, case)
+            if not call_supports(plugin, case):
+                return CaseCheck(case, "not handled", message="not handled: supports(case) "
+                                 "returned False")
+            x, y, _ = data.batch(0)
+            loss, grads = call_gradients(plugin, data.params, x, y, case)
         except CaseNotHandled as reason:
             return CaseCheck(case, "not handled", message=f"not handled: {reason}")
         except PluginError as error:
             return CaseCheck(case, "contract error", message=str(error))
         except UserCodeError as error:
             return CaseCheck(case, "error", message=str(error), details=error.details)
-        message, details = "", ""
+        baselines = self.baselines(case, problem)
+        notes = _dtype_findings(loss, grads, case)
+        message, details, with_steps = "", "", plugin.step is not None
         try:
-            result = _run_steps(plugin, case, problem, loss, grads)
-        except (CaseNotHandled, PluginError, UserCodeError) as error:
+            result = _run_steps(plugin, case, baselines.problem, loss, grads)
+        except CaseNotHandled as reason:
+            notes.append(Finding("update", "not handled", f"the update is not handled "
+                                 f"({reason}); the gradient checks still count"))
+            result, with_steps = RunResult(YOURS, case.id, loss, grads, (), np.array([loss])), \
+                False
+        except (PluginError, UserCodeError) as error:
             # the gradients are still checked; the broken update is reported
-            message = f"step: {error}"
+            message = str(error)
             details = getattr(error, "details", "")
-            result = RunResult(YOURS, case.id, loss, grads, (), np.array([loss]))
-        with_steps = plugin.step is not None and not message
+            result, with_steps = RunResult(YOURS, case.id, loss, grads, (), np.array([loss])), \
+                False
         differences = _compare(result, case, baselines, with_steps)
         if all(d.passed for d in differences) and not message:
-            return CaseCheck(case, "pass", tuple(differences))
+            return CaseCheck(case, "pass", tuple(differences), tuple(notes))
         with np.errstate(all="ignore"):
             findings, divergent = self._diagnose(plugin, case, baselines, result, differences)
         if message:
-            findings.append(Finding("step", "error", message))
-        return CaseCheck(case, "fail", tuple(differences), tuple(findings), message=message,
-                         details=details, first_divergent_step=divergent)
+            findings.append(Finding("update", "error", message))
+        return CaseCheck(case, "fail", tuple(differences), tuple(notes + findings),
+                         message=message, details=details, first_divergent_step=divergent)
 
     def verify(self, plugin: Plugin, cases: Iterable[Case],
-               progress: Callable[[CaseCheck], None] | None = None) -> CheckReport:
+               progress: Callable[[CaseCheck], None] | None = None,
+               problems: Mapping[Case, Problem] | None = None) -> CheckReport:
+        """Every case's verdict; ``problems``: the user's weights and data per case."""
         checks = []
         for case in cases:
-            check = self.check_case(plugin, case)
+            check = self.check_case(plugin, case, (problems or {}).get(case))
             checks.append(check)
             if progress is not None:
                 progress(check)
@@ -204,6 +219,16 @@ class Verifier:
         if divergent is not None:
             findings += _diagnose_step(result, case, baselines.problem, divergent)
         return findings, divergent
+
+
+def _dtype_findings(loss: float, grads: Mapping[str, np.ndarray], case: Case) -> list:
+    """A gradient in another dtype than the case's is worth saying (a float64 gradient
+    for a float32 case often means an integer-valued derivative or a stray Python
+    float), though its numbers are judged as they are."""
+    return [Finding(name, "dtype", f"returned {np.asarray(value).dtype} for a {case.dtype} "
+                    "case (an integer-valued derivative or a stray Python float promotes "
+                    "it); the numbers are judged as they are")
+            for name, value in grads.items() if np.asarray(value).dtype != case.dtype]
 
 
 def _run_steps(
@@ -321,7 +346,8 @@ def verify(
             plugin = replace(plugin, step=step)
     elif not callable(gradients) and hasattr(gradients, "gradients"):
         plugin = Plugin(name or type(gradients).__name__, gradients.gradients,
-                        step or getattr(gradients, "step", None))
+                        step or getattr(gradients, "step", None),
+                        supports=getattr(gradients, "supports", None))
     else:
         plugin = Plugin(name or getattr(gradients, "__qualname__", "gradients"), gradients, step)
     if cases is None:

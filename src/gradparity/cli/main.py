@@ -46,7 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradparity`` console script."""
     args = _parser().parse_args(argv)
     if args.command in COMMANDS:
-        return COMMANDS[args.command].run(args)
+        try:
+            return COMMANDS[args.command].run(args)
+        except BrokenPipeError:  # the output was piped into head: nothing left to say
+            sys.stderr.close()
+            return 0
     _parser().print_help()
     return 2
 

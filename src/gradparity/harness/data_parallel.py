@@ -36,7 +36,7 @@ from gradparity.spec.case import Case
 from gradparity.spec.data import make_problem
 
 WORLD_SIZE = 2
-SUMMED_LOSSES = ("mse_sum", "half_mse_sum")
+SUMMED_LOSSES = ("mse_sum", "half_mse_sum", "softmax_cross_entropy_sum")
 
 
 def unsupported_reason(case: Case) -> str | None:

@@ -40,7 +40,7 @@ class Network(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         options, a = self.case.all_options, x
         for layer, activation in enumerate(self.case.activations, start=1):
-            a = F.linear(a, getattr(self, f"W{layer}"), getattr(self, f"b{layer}"))
+            a = F.linear(a, getattr(self, f"W{layer}"), getattr(self, f"b{layer}", None))
             a = torch_adapter.ACTIVATIONS[activation](a, options)
         return a
 

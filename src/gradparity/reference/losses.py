@@ -86,6 +86,19 @@ def softmax_cross_entropy_gradient(logits: np.ndarray, labels: np.ndarray) -> np
     return probs / logits.shape[0]
 
 
+def softmax_cross_entropy_sum(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Softmax cross-entropy with integer labels, summed over the batch (two of five
+    from-scratch projects reduce so): ``L = -sum_i log softmax(z_i)[y_i]``."""
+    return -np.sum(_picked(_log_softmax(logits), labels), axis=-1)
+
+
+def softmax_cross_entropy_sum_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``dL/dz = softmax(z) - onehot(y)``."""
+    probs = np.exp(_log_softmax(logits))
+    probs[np.arange(logits.shape[0]), labels] -= 1
+    return probs
+
+
 def binary_cross_entropy_with_logits(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Binary cross-entropy on logits, reduction='mean' over all elements:
     ``L = 1/(B*K) sum_ij [max(z,0) - z*y + log(1 + exp(-|z|))]``, algebraically
@@ -281,6 +294,11 @@ LOSSES: dict[str, Loss] = {
         "softmax_cross_entropy_smoothed", "softmax-ce-smooth",
         softmax_cross_entropy_smoothed, softmax_cross_entropy_smoothed_gradient,
         target_kind="class_index", takes_logits=True, min_outputs=2, parameter="label_smoothing",
+    ),
+    "softmax_cross_entropy_sum": Loss(
+        "softmax_cross_entropy_sum", "softmax-ce-sum", softmax_cross_entropy_sum,
+        softmax_cross_entropy_sum_gradient, target_kind="class_index", takes_logits=True,
+        min_outputs=2,
     ),
     "softmax_cross_entropy_weighted": Loss(
         "softmax_cross_entropy_weighted", "softmax-ce-weighted",

@@ -2,7 +2,7 @@
 
 Layer l (1-based) computes
 
-    z_l = a_{l-1} W_l + b_l        W_l: (fan_in, fan_out), b_l: (fan_out,)
+    z_l = a_{l-1} W_l + b_l        W_l: (fan_in, fan_out), b_l: (fan_out,)  (or no b_l)
     a_l = f_l(z_l)
 
 with a_0 = x, f_l the hidden activation for l < L and the output activation
@@ -42,11 +42,12 @@ from gradparity.reference.losses import LOSSES
 Params = Mapping[str, np.ndarray]
 
 
-def parameter_names(num_layers: int) -> tuple[str, ...]:
-    """``("W1", "b1", ..., "WL", "bL")`` for ``num_layers`` dense layers."""
+def parameter_names(num_layers: int, bias: bool = True) -> tuple[str, ...]:
+    """``("W1", "b1", ..., "WL", "bL")`` for ``num_layers`` dense layers (without the
+    ``b`` for a network without biases)."""
     names: list[str] = []
     for layer in range(1, num_layers + 1):
-        names += [f"W{layer}", f"b{layer}"]
+        names += [f"W{layer}", f"b{layer}"] if bias else [f"W{layer}"]
     return tuple(names)
 
 
@@ -77,6 +78,7 @@ class ForwardCache:
     loss: np.ndarray
     masks: tuple[np.ndarray, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    bias: bool = True  # False: a network without biases (z = a W)
 
     @property
     def output(self) -> np.ndarray:
@@ -116,9 +118,10 @@ def forward(
                          f"hidden layer ({len(activation_names) - 1}) or none")
     inputs, pre_activations, activations, weights = [], [], [], []
     a = x
+    bias = "b1" in params
     for layer, activation_name in enumerate(activation_names, start=1):
-        weight, bias = params[f"W{layer}"], params[f"b{layer}"]
-        z = a @ weight + bias
+        weight = params[f"W{layer}"]
+        z = a @ weight + params[f"b{layer}"] if bias else a @ weight
         if perturb is not None:
             z = perturb(z)
         inputs.append(_frozen(a))
@@ -142,6 +145,7 @@ def forward(
         loss=loss,
         masks=tuple(_frozen(m) for m in masks),
         options=options,
+        bias=bias,
     )
 
 
@@ -210,11 +214,13 @@ class Backprop:
             delta = self.delta(grad_output, layer, cache)
             deltas[layer - 1] = delta
             grads[f"W{layer}"] = self.weight_gradient(cache.inputs[layer - 1], delta)
-            grads[f"b{layer}"] = self.bias_gradient(delta)
+            if cache.bias:
+                grads[f"b{layer}"] = self.bias_gradient(delta)
             if layer > 1:
                 weight = self.weight_for_propagation(layer, grads[f"W{layer}"], cache)
                 grad_output = self.propagate(delta, weight)
-        ordered = {name: grads[name] for name in parameter_names(cache.num_layers)}
+        ordered = {name: grads[name] for name in parameter_names(cache.num_layers,
+                                                                   cache.bias)}
         return Gradients(ordered, tuple(deltas))
 
 

@@ -277,6 +277,8 @@ class Case:
         for name, value in self.options:
             if value is True:
                 parts.append(name)
+            elif value is False:
+                parts.append(f"no{name}")
             else:
                 parts.append(f"{name}{value:g}" if not isinstance(value, str) else
                              f"{name}-{value}")

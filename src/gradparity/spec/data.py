@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gradparity.reference.losses import LOSSES
-from gradparity.reference.network import forward, parameter_names
+from gradparity.reference.network import forward
 from gradparity.spec.case import Case
 from gradparity.spec.datasets import DATASETS
 
@@ -88,11 +88,14 @@ def initial_parameters(case: Case, rng: np.random.Generator) -> dict[str, np.nda
     Biases are non-zero on purpose, so their gradients are exercised.
     """
     params: dict[str, np.ndarray] = {}
-    names = iter(parameter_names(case.num_layers))
-    for fan_in, fan_out in zip(case.layer_sizes[:-1], case.layer_sizes[1:], strict=True):
+    bias = bool(case.option("bias"))
+    for layer, (fan_in, fan_out) in enumerate(zip(case.layer_sizes[:-1], case.layer_sizes[1:],
+                                                  strict=True), start=1):
         bound = 1.0 / np.sqrt(fan_in)
-        params[next(names)] = rng.uniform(-bound, bound, size=(fan_in, fan_out))
-        params[next(names)] = rng.uniform(-bound, bound, size=(fan_out,))
+        params[f"W{layer}"] = rng.uniform(-bound, bound, size=(fan_in, fan_out))
+        bias_values = rng.uniform(-bound, bound, size=(fan_out,))  # drawn either way: the
+        if bias:                                                     # weights stay the same
+            params[f"b{layer}"] = bias_values
     return params
 
 

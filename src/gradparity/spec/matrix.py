@@ -6,6 +6,8 @@ newly registered activation or loss is covered without editing a list here.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 from dataclasses import replace
 from itertools import product
 
@@ -71,6 +73,7 @@ OPTION_VARIANTS: tuple[tuple[str, str, str, dict, dict], ...] = (
      {"schedule": "cosine", "lr_in_momentum": True}),  # optax's lr inside
     ("tanh", "softmax_cross_entropy", "rmsprop", {"lr": 0.01, "momentum": 0.9},
      {"lr_in_momentum": True}),  # optax's form at a constant rate
+    ("tanh", "mse", "sgd", {"lr": 0.1}, {"bias": False}),  # a network without biases
 )
 
 XOR_STEPS = 1000
@@ -129,9 +132,12 @@ def _loss_case(sizes: tuple[int, ...], loss: str, dtype: str, activation: str = 
 
 
 def loss_cases(sizes: tuple[int, ...] = REPORT_ARCHITECTURE) -> list[Case]:
-    """Every loss beyond the three base ones, in both dtypes, with tanh hidden layers."""
+    """Every loss beyond the three base ones, in both dtypes, with tanh hidden layers, and
+    half_mse_batch_mean behind a sigmoid output (as from-scratch networks write it)."""
     return [_loss_case(sizes, loss, dtype) for dtype in DTYPES for loss in LOSSES
-            if loss not in BASE_LOSSES]
+            if loss not in BASE_LOSSES] + [
+        Case(sizes, "sigmoid", output_activation="sigmoid", loss="half_mse_batch_mean",
+             dtype=dtype) for dtype in DTYPES]
 
 
 def default_cases() -> list[Case]:
@@ -174,6 +180,50 @@ def check_cases() -> list[Case]:
     return [*default_cases(), xor_case("float64"), xor_case("float32")]
 
 
+def matches_id(pattern: str, case_id: str) -> bool:
+    """An exact case id, or a glob pattern over ids (``*tanh_mse*``, ``mlp4-16-16-3_*``)."""
+    return case_id == pattern or (any(c in pattern for c in "*?[")
+                                  and fnmatch.fnmatchcase(case_id, pattern))
+
+
+def filter_cases(
+    candidates: list[Case],
+    *,
+    activation: str | None = None,
+    loss: str | None = None,
+    dtype: str | None = None,
+    optimizer: str | None = None,
+    case: str | None = None,
+) -> list[Case]:
+    """``candidates`` filtered by hidden activation, loss, dtype, optimizer and case id
+    (exact or glob). Unknown names raise ``ValueError`` naming the filter and its allowed
+    values; a ``case`` that matches nothing says which ids come close."""
+    filters = {"activation": (activation, ACTIVATIONS), "loss": (loss, LOSSES),
+               "dtype": (dtype, DTYPES), "optimizer": (optimizer, OPTIMIZERS)}
+    for name, (value, allowed) in filters.items():
+        if value is not None and value not in allowed:
+            raise ValueError(f"{name}: invalid value {value!r}; allowed: {', '.join(allowed)}")
+    selected = [
+        candidate for candidate in candidates
+        if (activation is None or activation in candidate.hidden_activation)
+        and (loss is None or candidate.loss == loss)
+        and (dtype is None or candidate.dtype == dtype)
+        and (optimizer is None or candidate.optimizer == optimizer)
+        and (case is None or matches_id(case, candidate.id))
+    ]
+    if not selected and case is not None:
+        containing = [c.id for c in candidates if case in c.id]
+        close = containing or difflib.get_close_matches(case, [c.id for c in candidates], n=3)
+        hint = (f"; {len(containing)} ids contain it: try --case '*{case}*'" if containing
+                else f"; did you mean {', '.join(close)}?" if close else "")
+        raise ValueError(f"case: no case id is {case!r} (an exact id or a glob such as "
+                         f"'*xor*'){hint}; `gradparity list --cases` lists them")
+    if not selected:
+        raise ValueError("no default case matches these filters (`gradparity list --cases` "
+                         "lists them)")
+    return selected
+
+
 def select_cases(
     *,
     activation: str | None = None,
@@ -183,26 +233,10 @@ def select_cases(
     case: str | None = None,
     seeds: int = 1,
 ) -> list[Case]:
-    """The check matrix filtered by hidden activation, loss, dtype, optimizer and id text.
-
-    Every case is repeated for seeds ``0..seeds-1``. Unknown names raise
-    ``ValueError`` naming the filter and its allowed values.
-    """
-    filters = {"activation": (activation, ACTIVATIONS), "loss": (loss, LOSSES),
-               "dtype": (dtype, DTYPES), "optimizer": (optimizer, OPTIMIZERS)}
-    for name, (value, allowed) in filters.items():
-        if value is not None and value not in allowed:
-            raise ValueError(f"{name}: invalid value {value!r}; allowed: {', '.join(allowed)}")
-    if not isinstance(seeds, int) or seeds < 1:
+    """The check matrix filtered (:func:`filter_cases`), every case repeated for seeds
+    ``0..seeds-1``."""
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ValueError(f"seeds: invalid value {seeds!r}; allowed: an integer >= 1")
-    selected = [
-        candidate for candidate in check_cases()
-        if (activation is None or activation in candidate.hidden_activation)
-        and (loss is None or candidate.loss == loss)
-        and (dtype is None or candidate.dtype == dtype)
-        and (optimizer is None or candidate.optimizer == optimizer)
-        and (case is None or case in candidate.id)
-    ]
-    if not selected:
-        raise ValueError("no default case matches these filters (see `gradparity list`)")
+    selected = filter_cases(check_cases(), activation=activation, loss=loss, dtype=dtype,
+                            optimizer=optimizer, case=case)
     return [replace(c, seed=seed) for c in selected for seed in range(seeds)]

@@ -145,6 +145,8 @@ OPTIONS: dict[str, Option] = {
                "cosine schedule after T_max: torch keeps following the cosine (back up), "
                "optax holds the final value", choices=("continue", "hold"),
                requires=_schedule_is("cosine")),
+        Option("bias", True, bool, "True or False",
+               "every dense layer has a bias b (False: z = a W, a network without biases)"),
         Option("lr_in_momentum", False, bool, "True or False",
                "RMSprop momentum: buffer of lr-scaled steps (optax) instead of lr times a "
                "buffer of unscaled steps (torch); equal unless the learning rate changes",

@@ -1,0 +1,36 @@
+"""The reference's layers beyond the dense MLP, each forward beside its backward.
+
+:data:`LAYERS` is the registry: case validation, the adapters, the layer-object check
+(``gradparity check --layer``), the tests and ``gradparity list`` read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gradparity.reference.activations import ACTIVATIONS
+from gradparity.reference.layers.activation import ActivationLayer, activation_layer
+from gradparity.reference.layers.base import Layer, Setting
+from gradparity.reference.layers.dense import Dense, Flatten
+
+LAYERS: dict[str, type[Layer]] = {
+    "dense": Dense,
+    "flatten": Flatten,
+    **{name: activation_layer(name) for name in ACTIVATIONS},
+}
+"""Every layer type, by name."""
+
+
+def build(spec: Mapping[str, Any]) -> Layer:
+    """The layer a spec such as ``{"type": "dense", "features": 10}`` describes."""
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        raise ValueError(f"layer: invalid value {spec!r}; allowed: a table with 'type' "
+                         f"(one of {', '.join(LAYERS)}) and its settings")
+    kind = spec["type"]
+    if kind not in LAYERS:
+        raise ValueError(f"layer type: invalid value {kind!r}; allowed: {', '.join(LAYERS)}")
+    return LAYERS[kind](**{k: v for k, v in spec.items() if k != "type"})
+
+
+__all__ = ["LAYERS", "ActivationLayer", "Dense", "Flatten", "Layer", "Setting", "build"]

@@ -1,0 +1,147 @@
+"""gradparity check for the code people write: their network, their data, their habits."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradparity.check.plugin import PluginError, load_plugin
+from gradparity.check.verifier import Verifier
+from gradparity.cli.main import main
+from gradparity.spec.case import Case
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def digits(tmp_path: Path) -> Path:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import make_digits
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    x, y = make_digits.make(rows=16)
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def test_a_784_100_10_net_is_checked_on_the_users_npz(digits: Path, capsys) -> None:
+    code = main(["check", f"{EXAMPLES / 'numpy_mlp.py'}:gradients", "--layers", "784,100,10",
+                 "--activation", "relu", "--loss", "softmax_cross_entropy", "--data",
+                 str(digits), "--steps", "2", "--frameworks", "numpy,torch"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "mlp784-100-10_relu_softmax-ce_float32_sgd_b16_steps2" in out
+    assert "on the data in" in out and "PASS: all 2 checked cases agree" in out
+
+
+def test_the_users_data_reaches_the_oracles(digits: Path, monkeypatch) -> None:
+    """The baselines run on the file's rows, not on generated data: a gradient that is
+    right on generated data and wrong on the file fails."""
+    from gradparity.harness import runner
+
+    seen = []
+    original = runner.run_case
+
+    def spy(case, frameworks, **options):
+        seen.append(options.get("problem"))
+        return original(case, frameworks, **options)
+
+    monkeypatch.setattr("gradparity.check.verifier.run_case", spy)
+    main(["check", f"{EXAMPLES / 'numpy_mlp.py'}:gradients", "--layers", "784,100,10",
+          "--activation", "relu", "--loss", "softmax_cross_entropy", "--data", str(digits),
+          "--steps", "1", "--dtype", "float64", "--frameworks", "numpy", "--quiet"])
+    with np.load(digits) as data:
+        assert np.array_equal(seen[0].x, data["x"])
+
+
+def test_bad_user_data_is_a_usage_error_naming_the_array(digits: Path, capsys) -> None:
+    code = main(["check", f"{EXAMPLES / 'numpy_mlp.py'}:gradients", "--layers", "100,10",
+                 "--loss", "softmax_cross_entropy", "--data", str(digits)])
+    assert code == 2
+    assert "--data (mlp100-10" in capsys.readouterr().err
+
+
+def test_only_the_cases_a_plugin_supports_cost_baselines(monkeypatch, capsys) -> None:
+    calls = []
+    from gradparity.check import verifier as module
+
+    original = module.run_case
+    monkeypatch.setattr(module, "run_case", lambda *a, **k: calls.append(a[0]) or original(
+        *a, **k))
+    code = main(["check", f"{EXAMPLES / 'numpy_mlp.py'}:gradients", "--quiet"])
+    assert code == 0
+    assert len(calls) == 2  # two of the 162 default cases: relu, softmax-ce, plain SGD
+    assert "PASS: all 2 checked cases agree (160 not handled)" in capsys.readouterr().out
+
+
+def test_a_step_that_raises_not_implemented_leaves_the_gradient_checks(tmp_path: Path) -> None:
+    plugin_file = tmp_path / "only_sgd.py"
+    plugin_file.write_text(textwrap.dedent("""
+        from gradparity.check.textbook import gradients
+
+        def step(params, grads, state, case):
+            raise NotImplementedError("only sgd")
+    """), encoding="utf-8")
+    verifier = Verifier(frameworks=("numpy",))
+    check = verifier.check_case(load_plugin(f"{plugin_file}:gradients"),
+                                Case((3, 6, 2), "tanh", steps=2))
+    assert check.status == "pass"
+    assert [str(f) for f in check.findings] == [
+        "update: the update is not handled (only sgd); the gradient checks still count"]
+    assert {d.quantity for d in check.differences} == {"loss", "gradient"}
+
+
+def test_a_float64_answer_to_a_float32_case_is_a_finding(tmp_path: Path) -> None:
+    plugin_file = tmp_path / "promoting.py"
+    plugin_file.write_text(textwrap.dedent("""
+        import numpy as np
+        from gradparity.check.textbook import gradients as right
+
+        def gradients(params, x, y, case):
+            loss, grads = right(params, x, y, case)
+            return loss, {n: g.astype(np.float64) for n, g in grads.items()}
+    """), encoding="utf-8")
+    check = Verifier(frameworks=("numpy",)).check_case(
+        load_plugin(f"{plugin_file}:gradients"), Case((3, 6, 2), "tanh", dtype="float32"))
+    assert check.status == "pass"  # the numbers are judged as they are
+    assert {f.parameter for f in check.findings if f.kind == "dtype"} == {"W1", "b1", "W2",
+                                                                         "b2"}
+
+
+def test_networks_without_biases_and_summed_cross_entropy_are_cases() -> None:
+    from gradparity.check.textbook import Textbook
+
+    for case in (Case((4, 8, 3), "tanh", options={"bias": False}),
+                 Case((4, 8, 3), "relu", loss="softmax_cross_entropy_sum"),
+                 Case((4, 8, 3), "sigmoid", output_activation="sigmoid",
+                      loss="half_mse_batch_mean")):
+        textbook = Textbook()
+        check = Verifier().check_case(load_plugin("gradparity.check.textbook:gradients"), case)
+        assert check.status == "pass", (case.id, check.worst and check.worst.message())
+        assert textbook  # the same textbook serves every variant
+    assert Case((4, 8, 3), options={"bias": False}).id.endswith("_nobias")
+
+
+def test_case_ids_match_exactly_or_by_glob(capsys) -> None:
+    assert main(["list", "--cases", "--case", "mlp4-16-16-3_tanh_mse_float32_sgd"]) == 0
+    assert capsys.readouterr().out.split() == ["mlp4-16-16-3_tanh_mse_float32_sgd"]
+    assert main(["list", "--cases", "--case", "mlp4-16-16-3_tanh_mse_*"]) == 0
+    assert "gelu_tanh" not in capsys.readouterr().out
+    assert main(["list", "--cases", "--case", "tanh_"]) == 2
+    assert "try --case '*tanh_*'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("spec", "hint"), [
+    ("numpy_mlp:gradients", "the file numpy_mlp.py is here: give it as a file"),
+    (f"{EXAMPLES / 'numpy_mlp.py'}:gradiants", "did you mean 'gradients'?"),
+])
+def test_plugin_loading_hints(spec: str, hint: str, monkeypatch) -> None:
+    monkeypatch.chdir(EXAMPLES)
+    with pytest.raises(PluginError, match=hint):
+        load_plugin(spec)
