@@ -37,8 +37,7 @@ from gradparity.adapters.jax_functions import (
     LAYERS,
     LOSSES,
     Options,
-    from_jax,
-    to_jax,
+    layer_unsupported_reason,
 )
 from gradparity.adapters.jax_optax import (
     COMPILE_STATS,
@@ -321,7 +320,7 @@ class JaxAdapter(Adapter):
         settings = {k: v for k, v in spec.items() if k != "type"}
         _set_x64(np.asarray(dy).dtype == np.float64)
         with jax.default_device(self._device() or jax.devices("cpu")[0]):
-            tensors = {n: jnp.asarray(to_jax(kind, n, np.asarray(v))) for n, v in params.items()}
+            tensors = {n: jnp.asarray(np.asarray(v)) for n, v in params.items()}
             inputs = jnp.asarray(np.asarray(x))
             buffers = {n: jnp.asarray(np.asarray(v)) for n, v in (state or {}).items()}
             differentiable = inputs.dtype.kind == "f"
@@ -340,8 +339,11 @@ class JaxAdapter(Adapter):
                                      jax.tree.map(jnp.zeros_like, new_state)))
                 dx = np.zeros(np.shape(x))
         return LayerResult(self.name, np.asarray(output), np.asarray(dx),
-                           {n: np.asarray(from_jax(kind, n, g)) for n, g in grads.items()},
+                           {n: np.asarray(g) for n, g in grads.items()},
                            {n: np.asarray(v) for n, v in new_state.items()})
+
+    def layer_unsupported_reason(self, spec) -> str | None:
+        return layer_unsupported_reason(spec)
 
     def loss_unsupported_reason(self, loss: str) -> str | None:
         return NOT_EXPRESSIBLE_LOSSES.get(loss)

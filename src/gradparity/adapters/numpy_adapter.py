@@ -82,9 +82,12 @@ class NumpyAdapter(Adapter):
     def run_layer(self, spec, params, x, dy, training=True, state=None) -> LayerResult:
         layer = build_layer(spec)
         params = {name: np.asarray(value) for name, value in params.items()}
+        if state is None:
+            state = {n: v.astype(np.asarray(dy).dtype)
+                     for n, v in layer.init_state(np.shape(x)[1:]).items()}
         y, cache = layer.forward(params, np.asarray(x), training, state)
         dx, grads = layer.backward(params, cache, np.asarray(dy))
-        new_state = layer.new_state(cache, state or {}) if layer.STATE and training else {}
+        new_state = layer.new_state(cache, state) if state else {}
         return LayerResult(self.name, np.asarray(y), np.asarray(dx), grads, new_state)
 
     def run_loss(self, name, options, y_hat, y) -> LossResult:

@@ -23,7 +23,13 @@ from gradparity.adapters.base import (
     PrecisionError,
     TrainingSession,
 )
-from gradparity.adapters.torch_functions import ACTIVATIONS, LAYERS, LOSSES, Options, to_torch
+from gradparity.adapters.torch_functions import (
+    ACTIVATIONS,
+    LAYERS,
+    LOSSES,
+    Options,
+    layer_unsupported_reason,
+)
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem
 
@@ -214,27 +220,31 @@ class TorchAdapter(Adapter):
     def run_layer(self, spec, params, x, dy, training=True, state=None) -> LayerResult:
         kind = spec["type"]
         settings = {k: v for k, v in spec.items() if k != "type"}
-        device, dtype = torch.device(self.device), _TORCH_DTYPES[str(np.asarray(x).dtype)]
-        tensors = {name: torch.tensor(to_torch(kind, name, np.asarray(value)),
-                                      dtype=dtype, device=device, requires_grad=True)
+        device, dtype = torch.device(self.device), _TORCH_DTYPES[str(np.asarray(dy).dtype)]
+        tensors = {name: torch.tensor(np.asarray(value), dtype=dtype, device=device,
+                                      requires_grad=True)
                    for name, value in params.items()}
         inputs = torch.tensor(np.asarray(x), device=device,
                               dtype=torch.int64 if np.asarray(x).dtype.kind == "i" else dtype,
                               requires_grad=np.asarray(x).dtype.kind == "f")
         buffers = {name: torch.tensor(np.array(value), dtype=dtype, device=device)
                    for name, value in (state or {}).items()}
-        output, new_state = LAYERS[kind](tensors, inputs, settings, training,
-                                                      buffers)
+        output, new_state = LAYERS[kind](tensors, inputs, settings, training, buffers)
         output.backward(torch.tensor(np.asarray(dy), dtype=dtype, device=device))
 
-        def back(name: str, tensor: torch.Tensor) -> np.ndarray:
-            return to_torch(kind, name, tensor.detach().cpu().numpy())
+        def back(name: str, tensor: torch.Tensor | None) -> np.ndarray:
+            if tensor is None:  # a parameter the output does not depend on
+                return np.zeros_like(np.asarray(params[name]))
+            return tensor.detach().cpu().numpy()
 
         dx = (inputs.grad.detach().cpu().numpy() if inputs.grad is not None
               else np.zeros(np.shape(x)))
         return LayerResult(self.name, output.detach().cpu().numpy(), dx,
                            {name: back(name, t.grad) for name, t in tensors.items()},
                            {name: v.detach().cpu().numpy() for name, v in new_state.items()})
+
+    def layer_unsupported_reason(self, spec) -> str | None:
+        return layer_unsupported_reason(spec)
 
     def run_loss(self, name, options, y_hat, y) -> LossResult:
         dtype = _TORCH_DTYPES[str(np.asarray(y_hat).dtype)]

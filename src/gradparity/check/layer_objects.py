@@ -42,9 +42,17 @@ from gradparity.reference.layers.base import Layer
 
 BATCH = 4
 DIRECTIONS = 4
-DEFAULT_INPUT_SHAPES: dict[str, tuple[int, ...]] = {"dense": (6,), "flatten": (2, 3, 3)}
+DEFAULT_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "dense": (6,), "flatten": (2, 3, 3), "conv2d": (3, 6, 6), "conv_transpose2d": (2, 4, 4),
+    "max_pool2d": (2, 6, 6), "avg_pool2d": (2, 6, 6), "layer_norm": (5, 8),
+    "batch_norm": (3, 4, 4), "embedding": (6,), "attention": (5, 8), "residual": (5, 8)}
 """Per layer type, the per-example input shape a check uses unless told (others: (5,))."""
-DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {"dense": {"features": 4}}
+DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
+    "dense": {"features": 4}, "conv2d": {"channels": 4, "padding": 1},
+    "conv_transpose2d": {"channels": 3, "stride": 2, "padding": 1},
+    "embedding": {"vocab": 5, "features": 4}, "attention": {"heads": 2, "causal": True},
+    "residual": {"layers": [{"type": "layer_norm"}, {"type": "dense", "features": 8}]}}
+"""Per layer type, the settings a check uses unless told."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,10 @@ def _default_spec(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def _inputs(layer: Layer, kind: str, input_shape, dtype: str, rng: np.random.Generator):
     params = {n: v.astype(dtype) for n, v in layer.init(input_shape, rng).items()}
-    x = rng.standard_normal((BATCH, *input_shape)).astype(dtype)
+    if kind == "embedding":  # token ids, with repeats (their gradients must add up)
+        x = rng.integers(0, layer.vocab, size=(BATCH, *input_shape))
+    else:
+        x = rng.standard_normal((BATCH, *input_shape)).astype(dtype)
     dy = rng.standard_normal((BATCH, *layer.output_shape(input_shape))).astype(dtype)
     return params, x, dy
 
@@ -104,25 +115,31 @@ def _current(layer_object: Any, name: str) -> np.ndarray | None:
     return None if value is None else np.asarray(value)
 
 
-def _directional(layer: Layer, spec, params, x, dy, training) -> dict[str, tuple]:
+def _directional(layer: Layer, spec, params, x, dy, state) -> dict[str, tuple]:
     """Ridders' derivative of <dy, forward> along random unit directions of the input and
     of each parameter (float64): ``{quantity: (directions, estimates, errors)}``."""
     wide = {n: np.asarray(v, np.float64) for n, v in params.items()}
-    x64, dy64 = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    x64 = x if x.dtype.kind == "i" else np.asarray(x, np.float64)
+    dy64 = np.asarray(dy, np.float64)
     rng = np.random.default_rng(7)
     found = {}
-    targets = {"input gradient": x64, **{f"gradient of {n}": v for n, v in wide.items()}}
+    state64 = {n: np.asarray(v, np.float64) for n, v in state.items()}
+    targets = {**({"input gradient": x64} if x64.dtype.kind == "f" else {}),
+               **{f"gradient of {n}": v for n, v in wide.items()}}
     for quantity, base in targets.items():
         directions = rng.standard_normal((DIRECTIONS, *base.shape))
+        if spec["type"] == "embedding" and spec.get("padding_idx") is not None \
+                and quantity == "gradient of W":
+            directions[:, spec["padding_idx"]] = 0.0  # the padding row is frozen by design
         directions /= np.sqrt((directions ** 2).reshape(DIRECTIONS, -1).sum(axis=1)).reshape(
             (DIRECTIONS,) + (1,) * base.ndim)
 
         def value(point, quantity=quantity):
             if quantity == "input gradient":
-                y, _ = layer.forward(wide, point, training)
+                y, _ = layer.forward(wide, point, True, state64)
             else:
                 y, _ = layer.forward({**wide, quantity.removeprefix("gradient of "): point},
-                                     x64, training)
+                                     x64, True, state64)
             return float(np.sum(dy64 * y))
 
         def evaluate(steps, base=base, directions=directions, value=value):
@@ -162,9 +179,11 @@ def check_layer_object(target: Callable[..., Any], spec: Mapping[str, Any],
     label = _label(spec, input_shape, dtype, seed)
     params, x, dy = _inputs(layer, spec["type"], input_shape, dtype,
                             np.random.default_rng(seed))
+    state = {n: v.astype(dtype) for n, v in layer.init_state(input_shape).items()}
     settings = {k: v for k, v in spec.items() if k != "type"}
     try:
-        user_object = target({n: v.copy() for n, v in params.items()}, dict(settings))
+        user_object = target({n: v.copy() for n, v in {**params, **state}.items()},
+                             dict(settings))
         y = user_object.forward(x.copy())
         dx, grads = _gradients_of(user_object.backward(dy.copy()), user_object,
                                   tuple(params))
@@ -179,21 +198,29 @@ def check_layer_object(target: Callable[..., Any], spec: Mapping[str, Any],
             f"no gradient for {missing}: return (dx, {{name: grad}}) from backward, or "
             f"set layer.grads[name] or attributes d<name> (e.g. d{missing[0]})"))
     mine = {"output": np.asarray(y), "input gradient": np.asarray(dx),
-            **{f"gradient of {n}": np.asarray(g) for n, g in grads.items()}}
-    tolerances = layer_tolerances(layer, params, x, dy, dtype, input_shape, seed=seed)
+            **{f"gradient of {n}": np.asarray(g) for n, g in grads.items()},
+            **{f"state {n}": value for n in state
+               if (value := _current(user_object, n)) is not None}}
+    if x.dtype.kind == "i":
+        del mine["input gradient"]  # token ids have no gradient
+    tolerances = layer_tolerances(layer, params, x, dy, dtype, input_shape, state=state,
+                                  seed=seed)
     differences: list[Difference] = []
     runs = {}
     for name in dict.fromkeys(("numpy", *frameworks)):
         adapter = get_adapter(name)
         if not adapter.availability().available or adapter.layer_unsupported_reason(spec):
             continue
-        run = adapter.run_layer(spec, params, x, dy)
+        run = adapter.run_layer(spec, params, x, dy, state=state)
         runs[name] = {"output": run.output, "input gradient": run.input_gradient,
-                      **{f"gradient of {n}": g for n, g in run.parameter_gradients.items()}}
+                      **{f"gradient of {n}": g for n, g in run.parameter_gradients.items()},
+                      **{f"state {n}": v for n, v in run.state.items()}}
+        if x.dtype.kind == "i":
+            del runs[name]["input gradient"]
         differences += _compare_all(label, dtype, "yours", mine, runs[name], name, tolerances)
     if dtype == "float64":
         for quantity, (directions, estimate, error) in _directional(
-                layer, spec, params, x, dy, True).items():
+                layer, spec, params, x, dy, state).items():
             predicted = np.array([float(np.sum(np.asarray(mine[quantity], np.float64) * d))
                                   for d in directions]) if np.shape(mine[quantity]) == \
                 directions.shape[1:] else np.full(len(directions), np.nan)

@@ -132,11 +132,21 @@ class TextbookLayer:
         if self.kind is None:
             raise NotImplementedError("TextbookLayer needs the layer type")
         self.layer = build_layer({"type": self.kind, **self.settings})
-        y, self.cache = self.layer.forward(self.params, x)
+        state = {n: self.params[n] for n in self.layer.STATE if n in self.params}
+        y, self.cache = self.layer.forward(self.params, x, True, state)
+        self.params.update(self.layer.new_state(self.cache, state) if state else {})
         return y
 
     def backward(self, dy: np.ndarray) -> tuple[np.ndarray, dict]:
         return self.layer.backward(self.params, self.cache, dy)
+
+    @property
+    def running_mean(self):  # the contract reads running statistics by name
+        return self.params.get("running_mean")
+
+    @property
+    def running_var(self):
+        return self.params.get("running_var")
 
 
 def textbook_layer(kind: str):

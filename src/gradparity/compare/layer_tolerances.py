@@ -39,8 +39,10 @@ def _run(layer: Layer, params: Mapping[str, np.ndarray], x: np.ndarray, dy: np.n
     with np.errstate(all="ignore"):
         y, cache = layer.forward(params, x, training, state)
         dx, grads = layer.backward(params, cache, dy)
+        new_state = layer.new_state(cache, state) if state else {}
     return {"output": np.asarray(y), "input gradient": np.asarray(dx),
-            **{f"gradient of {n}": np.asarray(g) for n, g in grads.items()}}
+            **{f"gradient of {n}": np.asarray(g) for n, g in grads.items()},
+            **{f"state {n}": np.asarray(v) for n, v in new_state.items()}}
 
 
 def _relative(mine: np.ndarray, exact: np.ndarray) -> float:

@@ -11,12 +11,28 @@ from typing import Any
 
 from gradparity.reference.activations import ACTIVATIONS
 from gradparity.reference.layers.activation import ActivationLayer, activation_layer
+from gradparity.reference.layers.attention import MultiHeadAttention
 from gradparity.reference.layers.base import Layer, Setting
+from gradparity.reference.layers.conv import Conv2d, ConvTranspose2d
 from gradparity.reference.layers.dense import Dense, Flatten
+from gradparity.reference.layers.embedding import Embedding
+from gradparity.reference.layers.norm import BatchNorm, LayerNorm
+from gradparity.reference.layers.pool import AvgPool2d, MaxPool2d
+from gradparity.reference.layers.residual import Residual
+from gradparity.reference.layers.stack import Stack
 
 LAYERS: dict[str, type[Layer]] = {
     "dense": Dense,
     "flatten": Flatten,
+    "conv2d": Conv2d,
+    "conv_transpose2d": ConvTranspose2d,
+    "max_pool2d": MaxPool2d,
+    "avg_pool2d": AvgPool2d,
+    "layer_norm": LayerNorm,
+    "batch_norm": BatchNorm,
+    "embedding": Embedding,
+    "attention": MultiHeadAttention,
+    "residual": Residual,
     **{name: activation_layer(name) for name in ACTIVATIONS},
 }
 """Every layer type, by name."""
@@ -33,4 +49,5 @@ def build(spec: Mapping[str, Any]) -> Layer:
     return LAYERS[kind](**{k: v for k, v in spec.items() if k != "type"})
 
 
-__all__ = ["LAYERS", "ActivationLayer", "Dense", "Flatten", "Layer", "Setting", "build"]
+__all__ = ["LAYERS", "ActivationLayer", "Dense", "Flatten", "Layer", "Setting", "Stack",
+           "build"]

@@ -28,6 +28,7 @@ class Setting:
     default: Any
     allowed: str
     check: Any = None  # callable(value) -> bool; None: any int >= 1
+    required: bool = False
 
     def valid(self, value: Any) -> bool:
         if self.check is None:
@@ -69,7 +70,7 @@ class Layer:
         values = {}
         for name, setting in self.SETTINGS.items():
             value = settings.get(name, setting.default)
-            if value is None and setting.default is None:
+            if value is None and setting.required:
                 raise ValueError(f"layer {self.kind!r}: setting {name!r} is required; "
                                  f"allowed: {setting.allowed}")
             if not (value is None or setting.valid(value)):

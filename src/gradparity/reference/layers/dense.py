@@ -27,7 +27,7 @@ class Dense(Layer):
 
     kind = "dense"
     SETTINGS: ClassVar[dict[str, Setting]] = {
-        "features": Setting(None, "an integer >= 1", positive_int),
+        "features": Setting(None, "an integer >= 1", positive_int, required=True),
         "bias": Setting(True, "True or False", boolean)}
 
     @property
