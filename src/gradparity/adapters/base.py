@@ -39,15 +39,19 @@ class RunResult:
     """What one implementation computed for one case, in the reference layout.
 
     ``gradients``: dL/dparam at the initial parameters, keyed ``W1, b1, ...``,
-    ``W`` shaped ``(fan_in, fan_out)``.
+    ``W`` shaped ``(fan_in, fan_out)`` (a sequence network: keyed as its stack names
+    them, ``conv1.W``, see :class:`gradparity.spec.data.Problem`).
     ``trajectory[t]``: the parameters after ``t + 1`` optimizer steps.
     ``losses[t]``: the loss at the parameters after ``t`` steps (``t = 0..steps``).
-    ``deltas[t]``: the backward signals dL/dz_l, keyed ``z1 .. zL``, at the
+    ``deltas[t]``: the backward signals dL/dz_l, keyed ``z1 .. zL`` (a sequence
+    network: dL/d(each layer's output), keyed by layer name), at the
     parameters after ``t`` steps (``t = 0..steps``); empty for implementations
     that do not expose them.
     ``states[t]``: the optimizer state after ``t + 1`` steps, keyed
     ``<slot>/<parameter>`` (see ``reference.optimizers.state_arrays``), in the
-    reference layout; empty for implementations that do not expose it.
+    reference layout, and a sequence network's running statistics after the
+    ``t + 1``-th training forward pass (``running/bn1.running_mean``); empty for
+    implementations that do not expose it.
     """
 
     framework: str
@@ -184,7 +188,9 @@ class UnavailableAdapter(Adapter):
 
 def check_problem_dtype(case: Case, problem: Problem) -> None:
     """Refuse inputs whose dtype differs from the case: no silent casts either way."""
-    arrays = {**problem.params, "x": problem.x}
+    arrays = {**problem.params, **problem.state}
+    if problem.x.dtype.kind == "f":  # token ids are integers
+        arrays["x"] = problem.x
     if problem.y.dtype.kind == "f":
         arrays["y"] = problem.y
     for name, array in arrays.items():

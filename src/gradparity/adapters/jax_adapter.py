@@ -38,6 +38,7 @@ from gradparity.adapters.jax_functions import (
     LOSSES,
     Options,
     layer_unsupported_reason,
+    run_stack,
 )
 from gradparity.adapters.jax_optax import (
     COMPILE_STATS,
@@ -46,6 +47,8 @@ from gradparity.adapters.jax_optax import (
     update_program,
     update_structure,
 )
+from gradparity.reference.sequence import running_entries
+from gradparity.spec.architectures import thawed
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem
 
@@ -67,8 +70,12 @@ NOT_EXPRESSIBLE_LOSSES = {
 }
 
 def unsupported_reason(case: Case) -> str | None:
-    """Why optax cannot express ``case`` exactly, or None."""
+    """Why optax (or lax and Flax) cannot express ``case`` exactly, or None."""
     hp = case.hparams
+    for spec in case.layer_specs:
+        reason = layer_unsupported_reason(spec)
+        if reason is not None:
+            return reason
     if case.loss in NOT_EXPRESSIBLE_LOSSES:
         return NOT_EXPRESSIBLE_LOSSES[case.loss]
     if case.optimizer == "sgd" and hp["dampening"] != 0:
@@ -140,6 +147,23 @@ def _gradient_program(activations: tuple[str, ...], loss: str, loss_options: tup
     return jax.jit(jax.value_and_grad(counted, argnums=(0, 1)))
 
 
+@functools.lru_cache(maxsize=64)
+def _sequence_program(layers: tuple, loss: str, loss_options: tuple) -> Callable:
+    """The jitted loss-and-gradient of a sequence network (``case.layers``): its layers
+    in lax and Flax (:func:`gradparity.adapters.jax_functions.run_stack`), the loss on
+    every position's row, the running statistics after the pass as auxiliary output."""
+    specs, options = [thawed(spec) for spec in layers], dict(loss_options)
+
+    def loss_fn(params: dict, offsets: dict, x: jax.Array, y: jax.Array, state: dict):
+        COMPILE_STATS.gradient_programs += 1  # runs only while tracing
+        out, new_state = run_stack(specs, params, x, True, state, offsets)
+        rows = out.reshape(-1, out.shape[-1])
+        targets = y.reshape(-1) if y.dtype.kind == "i" else y.reshape(rows.shape)
+        return LOSSES[loss](rows, targets, options), new_state
+
+    return jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))
+
+
 def program_keys(case: Case) -> tuple[tuple, tuple]:
     """What jax.jit compiles each program for: ``(gradient, update)``. The gradient
     program per architecture (activations, loss and its options, layer sizes, batch,
@@ -147,10 +171,11 @@ def program_keys(case: Case) -> tuple[tuple, tuple]:
     parameter shapes and dtype. A matrix compiles as many programs as it has distinct
     keys (``nox -s bench`` prints both counts; tests hold them equal)."""
     options = case.all_options
+    shapes = (case.layers, case.input_shape) if case.is_sequence else case.layer_sizes
     architecture = (case.activations, case.loss,
-                    tuple((name, options[name]) for name in LOSS_OPTIONS), case.layer_sizes,
+                    tuple((name, options[name]) for name in LOSS_OPTIONS), shapes,
                     case.batch_size, bool(options["dropout"]), case.dtype)
-    return architecture, (*update_structure(case), case.layer_sizes, case.dtype)
+    return architecture, (*update_structure(case), shapes, case.dtype)
 
 
 def _compiled(case: Case) -> tuple[Callable, Callable, optax.GradientTransformation]:
@@ -160,11 +185,14 @@ def _compiled(case: Case) -> tuple[Callable, Callable, optax.GradientTransformat
     loss_options = tuple((name, options[name]) for name in LOSS_OPTIONS)
     apply, factory = update_program(*update_structure(case))
     transform = factory(**injected_values(case))
+    if case.is_sequence:
+        return _sequence_program(case.layers, case.loss, loss_options), apply, transform
     return _gradient_program(case.activations, case.loss, loss_options), apply, transform
 
 
 def _clear_programs() -> None:
     _gradient_program.cache_clear()
+    _sequence_program.cache_clear()
     update_program.cache_clear()
 
 
@@ -203,8 +231,16 @@ class _JaxSession:
         # the dtype JAX really gives the inputs (float32 when x64 is off): a float64 case
         # then fails the dtype check on x instead of warning here
         dtype = jnp.asarray(problem.x[:1]).dtype
-        self._offsets = [jnp.zeros((case.batch_size, width), dtype=dtype)
-                         for width in case.layer_sizes[1:]]
+        self._running = {name: jnp.asarray(value) for name, value in problem.state.items()}
+        if case.is_sequence:
+            stack = case.network().stack
+            dtype = jnp.asarray(next(iter(problem.params.values()))[:1]).dtype
+            self._offsets: Any = {name: jnp.zeros((case.batch_size, *shape), dtype=dtype)
+                                  for name, shape in zip(stack.names, stack.shapes[1:],
+                                                         strict=True)}
+        else:
+            self._offsets = [jnp.zeros((case.batch_size, width), dtype=dtype)
+                             for width in case.layer_sizes[1:]]
         self._value_and_grad, self._apply, transform = _compiled(case)
         self._steps_taken = 0
         self._opt_state = transform.init(self._params)
@@ -225,18 +261,26 @@ class _JaxSession:
     def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         batch = self._problem.batch(evaluation)
         x = jnp.asarray(batch.x)
-        self._check_dtype("x", x)
+        if batch.x.dtype.kind == "f":  # token ids stay integers
+            self._check_dtype("x", x)
         masks = [jnp.asarray(m) for m in batch.masks]
         before, started = COMPILE_STATS.count, time.perf_counter()
-        loss, (self._grads, self._deltas) = self._value_and_grad(
-            self._params, self._offsets, x, jnp.asarray(batch.y), masks
-        )
+        if self._case.is_sequence:
+            (loss, self._running), (self._grads, self._deltas) = self._value_and_grad(
+                self._params, self._offsets, x, jnp.asarray(batch.y), self._running)
+        else:
+            loss, (self._grads, self._deltas) = self._value_and_grad(
+                self._params, self._offsets, x, jnp.asarray(batch.y), masks
+            )
         if COMPILE_STATS.count != before:
             COMPILE_STATS.seconds += time.perf_counter() - started
         grads = {name: self._to_reference(name, g) for name, g in self._grads.items()}
         return self._to_reference("loss", loss), grads
 
     def backward_signals(self) -> dict[str, np.ndarray]:
+        if self._case.is_sequence:
+            return {name: self._to_reference("delta", self._deltas[name])
+                    for name in self._offsets}
         return {f"z{layer}": self._to_reference("delta", d)
                 for layer, d in enumerate(self._deltas, start=1)}
 
@@ -278,6 +322,8 @@ class _JaxSession:
                     visit(child)
 
         visit(self._opt_state)
+        arrays.update(running_entries({name: self._to_reference(name, value)
+                                       for name, value in self._running.items()}))
         return arrays
 
 

@@ -208,9 +208,11 @@ def _residual(params, x, s, training, state):
     return x + y, new_state
 
 
-def run_stack(specs, params, x, training, state):
+def run_stack(specs, params, x, training, state, offsets=None):
     """The layers of ``specs`` in order; parameters and state named as the reference's
-    stack names them (``conv1.W``, ``bn1.running_mean``)."""
+    stack names them (``conv1.W``, ``bn1.running_mean``). ``offsets`` (zeros, by layer
+    name) are added to each layer's output: the gradient with respect to an offset is
+    dL/d(that output), the backward signal."""
     new_state = {}
     for name, spec in zip(stack_names(specs), specs, strict=True):
         own = {k[len(name) + 1:]: v for k, v in params.items() if k.startswith(name + ".")}
@@ -218,6 +220,8 @@ def run_stack(specs, params, x, training, state):
                      if k.startswith(name + ".")}
         settings = {k: v for k, v in spec.items() if k != "type"}
         x, layer_state = LAYERS[spec["type"]](own, x, settings, training, own_state)
+        if offsets is not None:
+            x = x + offsets[name]
         new_state.update({f"{name}.{k}": v for k, v in layer_state.items()})
     return x, new_state
 

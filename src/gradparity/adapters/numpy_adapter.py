@@ -15,12 +15,13 @@ from gradparity.adapters.base import (
     LossResult,
     TrainingSession,
 )
-from gradparity.reference import network
 from gradparity.reference.layers import build as build_layer
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
+from gradparity.reference.sequence import running_entries
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem
+from gradparity.spec.evaluation import evaluate
 
 
 class _ReferenceSession:
@@ -30,20 +31,20 @@ class _ReferenceSession:
         self._problem = problem
         self._options = {**case.all_options, **(conventions or {})}
         self._params = {name: np.array(value) for name, value in problem.params.items()}
+        self._running = {name: np.array(value) for name, value in problem.state.items()}
         self._optimizer = reference.OPTIMIZERS[case.optimizer]
         self._state = self._optimizer.init(self._params)
         self._grads: dict[str, np.ndarray] | None = None
 
     def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        x, y, masks = self._problem.batch(evaluation)
-        cache = reference.forward(self._params, x, y, self._case.activations, self._case.loss,
-                                  self._options, masks)
-        backward = network.BACKPROP.backward(cache)
-        self._grads, self._deltas = backward.params, backward.deltas
-        return np.asarray(cache.loss), {name: grad.copy() for name, grad in self._grads.items()}
+        result = evaluate(self._case, self._params, self._problem.batch(evaluation),
+                          self._running, options=self._options)
+        self._grads, self._deltas = result.gradients, result.deltas
+        self._running = result.state or self._running  # a training pass updates them
+        return np.asarray(result.loss), {name: grad.copy() for name, grad in self._grads.items()}
 
     def backward_signals(self) -> dict[str, np.ndarray]:
-        return {f"z{layer}": np.array(d) for layer, d in enumerate(self._deltas, start=1)}
+        return {name: np.array(d) for name, d in self._deltas.items()}
 
     def set_parameters(self, params) -> None:
         self._params = {name: np.array(value) for name, value in params.items()}
@@ -59,7 +60,8 @@ class _ReferenceSession:
         return {name: value.copy() for name, value in self._params.items()}
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        return state_arrays(self._case.optimizer, self._state, self._case.hparams)
+        return {**state_arrays(self._case.optimizer, self._state, self._case.hparams),
+                **running_entries({n: v.copy() for n, v in self._running.items()})}
 
 
 class NumpyAdapter(Adapter):

@@ -29,7 +29,9 @@ from gradparity.adapters.torch_functions import (
     LOSSES,
     Options,
     layer_unsupported_reason,
+    run_stack,
 )
+from gradparity.reference.sequence import running_entries
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem
 
@@ -82,8 +84,12 @@ OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], dict], torch.optim.Optimizer
 
 
 def unsupported_reason(case: Case) -> str | None:
-    """Why torch.optim cannot express ``case`` exactly, or None."""
+    """Why torch.optim (or torch.nn.functional) cannot express ``case`` exactly, or None."""
     hp = case.hparams
+    for spec in case.layer_specs:
+        reason = layer_unsupported_reason(spec)
+        if reason is not None:
+            return reason
     if hp.get("eps_in_sqrt"):
         return f"torch.optim.{case.optimizer} adds eps outside the square root"
     if hp.get("max_of_bias_corrected"):
@@ -115,6 +121,8 @@ class _TorchSession:
                 requires_grad=True,
             )
         self._problem = problem
+        self._running = {name: torch.tensor(np.array(value), device=self._device)
+                         for name, value in problem.state.items()}
         self._options = case.all_options
         self._optimizer = OPTIMIZERS[case.optimizer](list(self._params.values()), case.hparams)
         self._scheduler = SCHEDULERS[self._options["schedule"]](
@@ -140,6 +148,9 @@ class _TorchSession:
         y = torch.tensor(batch.y, dtype=torch.int64 if batch.y.dtype.kind == "i" else self._dtype,
                          device=self._device)
         self._pre_activations = []
+        if self._case.is_sequence:
+            return self._sequence_loss(a if batch.x.dtype.kind == "f" else
+                                       torch.tensor(batch.x, device=self._device), y)
         for layer, activation in enumerate(self._case.activations, start=1):
             z = F.linear(a, self._params[f"W{layer}"], self._params.get(f"b{layer}"))
             z.retain_grad()  # keeps dL/dz for backward_signals()
@@ -150,6 +161,16 @@ class _TorchSession:
                 # would draw its own from torch's generator
                 a = a * torch.tensor(batch.masks[layer - 1], device=self._device)
         return LOSSES[self._case.loss](a, y, self._options)
+
+    def _sequence_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The case's layers in ``torch.nn.functional``; the loss on every position's row
+        (every axis but the last joined, as the reference's ``sequence.flat``)."""
+        self._outputs: dict[str, torch.Tensor] = {}
+        out, self._running = run_stack(self._case.layer_specs, self._params, x, True,
+                                       self._running, self._outputs)
+        rows = out.reshape(-1, out.shape[-1])
+        return LOSSES[self._case.loss](rows, y.reshape(-1) if y.dtype == torch.int64
+                                       else y.reshape(rows.shape), self._options)
 
     def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self._optimizer.zero_grad(set_to_none=True)
@@ -179,9 +200,14 @@ class _TorchSession:
             for key, value in self._optimizer.state.get(parameter, {}).items():
                 if key in STATE_SLOTS and isinstance(value, torch.Tensor):
                     arrays[f"{STATE_SLOTS[key]}/{name}"] = self._to_reference(name, value)
+        arrays.update(running_entries({name: self._to_reference(name, value)
+                                       for name, value in self._running.items()}))
         return arrays
 
     def backward_signals(self) -> dict[str, np.ndarray]:
+        if self._case.is_sequence:
+            return {name: self._to_reference("delta", out.grad)
+                    for name, out in self._outputs.items()}
         return {f"z{layer}": self._to_reference("delta", z.grad)
                 for layer, z in enumerate(self._pre_activations, start=1)}
 

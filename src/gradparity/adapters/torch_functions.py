@@ -145,9 +145,10 @@ def _residual(params, x, s, training, state):
     return x + y, new_state
 
 
-def run_stack(specs, params, x, training, state):
+def run_stack(specs, params, x, training, state, outputs=None):
     """The layers of ``specs`` in order; parameters and state named as the reference's
-    stack names them (``conv1.W``, ``bn1.running_mean``)."""
+    stack names them (``conv1.W``, ``bn1.running_mean``). ``outputs``, a dict, receives
+    every layer's output by name, with ``retain_grad()`` (dL/d(output) after backward)."""
     new_state = {}
     for name, spec in zip(stack_names(specs), specs, strict=True):
         own = {k[len(name) + 1:]: v for k, v in params.items() if k.startswith(name + ".")}
@@ -155,6 +156,9 @@ def run_stack(specs, params, x, training, state):
                      if k.startswith(name + ".")}
         x, layer_state = LAYERS[spec["type"]](own, x, _settings(spec), training, own_state)
         new_state.update({f"{name}.{k}": v for k, v in layer_state.items()})
+        if outputs is not None and x.requires_grad:
+            x.retain_grad()
+            outputs[name] = x
     return x, new_state
 
 

@@ -21,20 +21,25 @@ import numpy as np
 
 from gradparity import reference
 from gradparity.compare.metrics import machine_epsilon
+from gradparity.compare.probes import (
+    conditioning,
+    entry_rounding,
+    loss_terms,
+    reference_rounding,
+)
 from gradparity.compare.tolerances import (
-    CONDITIONING_DRAWS,
-    CONDITIONING_SAFETY,
     PERTURBATION,
     SUM_SAFETY,
     Tolerances,
     cancellation,
 )
-from gradparity.reference.losses import LOSSES
 from gradparity.reference.network import Backprop
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
+from gradparity.reference.sequence import running_entries
 from gradparity.spec.case import Case
-from gradparity.spec.data import Problem, make_problem
+from gradparity.spec.data import Batch, Problem, make_problem
+from gradparity.spec.evaluation import evaluate, layer_index
 
 
 def clear_caches() -> None:
@@ -85,9 +90,32 @@ def _static(case: Case) -> Tolerances:
 def _static_of(case: Case, problem: Problem) -> Tolerances:
     """n_eff, kappa and the constants A and B: one forward and backward pass."""
     wide = problem.as_float64()
-    params = wide.params
+    exact = evaluate(case, wide.params, wide.batch(0), wide.state)
+    if case.is_sequence:
+        n_eff, per_layer = _sequence_sums(case)
+    else:
+        n_eff, per_layer = _mlp_sums(case, wide)
+    hp = case.hparams
+    bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
+            if case.optimizer in ("adam", "adamw", "amsgrad") else 0.0)
+    return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=per_layer,
+                      conditioning={**conditioning(case, wide, exact),
+                                    "loss terms": loss_terms(case, exact)},
+                      rounding=reference_rounding(case, wide, exact), sensitivity={},
+                      componentwise={}, moved={}, bias_correction_eps=bias, state_rounding={},
+                      step_size={}, loss_sensitivity=(0.0, 0.0, 0.0),
+                      stored_bias_eps=hp["beta2"] / (1 - hp["beta2"])
+                      if hp.get("max_of_bias_corrected") else 0.0,
+                      steps=case.steps, floor=True, layer_of=layer_index(case),
+                      parameters=tuple(wide.params))
+
+
+def _mlp_sums(case: Case, wide: Problem) -> tuple[int, dict[int, float]]:
+    """n_eff and the cancellation kappa per layer of a dense MLP, from its sums of
+    absolute values (|A|^T |delta| against A^T delta, and so on)."""
     x, y, masks = wide.batch(0)
-    cache = reference.forward(params, x, y, case.activations, case.loss, case.all_options, masks)
+    cache = reference.forward(wide.params, x, y, case.activations, case.loss,
+                              case.all_options, masks)
     deltas = reference.backward_deltas(cache)
     layers = case.num_layers
     local: dict[int, float] = {}
@@ -107,138 +135,18 @@ def _static_of(case: Case, problem: Problem) -> Tolerances:
         fan_in + fan_out for fan_in, fan_out in zip(case.layer_sizes[:-1], case.layer_sizes[1:],
                                                     strict=True)
     )
-    hp = case.hparams
-    bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
-            if case.optimizer in ("adam", "adamw", "amsgrad") else 0.0)
-    return Tolerances(dtype=case.dtype, n_eff=n_eff, kappa=per_layer,
-                      conditioning={**_conditioning(case, wide, cache),
-                                    "loss terms": _loss_terms(case, cache)},
-                      rounding=_reference_rounding(case, wide, cache), sensitivity={},
-                      componentwise={}, moved={}, bias_correction_eps=bias, state_rounding={},
-                      step_size={}, loss_sensitivity=(0.0, 0.0, 0.0),
-                      stored_bias_eps=hp["beta2"] / (1 - hp["beta2"])
-                      if hp.get("max_of_bias_corrected") else 0.0,
-                      steps=case.steps, floor=True)
+    return n_eff, per_layer
 
 
-def _normwise_change(perturbed: np.ndarray, exact: np.ndarray) -> float:
-    scale = float(np.abs(exact).max()) if exact.size else 0.0
-    change = float(np.abs(perturbed - exact).max()) if exact.size else 0.0
-    if not np.isfinite(change):
-        return 1.0
-    return change / scale if scale > 0 else 0.0
-
-
-def _conditioning(case: Case, wide: Problem, cache) -> dict[str, float]:
-    """Gamma: how much rounding each elementwise step by one eps moves the loss, every
-    gradient and every delta, in eps (see :mod:`gradparity.compare.tolerances`)."""
-    eps = machine_epsilon(case.dtype)
-    rng = np.random.default_rng([case.seed, 1])  # its own stream: no other probe shifts
-    x, y, masks = wide.batch(0)
-    exact = reference.BACKPROP.backward(cache)
-    found: dict[str, float] = {}
-    for _ in range(CONDITIONING_DRAWS):
-        def rounded(values: np.ndarray) -> np.ndarray:
-            return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
-
-        moved = reference.forward(wide.params, x, y, case.activations, case.loss,
-                                  case.all_options, masks, perturb=rounded)
-        backward = reference.BACKPROP.backward(moved)
-        changes = {"loss": _normwise_change(np.asarray(moved.loss), np.asarray(cache.loss))}
-        changes.update({name: _normwise_change(backward.params[name], value)
-                        for name, value in exact.params.items()})
-        changes.update({f"z{layer}": _normwise_change(mine, value) for layer, (mine, value)
-                        in enumerate(zip(backward.deltas, exact.deltas, strict=True), start=1)})
-        for name, change in changes.items():
-            # a quantity that one eps can move by its own size is not determined in this
-            # dtype: cap there (the report flags the loose tolerance), never inf or NaN
-            found[name] = max(found.get(name, 0.0), min(change, 1.0) / eps)
-    return found
-
-
-def _loss_terms(case: Case, cache) -> float:
-    """Lambda: for a loss of logits, how large the terms that cancel in it are, relative to
-    the loss, in eps. Cross-entropy is computed as log-sum-exp minus the picked logit
-    (optax, torch) or as log1p(e^-|z|) + max(z, 0) - z y: each term is the size of the
-    logits, so where the loss is small (confident, correct predictions) its absolute
-    rounding, about eps times the logits, is large relative to it."""
-    if not LOSSES[case.loss].takes_logits:
-        return 0.0
-    logits = np.abs(cache.output)
-    terms = float(np.mean(logits.max(axis=1))) if logits.size else 0.0
-    loss = abs(float(cache.loss))
-    eps = machine_epsilon(case.dtype)
-    if terms == 0.0:
-        return 0.0
-    return min(terms / loss, 1.0 / eps) if loss > 0 else 1.0 / eps
-
-
-FLOAT32 = np.dtype(np.float32)
-EPS32 = machine_epsilon("float32")
-REPRESENTABLE32 = float(np.finfo(np.float32).tiny) / EPS32
-"""Values below this carry no float32 relative precision (subnormal range)."""
-
-
-def _in_float32(params, x, y, masks, case: Case):
-    """The reference's forward and backward pass in float32, from float32-rounded inputs
-    (overflow and underflow allowed: they are measured, not raised)."""
-    with np.errstate(all="ignore"):
-        cache = reference.forward(
-            {n: np.asarray(p).astype(FLOAT32) for n, p in params.items()}, x.astype(FLOAT32),
-            y if y.dtype.kind == "i" else y.astype(FLOAT32), case.activations, case.loss,
-            case.all_options, tuple(m.astype(FLOAT32) for m in masks))
-        return cache, reference.BACKPROP.backward(cache)
-
-
-def _float32_deviation(mine: np.ndarray, exact: np.ndarray) -> float:
-    """Normwise deviation in float32 eps; 0 where float32 cannot represent the quantity."""
-    scale = float(np.abs(exact).max()) if exact.size else 0.0
-    if scale < REPRESENTABLE32:
-        return 0.0
-    with np.errstate(all="ignore"):
-        change = float(np.abs(np.asarray(mine, np.float64) - exact).max())
-    if not np.isfinite(change):
-        return 0.0  # float32 overflows here: the case's own dtype decides (float64)
-    return min(change / scale, 1.0) / EPS32
-
-
-def _reference_rounding(case: Case, wide: Problem, cache) -> dict[str, float]:
-    """Rho: the reference's own rounding error, in eps, for the loss, every gradient and
-    every delta: the same pass run in float32 from float32-rounded inputs against float64.
-
-    It measures what no model of sums sees: rounding inside the loss (log-sum-exp minus
-    the picked logit, 1 - p for a probability near 1) and in saturated elementwise steps.
-    Rounding error in units of eps hardly depends on the dtype for the same formulas, so
-    the float32 measurement stands for float64 cases too."""
-    x, y, masks = wide.batch(0)
-    cache32, backward32 = _in_float32(wide.params, x, y, masks, case)
-    exact = reference.BACKPROP.backward(cache)
-    found = {"loss": _float32_deviation(np.asarray(cache32.loss), np.asarray(cache.loss))}
-    found.update({name: _float32_deviation(backward32.params[name], value)
-                  for name, value in exact.params.items()})
-    found.update({f"z{layer}": _float32_deviation(mine, value) for layer, (mine, value)
-                  in enumerate(zip(backward32.deltas, exact.deltas, strict=True), start=1)})
-    return found
-
-
-def _entry_rounding(current, x, y, masks, case: Case, grads, rng) -> dict[str, np.ndarray]:
-    """Per gradient entry, the conditioning probe's change (every z and a moved by one eps
-    of the case dtype, random signs), times G: the componentwise probe's second estimate
-    of each entry's rounding. It sees what the sum model cannot, such as 1 - tanh^2 where
-    tanh saturates. (It keeps every kink's side: a relative move never crosses zero.)"""
-    eps = machine_epsilon(case.dtype)
-
-    def rounded(values: np.ndarray) -> np.ndarray:
-        return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
-
-    moved = reference.BACKPROP.backward(reference.forward(
-        current, x, y, case.activations, case.loss, case.all_options, masks, perturb=rounded))
-    found = {}
-    with np.errstate(all="ignore"):
-        for name, value in grads.items():
-            probed = np.abs(moved.params[name] - value)
-            found[name] = CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0)
-    return found
+def _sequence_sums(case: Case) -> tuple[int, dict[int, float]]:
+    """n_eff of a sequence network: a parameter gradient sums ``batch x positions`` terms
+    (a conv kernel's over every output pixel of every example), and a signal passes every
+    layer's forward sum and the matching backward sum. Cancellation is not modelled by
+    kappa here (kappa = 1): the measured terms Gamma and Rho, per quantity and per entry,
+    carry it (the calibration bounds hold with them, ``nox -s slow``)."""
+    stack = case.network().stack
+    n_eff = case.batch_size * stack.gradient_terms() + 2 * stack.reduction_length()
+    return n_eff, {index: 1.0 for index in range(1, len(stack.layers) + 1)}
 
 
 def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
@@ -317,40 +225,42 @@ class AbsoluteBackprop(Backprop):
 ABSOLUTE_BACKPROP = AbsoluteBackprop()
 
 
-def _absolute_sums(cache) -> dict[str, np.ndarray]:
-    """Per gradient entry, the sum of the absolute values of its terms (see
-    :class:`AbsoluteBackprop`)."""
-    return ABSOLUTE_BACKPROP.backward(cache).params
-
-
 def _trajectory(case, problem, noise, size=PERTURBATION):
-    """The float64 reference trajectory (parameters and optimizer state slots after every
-    step), optionally with every gradient entry multiplied by ``1 +- PERTURBATION``
-    (random signs, like rounding), moved by ``+- size`` times the absolute sum of its
-    terms (``componentwise``), every optimizer state entry multiplied by
-    ``1 +- PERTURBATION`` after each step (``state``), or every update scaled by
-    ``1 + PERTURBATION`` (one sign, like a misrounded constant)."""
+    """The float64 reference trajectory (parameters, optimizer state slots and running
+    statistics after every step), optionally with every gradient entry multiplied by
+    ``1 +- PERTURBATION`` (random signs, like rounding), moved by ``+- size`` times the
+    absolute sum of its terms (``componentwise``), every optimizer state entry and
+    running statistic multiplied by ``1 +- PERTURBATION`` after each step (``state``), or
+    every update scaled by ``1 + PERTURBATION`` (one sign, like a misrounded constant)."""
     optimizer = reference.OPTIMIZERS[case.optimizer]
     rng = np.random.default_rng(case.seed)
     probe_rng = np.random.default_rng([case.seed, 2])  # its own stream: the signs stay
     state, current = optimizer.init(problem.params), dict(problem.params)
+    running = dict(problem.state)
     trajectory, losses = [], []
-    activations, options = case.activations, case.all_options
+    options = case.all_options
 
     def signs(shape):
         return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
 
-    x, y, masks = problem.batch(0)
-    cache = reference.forward(current, x, y, activations, case.loss, options, masks)
+    def rounded_state(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {n: v * (1 + PERTURBATION * signs(v.shape)) for n, v in values.items()}
+
+    entering = running  # the running statistics the last pass started from
+    result = evaluate(case, current, problem.batch(0), entering)
     for step in range(case.steps):
-        grads = reference.backward(cache)
+        grads, running = result.gradients, result.state or running
         if noise == "gradient":
             grads = {n: g * (1 + PERTURBATION * signs(g.shape)) for n, g in grads.items()}
         elif noise == "componentwise":
-            scales = _absolute_sums(cache)
+            # an MLP's entries carry the rounding of the sums of their terms' absolute
+            # values; a sequence network's are measured (conditioning probe) alone
+            scales = (_absolute_sums(case, current, problem.batch(step)) if not case.is_sequence
+                      else {n: np.abs(g) for n, g in grads.items()})
             # each entry's rounding: the sum model, or the reference's own measured
             # rounding where that is larger (saturation, cancellation inside the loss)
-            measured = _entry_rounding(current, *problem.batch(step), case, grads, probe_rng)
+            measured = entry_rounding(case, current, problem.batch(step), entering, grads,
+                                       probe_rng)
             # unclipped: an entry smaller than its own rounding level has no reliable
             # sign, and an optimizer that normalises by sqrt(v) turns that into a full step
             # either way; the tolerance must (and the report flags it when it is loose)
@@ -364,12 +274,23 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
         elif noise == "state":
             # every state entry rounded once per step, relative to itself
             state = state._replace(**{
-                slot: {n: v * (1 + PERTURBATION * signs(v.shape)) for n, v in value.items()}
+                slot: rounded_state(value)
                 for slot, value in state._asdict().items() if isinstance(value, dict)})
+            running = rounded_state(running)
         current = new
-        trajectory.append({**current, **state_arrays(case.optimizer, state, case.hparams)})
+        trajectory.append({**current, **state_arrays(case.optimizer, state, case.hparams),
+                           **running_entries(running)})
         # the loss after this step is the next step's forward pass
-        x, y, masks = problem.batch(step + 1)
-        cache = reference.forward(current, x, y, activations, case.loss, options, masks)
-        losses.append(float(cache.loss))
+        entering = running
+        result = evaluate(case, current, problem.batch(step + 1), entering)
+        losses.append(float(result.loss))
     return trajectory, np.array(losses)
+
+
+def _absolute_sums(case: Case, params, batch: Batch) -> dict[str, np.ndarray]:
+    """Per gradient entry of a dense MLP, the sum of the absolute values of its terms (see
+    :class:`AbsoluteBackprop`)."""
+    x, y, masks = batch
+    cache = reference.forward(params, x, y, case.activations, case.loss, case.all_options,
+                              masks)
+    return ABSOLUTE_BACKPROP.backward(cache).params

@@ -43,6 +43,9 @@ from gradparity.compare.tolerances import (
     FINITE_DIFFERENCE_TOLERANCE,
 )
 from gradparity.reference import ACTIVATIONS, forward
+from gradparity.reference.layers import ActivationLayer
+from gradparity.reference.layers.pool import MaxPool2d
+from gradparity.reference.layers.residual import Residual
 
 FIRST_STEP = 1e-3
 """h_0 relative to the element's scale: large enough that the tableau's smallest step
@@ -285,10 +288,79 @@ def directional_differences(
                                np.concatenate(errors))
 
 
+def _sequence_sides(layers, run) -> list[np.ndarray]:
+    """Which side of every kink a sequence network's pass was on: the sign of each
+    kinked activation's input against its kink, and each max-pool window's arg max."""
+    sides = []
+    for layer, cache in zip(layers, run.caches, strict=True):
+        if isinstance(layer, ActivationLayer):
+            z = cache[0]
+            sides.extend(np.sign(z - kink) for kink in ACTIVATIONS[layer.activation].kinks)
+        elif isinstance(layer, MaxPool2d):
+            sides.append(cache[1])
+        elif isinstance(layer, Residual):
+            stack, inner = cache
+            sides.extend(_sequence_sides(stack.layers, inner))
+    return sides
+
+
+def _sequence_evaluator(case, params, batch, state, units_of) -> Evaluate:
+    """``evaluate(steps)`` of a sequence network: one forward pass per stencil side (its
+    layers take one network at a time)."""
+    net = case.network()
+    x, y, _ = batch
+
+    def run(moved) -> tuple[float, list]:
+        cache = net.forward(moved, x, y, case.all_options, state)
+        return float(cache.loss), _sequence_sides(net.stack.layers, cache.run)
+
+    def evaluate(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        units = units_of()
+        above, below = np.empty(steps.size), np.empty(steps.size)
+        crossed = np.zeros(steps.size, dtype=bool)
+        for k, step in enumerate(steps):
+            up = {n: p + step * units[n][k] if n in units else p for n, p in params.items()}
+            down = {n: p - step * units[n][k] if n in units else p for n, p in params.items()}
+            above[k], sides_above = run(up)
+            below[k], sides_below = run(down)
+            crossed[k] = any((a != b).any() for a, b in zip(sides_above, sides_below,
+                                                             strict=True))
+        return above, below, crossed
+
+    return evaluate
+
+
+def sequence_directional_differences(case, problem,
+                                     directions: int = RANDOM_DIRECTIONS
+                                     ) -> DirectionalEstimate:
+    """Ridders' differences of a sequence network's loss along random unit directions in
+    parameter space, in float64 (the gradient at the initial parameters, evaluation 0)."""
+    wide = problem.as_float64()
+    base = wide.params
+    rng = np.random.default_rng(case.seed)
+    vectors = []
+    for _ in range(directions):
+        raw = {n: rng.standard_normal(v.shape) for n, v in base.items()}
+        norm = np.sqrt(sum(float((r * r).sum()) for r in raw.values()))
+        vectors.append({n: r / norm for n, r in raw.items()})
+    scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
+
+    def units():
+        return {n: np.stack([v[n] for v in vectors]) for n in base}
+
+    evaluate = _sequence_evaluator(case, base, wide.batch(0), wide.state, units)
+    found = ridders(evaluate, np.full(directions, FIRST_STEP * scale))
+    return DirectionalEstimate(vectors, found[0], found[2], found[1])
+
+
 def estimate_for(case, problem) -> FiniteDifferenceResult | DirectionalEstimate:
     """Every parameter of a network with at most ``MAX_FULL_PARAMETERS`` parameters,
     else ``RANDOM_DIRECTIONS`` random directional derivatives (computed once, compared
-    with as many implementations as needed)."""
+    with as many implementations as needed). A sequence network (convolutions,
+    attention, ...) always takes the directional derivatives: its layers run one network
+    at a time, so probing every parameter would cost two passes per entry and step."""
+    if case.is_sequence:
+        return sequence_directional_differences(case, problem)
     size = sum(value.size for value in problem.params.values())
     x, y, masks = problem.batch(0)  # the gradient at the initial parameters: evaluation 0
     if size <= MAX_FULL_PARAMETERS:

@@ -173,8 +173,8 @@ def first_backward_divergence(
     nearest the output (where backward starts) that disagrees at that step. The delta
     tolerances need no trajectory: the model's floors have them."""
     for step, (mine, theirs) in enumerate(zip(result.deltas, baseline.deltas, strict=False)):
-        failing = [
-            int(name[1:]) for name, value in theirs.items()
+        failing = [  # signals come in forward order: z1 .. zL, or layer by layer
+            layer for layer, (name, value) in enumerate(theirs.items(), start=1)
             if not compare_arrays(
                 mine[name], value, case_id=case.id, dtype=case.dtype,
                 framework=result.framework, baseline_name=baseline.framework,

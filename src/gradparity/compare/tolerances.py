@@ -251,6 +251,10 @@ class Tolerances:
     rounding: dict[str, float] = field(default_factory=dict)  # Rho: loss, W1.., z1..
     steps: int = 0
     floor: bool = False  # only the terms known without a trajectory (see floors())
+    # the layer index (key of kappa) of every parameter, signal and running statistic;
+    # empty for an MLP, whose names carry it (W2, z2)
+    layer_of: dict[str, int] = field(default_factory=dict)
+    parameters: tuple[str, ...] = ()  # the parameter names (all of them W.. and b.. if empty)
     _memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def eps_multiple(self, quantity: str, parameter: str,
@@ -263,7 +267,7 @@ class Tolerances:
             return float(base + self._conditioned("loss")
                          + CONDITIONING_SAFETY * self.conditioning.get("loss terms", 0.0))
         if quantity in ("gradient", "delta"):
-            return float(base * math.sqrt(self.kappa[int(parameter[1:])])
+            return float(base * math.sqrt(self.kappa[self._layer(parameter)])
                          + self._conditioned(parameter))
         if quantity.startswith("params@"):
             return self._params(int(quantity.split("@")[1]), parameter, bias)
@@ -279,7 +283,8 @@ class Tolerances:
             by_gradient, by_update, amplified = self.loss_sensitivity
             gradient = base * math.sqrt(max(self.kappa.values())) + max(
                 (self._conditioned(name) for name in self.conditioning
-                 if name[0] in "Wb"), default=0.0)
+                 if (name in self.parameters if self.parameters else name[0] in "Wb")),
+                default=0.0)
             largest_step = max((v for by_name in self.step_size.values()
                                 for v in by_name.values()), default=0.0)
             return float(base + self._conditioned("loss")
@@ -293,7 +298,7 @@ class Tolerances:
     def _params(self, step: int, parameter: str, bias: float) -> float:
         name = parameter.rsplit("/", 1)[-1]  # "W2" or a state slot "first_moment/W2"
         base = SUM_SAFETY * math.sqrt(self.n_eff)
-        gradient = base * math.sqrt(self.kappa[int(name[1:])]) + self._conditioned(name)
+        gradient = base * math.sqrt(self.kappa[self._layer(name)]) + self._conditioned(name)
         # two estimates of how gradient rounding reaches the parameters; the larger counts
         propagated = max(gradient * self.sensitivity.get(step, {}).get(parameter, 0.0),
                          NONLINEAR_SAFETY * self.componentwise.get(step, {}).get(parameter, 0.0))
@@ -301,6 +306,15 @@ class Tolerances:
                      + bias * self.moved.get(step, {}).get(parameter, 0.0)
                      + STEP_SAFETY * math.sqrt(step)
                      * max(1.0, self.step_size.get(step, {}).get(parameter, 0.0)))
+
+    def _layer(self, name: str) -> int:
+        """The layer a parameter, signal or running statistic belongs to (kappa's key)."""
+        if name in self.layer_of:
+            return self.layer_of[name]
+        if name[1:].isdigit():  # an MLP's W2, b2, z2
+            return int(name[1:])
+        raise ValueError(f"parameter: invalid value {name!r}; allowed: "
+                         f"{', '.join(self.layer_of) or 'W<l>, b<l>, z<l>'}")
 
     def _conditioned(self, name: str) -> float:
         """The conditioning terms of one quantity: Gamma and Rho, each times its safety."""

@@ -76,14 +76,21 @@ def broken_lines(outcomes: Sequence[CaseOutcome]) -> list[str]:
         lines.append("")
         for (framework, baseline), (step, layer) in outcome.localisation.items():
             lines.append(f"- {framework} vs {baseline}: the backward chain first disagrees "
-                         f"at step {step}, layer {layer} (dL/dz{layer}; backward runs from "
-                         f"layer {outcome.case.num_layers} down)")
+                         f"at step {step}, layer {layer} ({signal_name(outcome.case, layer)}"
+                         f"; backward runs from layer {outcome.case.num_layers} down)")
         for d in [d for d in outcome.checks if not d.passed][:12]:
             verdict = outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
                                            "")
             lines.append(f"- {d.message()}" + (f"; **{verdict}**" if verdict else ""))
         lines.append("")
     return lines
+
+
+def signal_name(case, layer: int) -> str:
+    """The backward signal of layer ``layer`` (1-based): dL/dz2, or dL/d(conv1 output)."""
+    if case.is_sequence:
+        return f"dL/d(output of {case.network().stack.names[layer - 1]})"
+    return f"dL/dz{layer}"
 
 
 def loose_checks(outcomes: Sequence[CaseOutcome]) -> list[Difference]:

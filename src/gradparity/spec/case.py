@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
+from gradparity.reference.sequence import SequenceNetwork
+from gradparity.spec.architectures import ARCHITECTURES, checked_layers, layers_code, thawed
 from gradparity.spec.datasets import DATASETS, default_dataset_for
 from gradparity.spec.options import OPTIONS, OptionValue, check_applicability, checked_options
 
@@ -69,7 +71,7 @@ class Case:
     what is allowed.
     """
 
-    layer_sizes: tuple[int, ...]
+    layer_sizes: tuple[int, ...] = ()
     hidden_activation: str | tuple[str, ...] = "tanh"
     output_activation: str = "identity"
     loss: str = "mse"
@@ -81,11 +83,29 @@ class Case:
     hyperparameters: Any = field(default_factory=lambda: dict(DEFAULT_HYPERPARAMETERS))
     steps: int = DEFAULT_STEPS
     options: Any = ()
+    layers: Any = ()
+    input_shape: Any = ()
+    architecture: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "layer_sizes", self._checked_layer_sizes(self.layer_sizes))
-        set_(self, "hidden_activation", self._checked_hidden(self.hidden_activation))
+        if self.architecture is not None:
+            if not _is_name_in(self.architecture, ARCHITECTURES):
+                raise _invalid("architecture", self.architecture, ", ".join(ARCHITECTURES))
+            layers, shape, _ = ARCHITECTURES[self.architecture]
+            # dataclasses.replace passes the architecture's own layers back in
+            if ((self.layers or self.input_shape)
+                    and (self.layers, tuple(self.input_shape)) != checked_layers(
+                        layers, shape, self.loss)):
+                raise _invalid("layers", self.layers, "nothing beside an architecture (it "
+                               "names both the layers and the input shape)")
+            set_(self, "layers", layers)
+            set_(self, "input_shape", shape)
+        if self.layers:
+            self._check_sequence()
+        else:
+            set_(self, "layer_sizes", self._checked_layer_sizes(self.layer_sizes))
+            set_(self, "hidden_activation", self._checked_hidden(self.hidden_activation))
         if not _is_name_in(self.output_activation, ACTIVATIONS):
             raise _invalid("output_activation", self.output_activation, ", ".join(ACTIVATIONS))
         self._check_loss()
@@ -94,7 +114,7 @@ class Case:
         if not _is_int(self.batch_size) or self.batch_size < 1:
             raise _invalid("batch_size", self.batch_size, "an integer >= 1")
         if self.dataset is None:
-            set_(self, "dataset", default_dataset_for(LOSSES[self.loss].target_kind))
+            set_(self, "dataset", self.default_dataset)
         self._check_dataset()
         if not _is_int(self.seed) or self.seed < 0:
             raise _invalid("seed", self.seed, "an integer >= 0")
@@ -107,13 +127,33 @@ class Case:
         check_applicability(self)
         needed = self.memory_estimate()
         if needed > MEMORY_LIMIT:
-            raise _invalid("layer_sizes", self.layer_sizes,
+            raise _invalid("layers" if self.is_sequence else "layer_sizes",
+                           self.layer_specs if self.is_sequence else self.layer_sizes,
                            f"a case that fits in {MEMORY_LIMIT / 2**30:.0f} GiB; this one needs "
                            f"about {needed / 2**30:.1f} GiB (parameters, gradients, optimizer "
                            "state and the trajectory for three implementations, plus the data "
                            "and activations), refused before anything is allocated")
 
     # -- validation helpers -------------------------------------------------
+
+    def _check_sequence(self) -> None:
+        set_ = object.__setattr__
+        if self.layer_sizes:
+            raise _invalid("layer_sizes", self.layer_sizes, "() with layers (a network is "
+                           "either a dense MLP by its layer sizes, or a sequence of layers)")
+        if not _is_name_in(self.loss, LOSSES):
+            raise _invalid("loss", self.loss, ", ".join(LOSSES))
+        if LOSSES[self.loss].output_activation:
+            raise _invalid("loss", self.loss, "a loss without an output activation of its "
+                           "own (a sequence of layers ends in its own layers)")
+        # () is what a built sequence case holds (dataclasses.replace passes it back)
+        if self.output_activation != "identity" or self.hidden_activation not in ("tanh", ()):
+            raise _invalid("output_activation", self.output_activation, "the default: the "
+                           "activations of a sequence network are among its layers")
+        layers, shape = checked_layers(self.layers, self.input_shape, self.loss)
+        set_(self, "layers", layers)
+        set_(self, "input_shape", shape)
+        set_(self, "hidden_activation", ())
 
     @staticmethod
     def _checked_layer_sizes(sizes: Any) -> tuple[int, ...]:
@@ -145,6 +185,11 @@ class Case:
         if not _is_name_in(self.loss, LOSSES):
             raise _invalid("loss", self.loss, ", ".join(LOSSES))
         loss = LOSSES[self.loss]
+        if self.is_sequence:
+            if self.output_shape[-1] < loss.min_outputs:
+                raise _invalid("layers", self.layer_specs, f"an output width >= "
+                               f"{loss.min_outputs} for loss {self.loss!r}")
+            return
         if loss.takes_logits and self.output_activation != "identity":
             raise _invalid(
                 "output_activation", self.output_activation,
@@ -219,6 +264,8 @@ class Case:
         gradients, optimizer state and every step's parameters and state; the data,
         the activations of a batch and the dropout masks."""
         itemsize = 4 if self.dtype == "float32" else 8
+        if self.is_sequence:
+            return itemsize * self._sequence_memory()
         sizes = self.layer_sizes
         params = sum(a * b + b for a, b in itertools.pairwise(sizes))
         rows = self.batch_size * int(self.option("batches"))
@@ -228,6 +275,16 @@ class Case:
             self.option("dropout"))
         per_framework = params * (6 + 4 * self.steps) + activations
         return itemsize * (3 * per_framework + data + masks)
+
+    def _sequence_memory(self) -> int:
+        """Elements a sequence network's run needs (the MLP estimate's terms)."""
+        stack = self.network().stack
+        params = sum(math.prod(shape) for shape in stack.parameter_shapes().values())
+        rows = self.batch_size * int(self.option("batches"))
+        data = rows * (math.prod(self.input_shape) + math.prod(stack.output_shape))
+        # every layer's output and its cache (a few arrays of that size)
+        activations = 4 * self.batch_size * sum(math.prod(shape) for shape in stack.shapes)
+        return 3 * (params * (6 + 4 * self.steps) + activations) + data
 
     def option(self, name: str) -> OptionValue:
         """The value of option ``name``: the case's own or the option's default."""
@@ -241,12 +298,53 @@ class Case:
         return {name: self.option(name) for name in OPTIONS}
 
     @property
+    def is_sequence(self) -> bool:
+        """Whether the network is a sequence of layers (``layers``), not a dense MLP."""
+        return bool(self.layers)
+
+    @property
+    def layer_specs(self) -> list[dict[str, Any]]:
+        """The layers as tables (``{"type": "conv2d", ...}``); empty for an MLP."""
+        return [thawed(spec) for spec in self.layers]
+
+    def network(self) -> SequenceNetwork:
+        """The reference network of a sequence case."""
+        return _network(self.layers, self.input_shape, self.loss)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The network's output per example."""
+        if self.is_sequence:
+            return self.network().stack.output_shape
+        return (self.layer_sizes[-1],)
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """One example's input: ``input_shape``, or ``(layer_sizes[0],)`` for an MLP."""
+        return tuple(self.input_shape) if self.is_sequence else (self.layer_sizes[0],)
+
+    @property
+    def takes_tokens(self) -> bool:
+        """Whether the inputs are integer token ids (the network starts with an embedding)."""
+        return self.is_sequence and dict(self.layers[0])["type"] == "embedding"
+
+    @property
+    def default_dataset(self) -> str:
+        """The data set a case uses when it names none."""
+        if self.takes_tokens:
+            return "tokens"
+        return default_dataset_for(LOSSES[self.loss].target_kind)
+
+    @property
     def num_layers(self) -> int:
-        return len(self.layer_sizes) - 1
+        return len(self.layers) if self.is_sequence else len(self.layer_sizes) - 1
 
     @property
     def activations(self) -> tuple[str, ...]:
-        """One activation name per layer, the output activation last."""
+        """One activation name per layer, the output activation last (an MLP's; a sequence
+        of layers has its activations among its layers, and none here)."""
+        if self.is_sequence:
+            return ()
         return (*self.hidden_activation, self.output_activation)
 
     @functools.cached_property  # a pure function of frozen fields, read once per check
@@ -259,6 +357,12 @@ class Case:
         ``_<option><value>``, ``_<dataset>``,
         ``_b<batch>``, ``_seed<seed>``, ``_steps<steps>``.
         """
+        if self.is_sequence:
+            # a named architecture implies its input shape; spelled-out layers name it
+            arch = (self.architecture if self.architecture else
+                    f"{layers_code(self.layer_specs)}_in{'x'.join(map(str, self.input_shape))}")
+            return self._suffixed([arch, LOSSES[self.loss].short_name, self.dtype,
+                                   self.optimizer])
         arch = "mlp" + "-".join(str(size) for size in self.layer_sizes)
         hidden = self.hidden_activation
         if not hidden:
@@ -267,7 +371,10 @@ class Case:
             hidden_part = hidden[0]
         else:
             hidden_part = "-".join(hidden)
-        parts = [arch, hidden_part, LOSSES[self.loss].short_name, self.dtype, self.optimizer]
+        return self._suffixed([arch, hidden_part, LOSSES[self.loss].short_name, self.dtype,
+                               self.optimizer])
+
+    def _suffixed(self, parts: list[str]) -> str:
         if self.output_activation != "identity":
             parts.append(f"out-{self.output_activation}")
         defaults = {**OPTIMIZERS[self.optimizer].hyperparameters, **DEFAULT_HYPERPARAMETERS}
@@ -282,7 +389,7 @@ class Case:
             else:
                 parts.append(f"{name}{value:g}" if not isinstance(value, str) else
                              f"{name}-{value}")
-        if self.dataset != default_dataset_for(LOSSES[self.loss].target_kind):
+        if self.dataset != self.default_dataset:
             parts.append(str(self.dataset))
         if self.batch_size != DEFAULT_BATCH_SIZE:
             parts.append(f"b{self.batch_size}")
@@ -308,14 +415,27 @@ class Case:
             "hyperparameters": self.hparams,
             "steps": self.steps,
             "options": dict(self.options),
+            **({"layers": self.layer_specs, "input_shape": list(self.input_shape),
+                "architecture": self.architecture} if self.is_sequence else {}),
         }
 
     @classmethod
     def from_dict(cls, fields: Mapping[str, Any]) -> Case:
         """The case that :meth:`to_dict` describes (JSON lists become tuples; ``id`` is
         derived, so it is ignored)."""
-        return cls(**{name: tuple(value) if isinstance(value, list) else value
-                      for name, value in fields.items() if name != "id"})
+        fields = dict(fields)
+        if fields.get("architecture"):  # its layers and shape follow from the name
+            fields.pop("layers", None)
+            fields.pop("input_shape", None)
+        if fields.get("layers"):
+            fields["hidden_activation"] = "tanh"  # stored as () for a sequence network
+        return cls(**{name: tuple(value) if isinstance(value, list) and name != "layers"
+                      else value for name, value in fields.items() if name != "id"})
 
     def __str__(self) -> str:
         return self.id
+
+
+@functools.lru_cache(maxsize=256)
+def _network(layers: tuple, input_shape: tuple[int, ...], loss: str) -> SequenceNetwork:
+    return SequenceNetwork([thawed(spec) for spec in layers], input_shape, loss)

@@ -15,7 +15,7 @@ one place that decides this, for every implementation and oracle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -44,6 +44,10 @@ class Problem:
     ``x`` and ``y`` hold all ``batches`` batches one after the other.
     ``masks[t]`` holds the dropout masks of evaluation t (one per hidden layer,
     entries 0 or 1 / (1 - p)), or ``masks`` is empty without dropout.
+    A sequence network (``case.layers``) names its parameters as its stack does
+    (``conv1.W``, a conv kernel OIHW, a dense W (fan_in, fan_out)), takes ``x`` with the
+    case's ``input_shape`` per example (int64 token ids after an embedding) and keeps
+    its initial running statistics in ``state`` (``bn1.running_mean``, ...).
     All arrays are read-only.
     """
 
@@ -52,6 +56,7 @@ class Problem:
     y: np.ndarray
     batches: int = 1
     masks: tuple[tuple[np.ndarray, ...], ...] = ()
+    state: dict[str, np.ndarray] = field(default_factory=dict)
 
     def batch(self, evaluation: int) -> Batch:
         """Inputs of evaluation ``evaluation`` (0: initial parameters, t: after t steps)."""
@@ -68,11 +73,12 @@ class Problem:
         """The same numbers in float64 (labels stay integers): oracles compute there."""
         return Problem(
             params={n: np.asarray(v, dtype=np.float64) for n, v in self.params.items()},
-            x=np.asarray(self.x, dtype=np.float64),
+            x=self.x if self.x.dtype.kind == "i" else np.asarray(self.x, dtype=np.float64),
             y=self.y if self.y.dtype.kind == "i" else np.asarray(self.y, dtype=np.float64),
             batches=self.batches,
             masks=tuple(tuple(np.asarray(m, dtype=np.float64) for m in evaluation)
                         for evaluation in self.masks),
+            state={n: np.asarray(v, dtype=np.float64) for n, v in self.state.items()},
         )
 
 
@@ -117,18 +123,31 @@ def dropout_masks(case: Case, rng: np.random.Generator) -> tuple[tuple[np.ndarra
 def make_problem(case: Case) -> Problem:
     """Draw the case's weights, data and masks, round them once to the case dtype."""
     weights_seed, data_seed, mask_seed = np.random.SeedSequence(case.seed).spawn(3)
-    params = initial_parameters(case, np.random.default_rng(weights_seed))
+    if case.is_sequence:
+        params = case.network().init(np.random.default_rng(weights_seed))
+    else:
+        params = initial_parameters(case, np.random.default_rng(weights_seed))
     batches = int(case.option("batches"))
     x, y = DATASETS[case.dataset].generate(case, np.random.default_rng(data_seed),
                                            case.batch_size * batches)
     dtype = np.dtype(case.dtype)
     return Problem(
         params={name: _read_only(value.astype(dtype)) for name, value in params.items()},
-        x=_read_only(x.astype(dtype)),
+        x=_read_only(x if x.dtype == np.int64 else x.astype(dtype)),
         y=_read_only(y if y.dtype == np.int64 else y.astype(dtype)),
         batches=batches,
         masks=dropout_masks(case, np.random.default_rng(mask_seed)),
+        state=initial_state(case),
     )
+
+
+def initial_state(case: Case) -> dict[str, np.ndarray]:
+    """A sequence network's running statistics before training (BatchNorm: mean 0,
+    variance 1, as torch and Flax start), in the case dtype; empty for an MLP."""
+    if not case.is_sequence:
+        return {}
+    return {name: _read_only(value.astype(case.dtype))
+            for name, value in case.network().init_state().items()}
 
 
 def problem_from_arrays(case: Case, x, y, params=None) -> Problem:
@@ -142,30 +161,25 @@ def problem_from_arrays(case: Case, x, y, params=None) -> Problem:
     allowed; dropout masks are drawn as for generated data.
     """
     rows = case.batch_size * int(case.option("batches"))
-    n_in, n_out = case.layer_sizes[0], case.layer_sizes[-1]
-    x = _checked_array("x", x, (rows, n_in), f"batch_size {case.batch_size} x batches "
-                       f"{case.option('batches')} = {rows} rows of {n_in} inputs")
+    shape_in, shape_out = case.example_shape, case.output_shape
+    n_out = shape_out[-1]
+    inputs = "x".join(map(str, shape_in))
+    if case.takes_tokens:
+        x = _checked_ids("x", x, (rows, *shape_in), int(dict(case.layers[0])["vocab"]),
+                         "token id", "token ids")
+    else:
+        x = _checked_array("x", x, (rows, *shape_in), f"batch_size {case.batch_size} x "
+                           f"batches {case.option('batches')} = {rows} rows of {inputs} inputs")
     kind = LOSSES[case.loss].target_kind
     if kind == "class_index":
-        y = np.asarray(y)
-        if y.dtype.kind not in "iu":
-            raise ValueError(f"y: invalid dtype {y.dtype}; allowed: integer class labels for "
-                             f"loss {case.loss!r}")
-        if y.shape != (rows,):
-            raise ValueError(f"y: invalid shape {y.shape}; allowed: ({rows},) labels for "
-                             f"loss {case.loss!r}")
-        outside = (y < 0) | (y >= n_out)
-        if outside.any():
-            index = int(np.argmax(outside))
-            raise ValueError(f"y: label {int(y[index])} at index {index} is outside the class "
-                             f"range; allowed: 0..{n_out - 1} ({n_out} outputs)")
-        y = y.astype(np.int64)
+        y = _checked_ids("y", y, (rows, *shape_out[:-1]), n_out, "label",
+                         f"class labels for loss {case.loss!r}")
     else:
-        y = _checked_array("y", y, (rows, n_out), f"{rows} rows of {n_out} targets for loss "
-                           f"{case.loss!r}")
+        y = _checked_array("y", y, (rows, *shape_out), f"{rows} rows of "
+                           f"{'x'.join(map(str, shape_out))} targets for loss {case.loss!r}")
         if kind == "binary" and not np.all((y == 0) | (y == 1)):
             raise ValueError(f"y: invalid values for loss {case.loss!r}; allowed: 0 or 1")
-        if kind == "probabilities" and (np.any(y < 0) or not np.allclose(y.sum(axis=1), 1)):
+        if kind == "probabilities" and (np.any(y < 0) or not np.allclose(y.sum(axis=-1), 1)):
             raise ValueError(f"y: invalid rows for loss {case.loss!r}; allowed: non-negative "
                              "rows that sum to 1")
     generated = make_problem(case)
@@ -183,15 +197,17 @@ def problem_from_arrays(case: Case, x, y, params=None) -> Problem:
     with np.errstate(over="ignore"):  # overflow is reported below, by name
         cast = {name: np.asarray(value, dtype=np.float64).astype(dtype)
                 for name, value in weights.items()}
-        cast_x = x.astype(dtype)
+        cast_x = x if x.dtype == np.int64 else x.astype(dtype)
         cast_y = y if y.dtype == np.int64 else y.astype(dtype)
     for name, array in (*((f"params[{n!r}]", v) for n, v in cast.items()), ("x", cast_x),
                         ("y", cast_y)):
+        if array.dtype == np.int64:
+            continue
         _check_finite_in(name, array, case.dtype)
     problem = Problem(
         params={name: _read_only(value) for name, value in cast.items()},
         x=_read_only(cast_x), y=_read_only(cast_y),
-        batches=int(case.option("batches")), masks=generated.masks,
+        batches=int(case.option("batches")), masks=generated.masks, state=generated.state,
     )
     check_intermediates(case, problem)
     return problem
@@ -212,6 +228,9 @@ def check_intermediates(case: Case, problem: Problem) -> None:
     error names the layer (``z2`` = W2's pre-activation, ``a2`` its activation, or the
     loss) and the evaluation."""
     options = case.all_options
+    if case.is_sequence:
+        _check_sequence_intermediates(case, problem)
+        return
     for evaluation in range(min(problem.batches, case.steps + 1)):
         x, y, masks = problem.batch(evaluation)
         with np.errstate(all="ignore"):
@@ -229,6 +248,45 @@ def check_intermediates(case: Case, problem: Problem) -> None:
             raise ValueError(f"data and weights: the loss is not finite in {case.dtype} on "
                              f"batch {evaluation}; allowed: values whose forward pass stays "
                              f"finite in {case.dtype}")
+
+
+def _check_sequence_intermediates(case: Case, problem: Problem) -> None:
+    network = case.network()
+    for evaluation in range(min(problem.batches, case.steps + 1)):
+        x, y, _ = problem.batch(evaluation)
+        with np.errstate(all="ignore"):
+            cache = network.forward(problem.params, x, y, case.all_options, problem.state)
+        for name, values in cache.run.outputs.items():
+            if not np.isfinite(values).all():
+                raise ValueError(
+                    f"data and weights: non-finite output of layer {name} in {case.dtype} on "
+                    f"batch {evaluation}; allowed: values whose forward pass stays finite "
+                    f"in {case.dtype} (scale the inputs or the weights down)")
+        if not np.isfinite(cache.loss):
+            raise ValueError(f"data and weights: the loss is not finite in {case.dtype} on "
+                             f"batch {evaluation}; allowed: values whose forward pass stays "
+                             f"finite in {case.dtype}")
+
+
+def _checked_ids(name: str, value, shape: tuple[int, ...], count: int, what: str,
+                 allowed: str) -> np.ndarray:
+    """Integer ids (class labels, token ids) of ``shape`` in ``0..count-1``, as int64."""
+    ids = np.asarray(value)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"{name}: invalid dtype {ids.dtype}; allowed: integer {allowed}")
+    if ids.shape != shape:
+        raise ValueError(f"{name}: invalid shape {ids.shape}; allowed: "
+                         f"({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''}) "
+                         f"{what}s")
+    outside = (ids < 0) | (ids >= count)
+    if outside.any():
+        flat_index = int(np.argmax(outside))
+        index = (flat_index if len(shape) == 1
+                 else tuple(int(i) for i in np.unravel_index(flat_index, shape)))
+        raise ValueError(f"{name}: {what} {int(ids.flat[flat_index])} at index {index} is "
+                         f"outside the {'class ' if what == 'label' else ''}range; allowed: "
+                         f"0..{count - 1} ({count} {'outputs' if what == 'label' else 'ids'})")
+    return ids.astype(np.int64)
 
 
 def _checked_array(name: str, value, shape: tuple[int, ...], allowed: str) -> np.ndarray:

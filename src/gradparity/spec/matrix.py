@@ -12,6 +12,7 @@ from dataclasses import replace
 from itertools import product
 
 from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
+from gradparity.spec.architectures import ARCHITECTURES
 from gradparity.spec.case import DTYPES, Case
 
 REPORT_ARCHITECTURE = (4, 16, 16, 3)
@@ -140,14 +141,28 @@ def loss_cases(sizes: tuple[int, ...] = REPORT_ARCHITECTURE) -> list[Case]:
              dtype=dtype) for dtype in DTYPES]
 
 
+ARCHITECTURE_OPTIMIZERS: tuple[tuple[str, dict], ...] = (("sgd", {"lr": 0.1}),
+                                                         ("adam", {"lr": 0.01}))
+
+
+def architecture_cases() -> list[Case]:
+    """Every named architecture beyond the MLP (a CNN, with BatchNorm, a residual MLP with
+    layer norm, a causal transformer block: ``spec.architectures.ARCHITECTURES``) in both
+    dtypes, with SGD and Adam, on a softmax cross-entropy."""
+    return [Case(architecture=name, loss="softmax_cross_entropy", dtype=dtype,
+                 optimizer=optimizer, hyperparameters=hyperparameters)
+            for name in ARCHITECTURES for dtype in DTYPES
+            for optimizer, hyperparameters in ARCHITECTURE_OPTIMIZERS]
+
+
 def default_cases() -> list[Case]:
     """What ``gradparity run`` runs: activation x base loss x dtype on one MLP, then every
-    other loss, the optimizers, and the case options (parameters, dropout, batch
-    sequences, schedules)."""
+    other loss, the optimizers, the case options (parameters, dropout, batch sequences,
+    schedules) and the architectures beyond the MLP."""
     return [
         Case(REPORT_ARCHITECTURE, activation, loss=loss, dtype=dtype)
         for dtype, loss, activation in product(DTYPES, BASE_LOSSES, ACTIVATIONS)
-    ] + loss_cases() + optimizer_cases() + option_cases()
+    ] + loss_cases() + optimizer_cases() + option_cases() + architecture_cases()
 
 
 def parity_cases() -> list[Case]:
@@ -172,7 +187,8 @@ def parity_cases() -> list[Case]:
             Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", batch_size=1, dtype=dtype),
             Case((3, 8, 2), "relu", batch_size=32, seed=7, dtype=dtype),
         ]
-    return cases + optimizer_cases((3, 8, 2)) + option_cases((3, 8, 2))
+    return (cases + optimizer_cases((3, 8, 2)) + option_cases((3, 8, 2))
+            + architecture_cases())
 
 
 def check_cases() -> list[Case]:

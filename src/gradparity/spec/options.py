@@ -36,7 +36,15 @@ def _uses_loss(name: str) -> Callable[[Case], str | None]:
 
 
 def _has_hidden_layer(case: Case) -> str | None:
+    if case.is_sequence:
+        return "a dense MLP given by layer_sizes (a sequence of layers has no dropout)"
     return None if case.num_layers >= 2 else "a case with at least one hidden layer"
+
+
+def _is_mlp(case: Case) -> str | None:
+    if case.is_sequence:
+        return "a dense MLP given by layer_sizes (in a sequence of layers, set bias per layer)"
+    return None
 
 
 def _schedule_is(*names: str) -> Callable[[Case], str | None]:
@@ -146,7 +154,8 @@ OPTIONS: dict[str, Option] = {
                "optax holds the final value", choices=("continue", "hold"),
                requires=_schedule_is("cosine")),
         Option("bias", True, bool, "True or False",
-               "every dense layer has a bias b (False: z = a W, a network without biases)"),
+               "every dense layer has a bias b (False: z = a W, a network without biases)",
+               requires=_is_mlp),
         Option("lr_in_momentum", False, bool, "True or False",
                "RMSprop momentum: buffer of lr-scaled steps (optax) instead of lr times a "
                "buffer of unscaled steps (torch); equal unless the learning rate changes",

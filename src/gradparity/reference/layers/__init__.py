@@ -49,5 +49,8 @@ def build(spec: Mapping[str, Any]) -> Layer:
     return LAYERS[kind](**{k: v for k, v in spec.items() if k != "type"})
 
 
+Residual.build = staticmethod(build)  # a block builds its inner layers from this registry
+
+
 __all__ = ["LAYERS", "ActivationLayer", "Dense", "Flatten", "Layer", "Setting", "Stack",
            "build"]

@@ -6,6 +6,7 @@ is two of them: x + attention(layer_norm(x)), then x + mlp(layer_norm(x))).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,11 +27,14 @@ class Residual(Layer):
         "layers": Setting(None, "a non-empty list of layer tables", _layers, required=True),
     }
 
+    build: ClassVar[Callable[[Any], Layer]]
+    """Builds the inner layers from their specs: the registry's ``build``, set by
+    :mod:`gradparity.reference.layers` (the registry includes this class, so importing it
+    here would be a cycle)."""
+
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
-        from gradparity.reference.layers import build  # the registry includes this class
-
-        self.inner = [build(spec) for spec in self.settings["layers"]]
+        self.inner = [type(self).build(spec) for spec in self.settings["layers"]]
         self._stacks: dict[Shape, Stack] = {}
 
     def stack(self, input_shape: Shape) -> Stack:

@@ -85,6 +85,11 @@ class Stack:
                                                  strict=False)
                 for s, value in layer.init_state(shape_in).items()}
 
+    def gradient_terms(self) -> int:
+        """The most terms per example that any parameter gradient of the stack sums."""
+        return max((layer.gradient_terms(shape) for layer, shape in
+                    zip(self.layers, self.shapes, strict=False)), default=1)
+
     def reduction_length(self) -> int:
         return sum(layer.reduction_length(shape) for layer, shape in
                    zip(self.layers, self.shapes, strict=False))

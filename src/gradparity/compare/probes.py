@@ -1,0 +1,134 @@
+"""The measurements of one pass that the tolerance model needs besides its sums: how
+much rounding every elementwise step by one eps moves each quantity (``Gamma``), the
+reference's own float32 rounding (``Rho``), the size of a logit loss's cancelling terms
+(``Lambda``) and, per gradient entry, the conditioning probe's change (the componentwise
+trajectory probe's second estimate). The formulas that use them are in
+:mod:`gradparity.compare.tolerances`; :mod:`gradparity.compare.derivation` runs them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradparity.compare.metrics import machine_epsilon
+from gradparity.compare.tolerances import CONDITIONING_DRAWS, CONDITIONING_SAFETY
+from gradparity.reference.losses import LOSSES
+from gradparity.reference.sequence import flat
+from gradparity.spec.case import Case
+from gradparity.spec.data import Batch, Problem
+from gradparity.spec.evaluation import Pass, evaluate
+
+
+def _normwise_change(perturbed: np.ndarray, exact: np.ndarray) -> float:
+    scale = float(np.abs(exact).max()) if exact.size else 0.0
+    change = float(np.abs(perturbed - exact).max()) if exact.size else 0.0
+    if not np.isfinite(change):
+        return 1.0
+    return change / scale if scale > 0 else 0.0
+
+
+def conditioning(case: Case, wide: Problem, exact: Pass) -> dict[str, float]:
+    """Gamma: how much rounding each elementwise step by one eps moves the loss, every
+    gradient and every delta, in eps (see :mod:`gradparity.compare.tolerances`)."""
+    eps = machine_epsilon(case.dtype)
+    rng = np.random.default_rng([case.seed, 1])  # its own stream: no other probe shifts
+    found: dict[str, float] = {}
+    for _ in range(CONDITIONING_DRAWS):
+        def rounded(values: np.ndarray) -> np.ndarray:
+            return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
+
+        moved = evaluate(case, wide.params, wide.batch(0), wide.state, perturb=rounded)
+        changes = {"loss": _normwise_change(np.asarray(moved.loss), np.asarray(exact.loss))}
+        changes.update({name: _normwise_change(moved.gradients[name], value)
+                        for name, value in exact.gradients.items()})
+        changes.update({name: _normwise_change(moved.deltas[name], value)
+                        for name, value in exact.deltas.items()})
+        for name, change in changes.items():
+            # a quantity that one eps can move by its own size is not determined in this
+            # dtype: cap there (the report flags the loose tolerance), never inf or NaN
+            found[name] = max(found.get(name, 0.0), min(change, 1.0) / eps)
+    return found
+
+
+def loss_terms(case: Case, exact: Pass) -> float:
+    """Lambda: for a loss of logits, how large the terms that cancel in it are, relative to
+    the loss, in eps. Cross-entropy is computed as log-sum-exp minus the picked logit
+    (optax, torch) or as log1p(e^-|z|) + max(z, 0) - z y: each term is the size of the
+    logits, so where the loss is small (confident, correct predictions) its absolute
+    rounding, about eps times the logits, is large relative to it."""
+    if not LOSSES[case.loss].takes_logits:
+        return 0.0
+    logits = np.abs(flat(exact.output))
+    terms = float(np.mean(logits.max(axis=1))) if logits.size else 0.0
+    loss = abs(float(exact.loss))
+    eps = machine_epsilon(case.dtype)
+    if terms == 0.0:
+        return 0.0
+    return min(terms / loss, 1.0 / eps) if loss > 0 else 1.0 / eps
+
+
+FLOAT32 = np.dtype(np.float32)
+EPS32 = machine_epsilon("float32")
+REPRESENTABLE32 = float(np.finfo(np.float32).tiny) / EPS32
+"""Values below this carry no float32 relative precision (subnormal range)."""
+
+
+def _in_float32(case: Case, params, batch: Batch, state) -> Pass:
+    """The reference's forward and backward pass in float32, from float32-rounded inputs
+    (overflow and underflow allowed: they are measured, not raised)."""
+    def narrow(values: np.ndarray) -> np.ndarray:
+        return values if values.dtype.kind == "i" else values.astype(FLOAT32)
+
+    with np.errstate(all="ignore"):
+        return evaluate(case, {n: narrow(np.asarray(p)) for n, p in params.items()},
+                        Batch(narrow(batch.x), narrow(batch.y),
+                              tuple(narrow(m) for m in batch.masks)),
+                        {n: narrow(v) for n, v in state.items()})
+
+
+def _float32_deviation(mine: np.ndarray, exact: np.ndarray) -> float:
+    """Normwise deviation in float32 eps; 0 where float32 cannot represent the quantity."""
+    scale = float(np.abs(exact).max()) if exact.size else 0.0
+    if scale < REPRESENTABLE32:
+        return 0.0
+    with np.errstate(all="ignore"):
+        change = float(np.abs(np.asarray(mine, np.float64) - exact).max())
+    if not np.isfinite(change):
+        return 0.0  # float32 overflows here: the case's own dtype decides (float64)
+    return min(change / scale, 1.0) / EPS32
+
+
+def reference_rounding(case: Case, wide: Problem, exact: Pass) -> dict[str, float]:
+    """Rho: the reference's own rounding error, in eps, for the loss, every gradient and
+    every delta: the same pass run in float32 from float32-rounded inputs against float64.
+
+    It measures what no model of sums sees: rounding inside the loss (log-sum-exp minus
+    the picked logit, 1 - p for a probability near 1) and in saturated elementwise steps.
+    Rounding error in units of eps hardly depends on the dtype for the same formulas, so
+    the float32 measurement stands for float64 cases too."""
+    narrow = _in_float32(case, wide.params, wide.batch(0), wide.state)
+    found = {"loss": _float32_deviation(np.asarray(narrow.loss), np.asarray(exact.loss))}
+    found.update({name: _float32_deviation(narrow.gradients[name], value)
+                  for name, value in exact.gradients.items()})
+    found.update({name: _float32_deviation(narrow.deltas[name], value)
+                  for name, value in exact.deltas.items()})
+    return found
+
+
+def entry_rounding(case: Case, current, batch: Batch, state, grads,
+                    rng) -> dict[str, np.ndarray]:
+    """Per gradient entry, the conditioning probe's change (every z and a moved by one eps
+    of the case dtype, random signs), times G: the componentwise probe's second estimate
+    of each entry's rounding. It sees what the sum model cannot, such as 1 - tanh^2 where
+    tanh saturates. (It keeps every kink's side: a relative move never crosses zero.)"""
+    eps = machine_epsilon(case.dtype)
+
+    def rounded(values: np.ndarray) -> np.ndarray:
+        return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
+
+    moved = evaluate(case, current, batch, state, perturb=rounded)
+    found = {}
+    with np.errstate(all="ignore"):
+        for name, value in grads.items():
+            probed = np.abs(moved.gradients[name] - value)
+            found[name] = CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0)
+    return found
