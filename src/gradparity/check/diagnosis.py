@@ -31,12 +31,14 @@ from gradparity.check.bugs import (
     gradient_hypotheses,
     update_hypotheses,
 )
+from gradparity.check.layer_bugs import layer_hypotheses
 from gradparity.check.textbook import Textbook
 from gradparity.compare.tolerances import diagnosis_match_tolerance
 from gradparity.reference import OPTIMIZERS, parameter_names
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem
+from gradparity.spec.evaluation import layer_index
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def _normwise(a: np.ndarray, b: np.ndarray) -> float:
 
 def named_factors(case: Case) -> dict[float, list[str]]:
     """Constant factors that common bugs introduce, with their explanations."""
-    batch, outputs = case.batch_size, case.layer_sizes[-1]
+    batch, outputs = case.batch_size, case.output_shape[-1]
     elements = batch * outputs
     candidates = [
         (2.0, "2 (an extra factor 2)"), (0.5, "1/2 (the 2 of d/dx x^2 dropped)"),
@@ -182,6 +184,8 @@ def classify(
 def localise(wrong: set[str], case: Case) -> Finding | None:
     """Which layers and parameters are wrong, which are right, and what that says about
     where the error enters."""
+    if case.is_sequence:
+        return _localise_sequence(wrong, case)
     names = [name for name in _parameter_names(case)]
     layers = sorted({int(name[1:]) for name in wrong if name[:1] in "Wb" and name[1:].isdigit()})
     if not layers:
@@ -215,7 +219,31 @@ def localise(wrong: set[str], case: Case) -> Finding | None:
     return Finding("layers", "localisation", text)
 
 
+def _localise_sequence(wrong: set[str], case: Case) -> Finding | None:
+    """A sequence network's wrong parameters by layer: backward runs from the last layer
+    down, so the highest layer with a wrong gradient is where the error enters (or a
+    parameter-free layer just above it)."""
+    index, names = layer_index(case), case.network().stack.names
+    wrong_layers = sorted({index[name] for name in wrong if name in index})
+    if not wrong_layers:
+        return None
+    right = [name for name in _parameter_names(case) if name not in wrong]
+    top = names[wrong_layers[-1] - 1]
+    above = [name for name in right if index[name] > wrong_layers[-1]]
+    text = (f"the highest layer with a wrong gradient is {top} (layer {wrong_layers[-1]} of "
+            f"{len(names)}): the error enters the backward pass there or in a layer just "
+            "above it without parameters")
+    if above:
+        text += f"; right above it: {', '.join(above)}"
+    below_right = [name for name in right if index[name] < wrong_layers[-1]]
+    if below_right:
+        text += f"; right below it: {', '.join(below_right)} (the error does not reach them)"
+    return Finding("layers", "localisation", text)
+
+
 def _parameter_names(case: Case) -> list[str]:
+    if case.is_sequence:
+        return list(case.network().parameter_shapes())
     return list(parameter_names(case.num_layers, bool(case.option("bias"))))
 
 
@@ -234,7 +262,8 @@ def _compound(user: Mapping[str, np.ndarray], correct: Mapping[str, np.ndarray],
     def explains(grads: Mapping[str, np.ndarray]) -> bool:
         return all(_normwise(mine[n], grads[n]) <= tol for n in comparable)
 
-    candidates = [bug for bug in compound_candidates(case64) if bug.applies(case64)]
+    candidates = [bug for bug in (layer_hypotheses(case64) if case64.is_sequence
+                                  else compound_candidates(case64)) if bug.applies(case64)]
     alone = {bug: Textbook([bug]).gradients(params64, x64, y64, case64)[1]
              for bug in candidates}
     if any(explains(grads) for grads in alone.values()):
@@ -265,7 +294,7 @@ def diagnose_gradients(
     case64 = replace(case, dtype="float64")
     _, correct = Textbook().gradients(params64, x64, y64, case64)
     hypotheses_by_param: dict[str, dict[tuple[str, str], np.ndarray]] = {n: {} for n in correct}
-    for bug in gradient_hypotheses(case64):
+    for bug in (layer_hypotheses(case64) if case.is_sequence else gradient_hypotheses(case64)):
         _, alternative = Textbook([bug]).gradients(params64, x64, y64, case64)
         for name, value in alternative.items():
             hypotheses_by_param[name][(bug.kind, bug.describe(case64))] = value

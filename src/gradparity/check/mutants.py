@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradparity.check import bugs
+from gradparity.check import bugs, layer_bugs
 from gradparity.check.plugin import Plugin
 from gradparity.check.textbook import Textbook
 
@@ -155,6 +155,20 @@ CATALOGUE: tuple[Mutant, ...] = (
            "dW divided by the batch, and no output derivative",
            _with(bugs.WeightGradientAveraged(), bugs.MissingDerivative(layer=-1)),
            "compound", ("dW divided by the batch", "output activation"), compound=True),
+    # the layers beyond the MLP (gradparity.check.layer_bugs): caught on the architecture
+    # cases of the default matrix (cnn, cnn-bn, mlp-bn, resmlp-ln, transformer)
+    *(Mutant(bug.kind, bug.text, _with(bug), bug.kind, (bug.text[:32],))
+      for bug in layer_bugs.LAYER_BUGS),
+    Mutant("flipped_kernel_and_pool_everywhere", "the conv input gradient with the flipped "
+           "kernel, and max pooling's gradient sent to every window element",
+           _with(layer_bugs.BY_KIND["conv_kernel_flipped"],
+                 layer_bugs.BY_KIND["max_pool_every_element"]),
+           "compound", ("flipped kernel", "every element of the window"), compound=True),
+    Mutant("attention_unscaled_and_embedding_overwritten", "attention backward without "
+           "1/sqrt(d), and embedding gradients assigned instead of accumulated",
+           _with(layer_bugs.BY_KIND["attention_scale_missing"],
+                 layer_bugs.BY_KIND["embedding_overwritten"]),
+           "compound", ("1/sqrt(d)", "assigned, not accumulated"), compound=True),
 )
 """Every mutant; tests and ``gradparity mutants`` read it."""
 

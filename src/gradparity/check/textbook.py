@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 
 from gradparity.check.bugs import Bug, UpdateBug
+from gradparity.check.layer_bugs import LayerBackwardBug, overrides
 from gradparity.reference import LOSSES, OPTIMIZERS
 from gradparity.reference.layers import build as build_layer
 from gradparity.reference.network import Backprop, ForwardCache, forward
 from gradparity.reference.schedules import step_hyperparameters
+from gradparity.spec.data import Batch
+from gradparity.spec.evaluation import evaluate
 
 
 class _BuggyBackprop(Backprop):
@@ -79,11 +82,20 @@ class Textbook:
         self.update_bug = update_bug
 
     def _bugs(self, case: Any) -> tuple[Bug, ...]:
-        return tuple(bug.bind(case) for bug in self.bugs if bug.applies(case))
+        sequence = bool(getattr(case, "is_sequence", False))
+        return tuple(bug.bind(case) for bug in self.bugs
+                     if isinstance(bug, LayerBackwardBug) == sequence and bug.applies(case))
 
     def gradients(self, params: dict, x: np.ndarray, y: np.ndarray, case: Any) -> tuple:
-        """The plug-in contract: ``(loss, grads)`` at ``params`` on ``(x, y)``."""
+        """The plug-in contract: ``(loss, grads)`` at ``params`` on ``(x, y)``. A sequence
+        network (``case.layers``) runs its layers' backward rules, with a layer bug's rule
+        in place of the right one for its layer type; its running statistics are the
+        initial ones (they enter only an eval-mode BatchNorm, which never updates them)."""
         bugs = self._bugs(case)
+        if getattr(case, "is_sequence", False):
+            result = evaluate(case, params, Batch(x, y, ()), _initial_state(case, params),
+                              overrides=overrides(bugs))
+            return float(result.loss), result.gradients
         for bug in bugs:
             params = bug.params_seen(params, case)
         cache = forward(params, x, y, case.activations, case.loss, case.all_options)
@@ -104,6 +116,12 @@ class Textbook:
         if bug is not None:
             return bug.update(optimizer, params, grads, state, hp)
         return optimizer.update(params, grads, state, hp)
+
+
+def _initial_state(case: Any, params: dict) -> dict[str, np.ndarray]:
+    """A sequence network's initial running statistics, in the parameters' dtype."""
+    dtype = next(iter(params.values())).dtype if params else np.float64
+    return {name: value.astype(dtype) for name, value in case.network().init_state().items()}
 
 
 _TEXTBOOK = Textbook()

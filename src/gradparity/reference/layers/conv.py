@@ -53,7 +53,7 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[in
     return total // 2, total - total // 2
 
 
-def _patches(xp: np.ndarray, kernel: int, stride: int, dilation: int, out: tuple[int, int]
+def patches(xp: np.ndarray, kernel: int, stride: int, dilation: int, out: tuple[int, int]
              ) -> np.ndarray:
     """(N, C, k, k, H_out, W_out): the input pixel under kernel tap (i, j) of every output."""
     n, c = xp.shape[:2]
@@ -66,9 +66,9 @@ def _patches(xp: np.ndarray, kernel: int, stride: int, dilation: int, out: tuple
     return cols
 
 
-def _scatter(dcols: np.ndarray, shape: tuple[int, ...], kernel: int, stride: int,
+def scatter_patches(dcols: np.ndarray, shape: tuple[int, ...], kernel: int, stride: int,
              dilation: int) -> np.ndarray:
-    """The transpose of :func:`_patches`: every tap's values added back where they came
+    """The transpose of :func:`patches`: every tap's values added back where they came
     from (an input pixel under several taps receives the sum)."""
     out = dcols.shape[-2:]
     dxp = np.zeros(shape, dtype=dcols.dtype)
@@ -144,7 +144,7 @@ class Conv2d(Layer):
         (top, bottom), (left, right) = self.pads(x.shape[2]), self.pads(x.shape[3])
         xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
         out = (self._out(x.shape[2]), self._out(x.shape[3]))
-        cols = _patches(xp, self.kernel, self.stride, self.dilation, out)
+        cols = patches(xp, self.kernel, self.stride, self.dilation, out)
         g, weight = self.groups, params["W"]
         n, c = x.shape[:2]
         grouped = cols.reshape(n, g, c // g, self.kernel, self.kernel, *out)
@@ -164,7 +164,7 @@ class Conv2d(Layer):
             grads["b"] = dy.sum(axis=(0, 2, 3))
         dcols = np.einsum("ngohw,gocij->ngcijhw", dy_g, kernels).reshape(
             n, -1, self.kernel, self.kernel, *dy.shape[2:])
-        dxp = _scatter(dcols, padded, self.kernel, self.stride, self.dilation)
+        dxp = scatter_patches(dcols, padded, self.kernel, self.stride, self.dilation)
         return dxp[:, :, top:padded[2] - bottom, left:padded[3] - right], grads
 
 
@@ -228,7 +228,7 @@ class ConvTranspose2d(Layer):
                 self._full(width) + self.output_padding)
         # every input pixel, times the kernel, lands on the taps of its output window
         dcols = np.einsum("nchw,coij->noijhw", x, params["W"])
-        y_full = _scatter(dcols, (n, params["W"].shape[1], *full), self.kernel, self.stride,
+        y_full = scatter_patches(dcols, (n, params["W"].shape[1], *full), self.kernel, self.stride,
                           self.dilation)
         p = self.padding
         y = y_full[:, :, p:full[0] - p, p:full[1] - p]
@@ -241,7 +241,7 @@ class ConvTranspose2d(Layer):
         p = self.padding
         dy_full = np.zeros((*dy.shape[:2], *full), dtype=dy.dtype)
         dy_full[:, :, p:full[0] - p, p:full[1] - p] = dy
-        cols = _patches(dy_full, self.kernel, self.stride, self.dilation, x.shape[2:])
+        cols = patches(dy_full, self.kernel, self.stride, self.dilation, x.shape[2:])
         grads = {"W": np.einsum("nchw,noijhw->coij", x, cols)}
         if self.bias:
             grads["b"] = dy.sum(axis=(0, 2, 3))

@@ -26,7 +26,7 @@ from gradparity.reference.layers.base import (
     non_negative_int,
     positive_int,
 )
-from gradparity.reference.layers.conv import _patches, _scatter
+from gradparity.reference.layers.conv import patches, scatter_patches
 
 
 def _stride(value) -> bool:
@@ -64,7 +64,7 @@ class _Pool(Layer):
     def _windows(self, x: np.ndarray, fill: float) -> np.ndarray:
         p = self.padding
         xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=fill)
-        return xp, _patches(xp, self.kernel, self.step, 1, (self._out(x.shape[2]),
+        return xp, patches(xp, self.kernel, self.step, 1, (self._out(x.shape[2]),
                                                             self._out(x.shape[3])))
 
 
@@ -86,7 +86,7 @@ class MaxPool2d(_Pool):
         n, c, k, _, h, w = shape
         dcols = np.zeros((n, c, k * k, h, w), dtype=dy.dtype)
         np.put_along_axis(dcols, first[:, :, None], dy[:, :, None], axis=2)
-        dxp = _scatter(dcols.reshape(shape), padded, self.kernel, self.step, 1)
+        dxp = scatter_patches(dcols.reshape(shape), padded, self.kernel, self.step, 1)
         p = self.padding
         return dxp[:, :, p:padded[2] - p, p:padded[3] - p], {}
 
@@ -116,6 +116,6 @@ class AvgPool2d(_Pool):
     def backward(self, params, cache, dy):
         padded, shape, sizes = cache
         spread = np.broadcast_to((dy / sizes)[:, :, None, None], shape)
-        dxp = _scatter(np.ascontiguousarray(spread), padded, self.kernel, self.step, 1)
+        dxp = scatter_patches(np.ascontiguousarray(spread), padded, self.kernel, self.step, 1)
         p = self.padding
         return dxp[:, :, p:padded[2] - p, p:padded[3] - p], {}
