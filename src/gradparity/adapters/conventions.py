@@ -3,26 +3,17 @@
 One entry per convention: its value in PyTorch, in JAX/optax and in the
 gradparity reference, what it changes mathematically, and how gradparity
 aligns the frameworks (or why it cannot). ``gradparity list``, the report and
-the tests (``tests/test_conventions.py`` pins every framework claim made
-here against the installed frameworks) all read this one tuple.
+the tests (``tests/adapters/test_conventions.py`` and
+``tests/adapters/test_layer_conventions.py`` pin every framework claim made here against
+the installed frameworks) all read this one tuple.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from gradparity.adapters.convention import Convention
+from gradparity.adapters.layer_conventions import LAYER_CONVENTIONS
 
-
-@dataclass(frozen=True)
-class Convention:
-    name: str
-    torch: str
-    jax: str
-    reference: str
-    effect: str
-    alignment: str
-
-
-CONVENTIONS: tuple[Convention, ...] = (
+MLP_CONVENTIONS: tuple[Convention, ...] = (
     Convention(
         "linear_weight_layout",
         "nn.Linear / F.linear store W as (out, in): z = x W^T + b",
@@ -255,6 +246,9 @@ CONVENTIONS: tuple[Convention, ...] = (
         "gradparity reduces with the mean over all elements in every implementation",
     ),
 )
-"""Every known convention, in report order."""
+"""The conventions of dense networks, activations, losses and optimizers."""
+
+CONVENTIONS: tuple[Convention, ...] = MLP_CONVENTIONS + LAYER_CONVENTIONS
+"""Every known convention, in report order: the MLP's, then the layers' beyond it."""
 
 BY_NAME: dict[str, Convention] = {convention.name: convention for convention in CONVENTIONS}

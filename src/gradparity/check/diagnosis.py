@@ -231,8 +231,10 @@ def _localise_sequence(wrong: set[str], case: Case) -> Finding | None:
     top = names[wrong_layers[-1] - 1]
     above = [name for name in right if index[name] > wrong_layers[-1]]
     text = (f"the highest layer with a wrong gradient is {top} (layer {wrong_layers[-1]} of "
-            f"{len(names)}): the error enters the backward pass there or in a layer just "
-            "above it without parameters")
+            f"{len(names)}): the error enters the backward pass there")
+    if wrong_layers[-1] < len(names):
+        text += (f", or in the input gradient dL/dx of the layer above it "
+                 f"({names[wrong_layers[-1]]}), whose own parameters may still be right")
     if above:
         text += f"; right above it: {', '.join(above)}"
     below_right = [name for name in right if index[name] < wrong_layers[-1]]

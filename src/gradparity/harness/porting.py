@@ -33,7 +33,38 @@ def _with_options(case: Case, **values) -> Case:
     return replace(case, options={**dict(case.options), **values})
 
 
+def _layers_set(case: Case, kind: str, **settings) -> Case:
+    """A sequence case with ``settings`` on every layer of type ``kind`` (residual blocks'
+    inner layers too); the layers are then spelled out (no architecture name)."""
+    def rewrite(specs: list[dict]) -> list[dict]:
+        return [{**spec, "layers": rewrite(spec["layers"])} if spec["type"] == "residual"
+                else {**spec, **settings} if spec["type"] == kind else spec for spec in specs]
+
+    return replace(case, layers=rewrite(case.layer_specs), input_shape=case.input_shape,
+                   architecture=None)
+
+
+def _has_layer(kind: str) -> Callable[[Case], bool]:
+    def check(case: Case) -> bool:
+        def inside(specs) -> bool:
+            return any(spec["type"] == kind or (spec["type"] == "residual"
+                                                and inside(spec["layers"])) for spec in specs)
+        return case.is_sequence and inside(case.layer_specs)
+    return check
+
+
+def _renamed_layers(case: Case, old: str, new: str) -> Case:
+    def rewrite(specs: list[dict]) -> list[dict]:
+        return [{**spec, "layers": rewrite(spec["layers"])} if spec["type"] == "residual"
+                else {**spec, "type": new} if spec["type"] == old else spec for spec in specs]
+
+    return replace(case, layers=rewrite(case.layer_specs), input_shape=case.input_shape,
+                   architecture=None)
+
+
 def _gelu_tanh(case: Case) -> Case:
+    if case.is_sequence:
+        return _renamed_layers(case, "gelu", "gelu_tanh")
     hidden = tuple("gelu_tanh" if name == "gelu" else name for name in case.hidden_activation)
     output = "gelu_tanh" if case.output_activation == "gelu" else case.output_activation
     return replace(case, hidden_activation=hidden, output_activation=output)
@@ -58,7 +89,18 @@ def _same(case: Case) -> Case:
 
 
 LIBRARY_DEFAULTS: tuple[LibraryDefault, ...] = (
-    LibraryDefault("gelu_default_form", lambda c: "gelu" in c.activations, _same, _gelu_tanh),
+    LibraryDefault("gelu_default_form",
+                   lambda c: "gelu" in c.activations or _has_layer("gelu")(c), _same,
+                   _gelu_tanh),
+    LibraryDefault("batch_norm_momentum", _has_layer("batch_norm"),
+                   lambda c: _layers_set(c, "batch_norm", momentum=0.1),
+                   lambda c: _layers_set(c, "batch_norm", momentum=0.01)),  # Flax's 0.99
+    LibraryDefault("batch_norm_running_variance", _has_layer("batch_norm"),
+                   lambda c: _layers_set(c, "batch_norm", running_var_unbiased=True),
+                   lambda c: _layers_set(c, "batch_norm", running_var_unbiased=False)),
+    LibraryDefault("layer_norm_eps", _has_layer("layer_norm"),
+                   lambda c: _layers_set(c, "layer_norm", eps=1e-5),
+                   lambda c: _layers_set(c, "layer_norm", eps=1e-6)),
     LibraryDefault("adamw_default_weight_decay", lambda c: c.optimizer == "adamw",
                    lambda c: _with_hp(c, weight_decay=1e-2),
                    lambda c: _with_hp(c, weight_decay=1e-4)),
@@ -113,6 +155,7 @@ class PortingRow:
     gradient: float  # normwise, largest over parameters, at the initial parameters
     after_first: float  # ... after one step
     after_last: float  # ... after case.steps steps
+    state: float  # optimizer state and running statistics, at their worst step
     disagrees: bool
     conventions: tuple[str, ...]
     verdict: str  # "agree", "explained", "unexplained: ..."
@@ -138,6 +181,7 @@ def port(case: Case) -> PortingRow:
         gradient=_largest(pair, "gradient"),
         after_first=_largest(pair, "params@1") if steps else float("nan"),
         after_last=_largest(pair, f"params@{steps}") if steps else float("nan"),
+        state=_largest(pair, "state") if steps else float("nan"),
         disagrees=disagrees, conventions=conventions,
     )
     if not disagrees:
@@ -175,6 +219,9 @@ def porting_cases() -> list[Case]:
         Case(hidden_activation="tanh", hyperparameters={"lr": 0.1, "clip_norm": 0.05}, **base),
         Case(hidden_activation="tanh", options={"schedule": "cosine", "cosine_period": 4},
              **base),
+        # the layers beyond the MLP: a control, BatchNorm, LayerNorm, a transformer block
+        *(Case(architecture=name, loss="softmax_cross_entropy", dtype="float64")
+          for name in ("cnn", "mlp-bn", "resmlp-ln", "transformer")),
     ]
 
 

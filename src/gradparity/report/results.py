@@ -17,7 +17,7 @@
          "checks": [CHECK, ...]}
       ],
       "porting": [{"case": id, "torch_case": id, "jax_case": id, "gradient", "after_first",
-                   "after_last", "conventions": [...], "verdict"}]   # library-defaults mode
+                   "after_last", "state", "conventions": [...], "verdict"}]   # library-defaults mode
     }
 
     CHECK = {"framework", "baseline", "quantity", "parameter", "normwise", "normwise_eps",
@@ -133,7 +133,9 @@ def build_results(
         "porting": [
             {"case": row.case.id, "torch_case": row.torch_case.id, "jax_case": row.jax_case.id,
              "gradient": _number(row.gradient), "after_first": _number(row.after_first),
-             "after_last": _number(row.after_last), "conventions": list(row.conventions),
+             "after_last": _number(row.after_last),
+             "state": _number(row.state),
+             "conventions": list(row.conventions),
              "verdict": row.verdict}
             for row in porting
         ],

@@ -154,14 +154,16 @@ def seed_sweep_table(sweeps: Sequence[tuple[str, np.ndarray, int]]) -> pd.DataFr
 
 def porting_table(rows: Sequence[PortingRow]) -> str:
     """The Markdown table of the report's "Porting differences" section."""
-    lines = ["| named case | gradient | after 1 step | after N steps | verdict | conventions |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| named case | gradient | after 1 step | after N steps | state (worst step) "
+             "| verdict | conventions |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         def cell(value: float) -> str:
             return "n/a" if np.isnan(value) else f"{value:.2e}"
         names = ", ".join(f"`{name}`" for name in row.conventions) or "none"
         lines.append(f"| `{row.case.id}` | {cell(row.gradient)} | {cell(row.after_first)} | "
-                     f"{cell(row.after_last)} | {row.verdict} | {names} |")
+                     f"{cell(row.after_last)} | {cell(row.state)} | {row.verdict} "
+                     f"| {names} |")
     effects = sorted({name for row in rows for name in row.conventions})
     if effects:
         lines += ["", "What each convention changes:", ""]

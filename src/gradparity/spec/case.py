@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import itertools
 import math
@@ -91,7 +92,10 @@ class Case:
         set_ = object.__setattr__
         if self.architecture is not None:
             if not _is_name_in(self.architecture, ARCHITECTURES):
-                raise _invalid("architecture", self.architecture, ", ".join(ARCHITECTURES))
+                close = difflib.get_close_matches(str(self.architecture), ARCHITECTURES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise _invalid("architecture", self.architecture,
+                               ", ".join(ARCHITECTURES) + hint)
             layers, shape, _ = ARCHITECTURES[self.architecture]
             # dataclasses.replace passes the architecture's own layers back in
             if ((self.layers or self.input_shape)

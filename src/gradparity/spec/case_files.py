@@ -10,6 +10,16 @@
     dtype = ["float32", "float64"]  # dtype and seed may be lists: one case per value
     hyperparameters = { lr = 0.05 }
 
+    [[case]]                        # a sequence of layers instead of layer_sizes
+    input_shape = [3, 8, 8]
+    layers = [{ type = "conv2d", channels = 4, padding = 1 }, { type = "relu" },
+              { type = "flatten" }, { type = "dense", features = 3 }]
+    loss = "softmax_cross_entropy"
+
+    [[case]]                        # or a named architecture (gradparity list)
+    architecture = "transformer"
+    loss = "softmax_cross_entropy"
+
 Keys are the fields of :class:`gradparity.spec.case.Case`. Every problem in the file
 is reported, each with the file, the line, the key and what is allowed; none
 raises a traceback.
@@ -42,6 +52,9 @@ EXPECTED_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "hyperparameters": ((dict,), "a table, e.g. { lr = 0.1 }"),
     "steps": ((int,), "an integer"),
     "options": ((dict,), "a table, e.g. { schedule = \"cosine\", dropout = 0.2 }"),
+    "layers": ((list,), "a list of layer tables, e.g. [{ type = \"conv2d\", channels = 4 }]"),
+    "input_shape": ((list,), "a list of integers, e.g. [3, 8, 8]"),
+    "architecture": ((str,), "a name"),
 }
 
 
@@ -94,8 +107,9 @@ def _entry_cases(entry: dict, where: str, locate) -> tuple[list[Case], list[str]
     cases = []
     for combination in product(*choices):
         arguments = dict(combination)
-        if "layer_sizes" in arguments:
-            arguments["layer_sizes"] = tuple(arguments["layer_sizes"])
+        for key in ("layer_sizes", "input_shape"):
+            if key in arguments:
+                arguments[key] = tuple(arguments[key])
         if isinstance(arguments.get("hidden_activation"), list):
             arguments["hidden_activation"] = tuple(arguments["hidden_activation"])
         try:

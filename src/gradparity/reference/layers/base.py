@@ -10,6 +10,7 @@ cache alone. Layers with running statistics (BatchNorm) also return their new st
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,8 +66,10 @@ class Layer:
     def __init__(self, **settings: Any) -> None:
         unknown = sorted(set(settings) - set(self.SETTINGS))
         if unknown:
-            raise ValueError(f"layer {self.kind!r}: unknown setting {unknown[0]!r}; allowed: "
-                             f"{', '.join(self.SETTINGS) or 'none'}")
+            close = difflib.get_close_matches(unknown[0], self.SETTINGS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"layer {self.kind!r}: unknown setting {unknown[0]!r}{hint}; "
+                             f"allowed: {', '.join(self.SETTINGS) or 'none'}")
         values = {}
         for name, setting in self.SETTINGS.items():
             value = settings.get(name, setting.default)
