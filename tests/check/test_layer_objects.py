@@ -107,5 +107,6 @@ def test_a_missing_activation_derivative_is_diagnosed() -> None:
 def test_unknown_layer_settings_are_named(capsys) -> None:
     assert main(["check", f"{EXAMPLES / 'layers.py'}:Dense", "--layer", "dense", "--set",
                  "fetures=3"]) == 2
-    assert "unknown setting 'fetures'; allowed: features, bias" in capsys.readouterr().err
+    assert ("unknown setting 'fetures' (did you mean 'features'?); allowed: features, bias"
+            in capsys.readouterr().err)
     assert main(["check", f"{EXAMPLES / 'layers.py'}:Dense", "--layer", "conv9"]) == 2

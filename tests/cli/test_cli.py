@@ -12,39 +12,52 @@ from gradparity.cli.main import main
 from gradparity.spec.matrix import default_cases
 from tests.conftest import require
 
+REPORT_LINES = 400  # the default matrix's REPORT.md stays readable (issue: first ten minutes)
+
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str]:
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, str]:
+    """The default run: exit code, REPORT.md and DETAILS.md."""
     require("torch")
     require("jax")
     out = tmp_path_factory.mktemp("report")
     code = main(["run", "--out", str(out), "--quiet"])
-    return code, (out / "REPORT.md").read_text(encoding="utf-8")
+    return (code, (out / "REPORT.md").read_text(encoding="utf-8"),
+            (out / "DETAILS.md").read_text(encoding="utf-8"))
 
 
-def test_run_writes_a_complete_report(report: tuple[int, str]) -> None:
-    code, text = report
+def test_run_writes_a_complete_report(report: tuple[int, str, str]) -> None:
+    code, text, details = report
     assert code == 0
-    assert text.startswith("# gradparity report\n")
-    for heading in ["## Environment", "## Tolerances and headroom", "## Summary",
-                    "## float32 against the float64 oracle",
-                    "## The reference against finite differences",
-                    "## Trajectories: free-running and teacher-forced",
-                    "## Seed example: XOR", "## Per-parameter differences"]:
-        assert f"\n{heading}\n" in text
+    assert text.startswith("# gradparity report\n\n**Verdict: all ")
+    assert len(text.splitlines()) <= REPORT_LINES
+    headings = re.findall(r"\n## (.+)\n", text)
+    assert headings == ["Framework disagreement", "Distance from the float64 oracle",
+                        "What to look at", "Summary by network", "Pass/fail counts",
+                        "Porting differences (library defaults)", "Seed example: XOR",
+                        "Plots", "Environment", "Numeric-mode audit",
+                        "How to read this report"]
     for component in ["| Python ", "| NumPy ", "| torch ", "| jax ", "| optax "]:
         assert component in text
-    # one summary row per case, with a column per pair
-    assert "| case " in text and "| torch vs numpy " in text and "| jax vs torch " in text
+    for heading in ["## Summary", "## Tolerances and headroom",
+                    "## float32 against the float64 oracle",
+                    "## The reference against finite differences",
+                    "## Trajectories: free-running and teacher-forced", "## Conventions",
+                    "## Per-parameter differences"]:
+        assert f"\n{heading}\n" in details
+    # one summary row per case, with a column per pair, and every parameter of every case
+    assert "| case " in details and "| torch vs numpy " in details
+    assert "| jax vs torch " in details
     for case in default_cases():
-        assert f"### {case.id}\n" in text
-        assert re.search(rf"\| {re.escape(case.id)} +\|.*\| pass +\|", text)
+        assert f"### {case.id}\n" in details
+        assert re.search(rf"\| {re.escape(case.id)} +\|.*\| pass +\|", details)
+        assert f"| {case.network_family} " in text  # the summary by network
     assert f"**Verdict: all {len(default_cases()) + 2} cases agree**" in text
 
 
-def test_float64_figures_in_the_report_are_below_1e_12(report: tuple[int, str]) -> None:
-    _, text = report
-    summary = text.split("## Summary")[1].split("\n## ")[0]
+def test_float64_figures_in_the_report_are_below_1e_12(report: tuple[int, str, str]) -> None:
+    _, _, details = report
+    summary = details.split("## Summary")[1].split("\n## ")[0]
     figures = [
         float(value) * 2.0**-52
         for line in summary.splitlines() if "_float64_" in line
@@ -63,32 +76,40 @@ def test_float64_figures_in_the_report_are_below_1e_12(report: tuple[int, str]) 
     assert max(figures) < 1e-12
 
 
-def test_every_check_shows_headroom_and_loose_ones_are_flagged(report: tuple[int, str]) -> None:
-    _, text = report
-    section = text.split("## Tolerances and headroom")[1].split("\n## ")[0]
+def test_every_check_shows_headroom_and_loose_ones_are_flagged(
+        report: tuple[int, str, str]) -> None:
+    _, text, details = report
+    section = details.split("## Tolerances and headroom")[1].split("\n## ")[0]
     total = int(re.search(r"Over (\d+) checks", section).group(1))
-    flagged = re.search(r"\*\*(\d+) checks have a tolerance more than 1000x looser", section)
-    if flagged:  # rare (README, Tolerances), and each is named
+    flagged = re.search(r"\*\*(\d+) checks? ha(?:s|ve) a tolerance more than 1000x looser",
+                        section)
+    if flagged:  # rare (docs: Tolerances), and each is named
         count = int(flagged.group(1))
         assert count < 0.002 * total
-        assert section.count("\n- case ") == min(count, 20)
+        assert section.count("\n- case ") == count
+        assert text.count("\n- case ") >= min(count, 5)  # the first ones in the report
     else:
         assert "No check has a tolerance more than 1000x looser" in section
     largest = float(re.search(r"largest ([\d.]+)\. Allowed", section).group(1))
     assert 0 < largest < 1
-    table = text.split("## Per-parameter differences")[1]
+    table = details.split("## Per-parameter differences")[1]
     assert table.count(" eps (") > 1000  # every cell: observed / allowed eps (headroom)
 
 
-def test_oracle_section_names_the_furthest_implementation(report: tuple[int, str]) -> None:
-    _, text = report
-    assert re.search(r"float32 against the float64 oracle: the implementation furthest from "
-                     r"it is \*\*(numpy|torch|jax)\*\*", text)
+def test_the_two_headlines_are_separate(report: tuple[int, str, str]) -> None:
+    _, text, _ = report
+    frameworks = text.split("## Framework disagreement")[1].split("\n## ")[0]
+    assert re.search(r"- float32: [\d,]+ checks, none failed; largest ratio 0\.\d+: ", frameworks)
+    assert "oracle" not in frameworks  # the oracle rows are the other headline
+    oracle = text.split("## Distance from the float64 oracle")[1].split("\n## ")[0]
+    for name in ("numpy", "torch", "jax"):
+        assert re.search(rf"- {name}: furthest [\d.]+ eps \(", oracle)
+    assert "- finite differences: " in oracle
 
 
-def test_xor_section_shows_losses_at_the_reported_steps(report: tuple[int, str]) -> None:
-    _, text = report
-    section = text.split("## Seed example: XOR")[1].split("## Per-parameter")[0]
+def test_xor_section_shows_losses_at_the_reported_steps(report: tuple[int, str, str]) -> None:
+    _, text, _ = report
+    section = text.split("## Seed example: XOR")[1].split("\n## ")[0]
     for step in (0, 1, 10, 100, 500, 1000):
         assert re.search(rf"\n\| {step} +\| 0\.2\d+ +\| 0\.2\d+ +\| 0\.2\d+ +\|", section)
 
@@ -134,10 +155,12 @@ def test_disagreement_exits_1_and_is_flagged_in_the_report(tmp_path: Path, monke
     monkeypatch.setitem(activations.ACTIVATIONS, "tanh", broken)
     code = main(["run", "--out", str(tmp_path), "--frameworks", "numpy,torch", "--quiet"])
     text = (tmp_path / "REPORT.md").read_text(encoding="utf-8")
+    details = (tmp_path / "DETAILS.md").read_text(encoding="utf-8")
     assert code == 1
     assert "**Verdict: DISAGREEMENT in 1 of 3 cases**" in text
-    assert f"| {small.id} " in text and "**FAIL**" in text
-    broke = text.split("## Where it broke")[1].split("\n## ")[0]
+    assert f"| {small.id} " in details and "**FAIL**" in details
+    assert "torch vs numpy: the backward chain first disagrees at step 0, layer 1" in text
+    broke = details.split("## Where it broke")[1].split("\n## ")[0]
     assert "torch vs numpy: the backward chain first disagrees at step 0, layer 1" in broke
     assert "**logic difference: fails in float64" in broke
 
@@ -150,8 +173,10 @@ def test_seeds_option_adds_a_sweep_section(tmp_path: Path, monkeypatch) -> None:
     code = main(["run", "--out", str(tmp_path), "--frameworks", "numpy", "--quiet",
                      "--seeds", "3"])
     text = (tmp_path / "REPORT.md").read_text(encoding="utf-8")
+    details = (tmp_path / "DETAILS.md").read_text(encoding="utf-8")
     assert code == 0
-    section = text.split("## Seed sweep")[1].split("\n## ")[0]
+    assert "1 case over 3 seeds each: 0 cases failed on some seed" in text
+    section = details.split("## Seed sweep")[1].split("\n## ")[0]
     assert re.search(r"\| mlp3-5-2_tanh_mse_float64_sgd_steps2 +\| 3 +\| 0/3 +\|", section)
     assert "Reproduce with: `gradparity run" in text and "--seeds 3`" in text
 

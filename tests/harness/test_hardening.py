@@ -64,8 +64,9 @@ def test_raising_nan_and_missing_frameworks_are_each_reported(
         jax_adapter._compiled.cache_clear()
     assert code == 1
     report = (tmp_path / "out" / "REPORT.md").read_text(encoding="utf-8")
-    assert "RuntimeError: torch adapter exploded on purpose" in report  # the traceback
-    assert "## Errors" in report and "1 error(s)" in report
+    details = (tmp_path / "out" / "DETAILS.md").read_text(encoding="utf-8")
+    assert "RuntimeError: torch adapter exploded on purpose" in details  # the traceback
+    assert "## Errors" in details and "**1 error** in 1 case: torch in " in report
     assert "non-finite values: jax has" in report and "NaN" in report
     assert "**Not checked** (framework unavailable): mxnet: mxnet is not installed" in report
     results = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))

@@ -64,7 +64,7 @@ def test_the_reference_layer_agrees_with_every_oracle(spec, shape) -> None:
     baselines = {d.baseline for d in check.differences}
     assert FINITE_DIFFERENCES in baselines
     # a layer a framework cannot express is skipped there, with the reason
-    expressible = {"torch": not (spec.get("padding") == "same" and spec.get("stride", 1) > 1
+    expressible = {"torch": not ((spec.get("padding") == "same" and spec.get("stride", 1) > 1)
                                  or spec.get("running_var_unbiased") is False),
                    "jax": spec.get("padding_idx") is None
                    and not (spec["type"] == "batch_norm"

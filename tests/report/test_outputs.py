@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -65,8 +66,10 @@ def test_run_writes_json_csv_and_plots(small_config: Path, tmp_path: Path) -> No
         assert data.startswith(b"\x89PNG") and len(data) > 5000, name
     report = (out / "REPORT.md").read_text(encoding="utf-8")
     assert "](heatmap_torch.png)" in report and "## Numeric-mode audit" in report
-    head = report.split("## Environment")[0]  # the first screen
-    assert "**Verdict: all 4 cases agree**" in head and "## Worst offenders" in head
+    head = report.split("## Summary by network")[0]  # the first screen
+    assert "**Verdict: all 4 cases agree**" in head and "## What to look at" in head
+    assert "The checks closest to their tolerance:" in head
+    assert "[DETAILS.md](DETAILS.md)" in head and (out / "DETAILS.md").exists()
 
 
 def test_same_command_twice_gives_identical_outputs(small_config: Path, tmp_path: Path) -> None:
@@ -155,7 +158,8 @@ def test_case_file_errors_are_all_reported_with_lines(capsys) -> None:
         ("[[case]\nlayer_sizes = [1]", "not valid TOML"),
         ("[defaults]\nsteps = 1\n", "no [[case]] table"),
         ("[[cases]]\nlayer_sizes = [3, 2]\n", "cases: unknown table; allowed: defaults, case"),
-        ("[[case]]\nloss = 'mse'\n", "missing 1 required positional argument: 'layer_sizes'"),
+        ("[[case]]\nloss = 'mse'\n", "case[0].layer_sizes: Case.layer_sizes: no network; allowed: "
+         "layer_sizes (e.g. [4, 16, 3]), layers with input_shape, or an architecture"),
         ("[[case]]\nlayer_sizes = [3, 2]\n[[case]]\nlayer_sizes = [3, 2]\n", "duplicate cases"),
     ],
     ids=["syntax", "no-case", "unknown-table", "missing-field", "duplicate"],
@@ -163,7 +167,7 @@ def test_case_file_errors_are_all_reported_with_lines(capsys) -> None:
 def test_case_file_structure_errors(text: str, message: str, tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_cases(path)
 
 

@@ -166,3 +166,19 @@ def test_user_data_gets_tolerances_derived_from_that_data() -> None:
         if check.quantity in ("gradient", "params@1"):
             sides = (check.framework, check.baseline)
             assert check.tolerance == mine.normwise(check.quantity, check.parameter, sides)
+
+
+def test_every_problem_of_a_case_is_reported_in_one_pass(tmp_path: Path) -> None:
+    path = tmp_path / "typos.toml"
+    path.write_text('[[case]]\nlayer_sizes = [4, 8, 3]\nhidden_activation = "tahn"\n'
+                    'loss = "softmax_crossentropy"\noptimizer = "adma"\n'
+                    'dtype = ["float32", "float64"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_cases(path)
+    problems = error.value.problems
+    assert len(problems) == 3  # once each, not once per dtype
+    assert problems[0].startswith(f"{path}:3: case[0].hidden_activation:")
+    assert problems[0].endswith("(did you mean 'tanh'?)")
+    assert problems[1].startswith(f"{path}:4: case[0].loss:")
+    assert problems[1].endswith("(did you mean 'softmax_cross_entropy'?)")
+    assert problems[2].endswith("(did you mean 'adam'?)")

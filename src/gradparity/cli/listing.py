@@ -1,5 +1,5 @@
-"""``gradparity list``: the registries (activations, losses, optimizers, data sets, options,
-conventions) and which frameworks are available."""
+"""``gradparity list``: the registries (activations, losses, layers, architectures,
+optimizers, data sets, options, conventions) and which frameworks are available."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from gradparity.adapters.conventions import CONVENTIONS
 from gradparity.cli.common import usage_error
 from gradparity.reference import ACTIVATIONS, LOSSES, OPTIMIZERS
 from gradparity.reference.layers import LAYERS
+from gradparity.spec.architectures import ARCHITECTURES
 from gradparity.spec.case import DTYPES
 from gradparity.spec.datasets import DATASETS
 from gradparity.spec.matrix import check_cases, filter_cases
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     print("activations: " + ", ".join(ACTIVATIONS))
     print("losses:      " + ", ".join(LOSSES))
     print("layers:      " + ", ".join(LAYERS))
+    print("architectures (for cases: architecture = NAME):")
+    for name, (_, shape, description) in ARCHITECTURES.items():
+        print(f"  {name:12} input {'x'.join(map(str, shape)):7} {description}")
     print("optimizers:  " + ", ".join(OPTIMIZERS))
     print("datasets:    " + ", ".join(DATASETS))
     print("dtypes:      " + ", ".join(DTYPES))

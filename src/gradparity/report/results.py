@@ -17,7 +17,7 @@
          "checks": [CHECK, ...]}
       ],
       "porting": [{"case": id, "torch_case": id, "jax_case": id, "gradient", "after_first",
-                   "after_last", "state", "conventions": [...], "verdict"}]   # library-defaults mode
+                   "after_last", "state", "conventions": [...], "verdict"}]  # library defaults
     }
 
     CHECK = {"framework", "baseline", "quantity", "parameter", "normwise", "normwise_eps",

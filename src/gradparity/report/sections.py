@@ -111,7 +111,7 @@ def loose_checks(outcomes: Sequence[CaseOutcome]) -> list[Difference]:
     return flagged
 
 
-def headroom_lines(outcomes: Sequence[CaseOutcome]) -> list[str]:
+def headroom_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
     checks = [d for o in outcomes for d in o.checks if not d.note]
     if not checks:
         return []
@@ -120,7 +120,7 @@ def headroom_lines(outcomes: Sequence[CaseOutcome]) -> list[str]:
                       for d in checks if d.baseline != FINITE_DIFFERENCES] or [np.nan])
     flagged = loose_checks(outcomes)
     lines = [
-        f"Every check has a derived tolerance (see the README, *Tolerances*). Over "
+        f"Every check has a derived tolerance (docs: *Tolerances*). Over "
         f"{len(checks)} checks the observed/allowed ratio (headroom) is: median "
         f"{np.median(ratios):.3f}, 95th percentile {np.quantile(ratios, 0.95):.3f}, largest "
         f"{ratios.max():.3f}. Allowed/observed (observed floored at 1 eps, because a "
@@ -129,9 +129,12 @@ def headroom_lines(outcomes: Sequence[CaseOutcome]) -> list[str]:
         "",
     ]
     if flagged:
-        lines.append(f"**{len(flagged)} checks have a tolerance more than "
-                     f"{LOOSE_FACTOR:.0f}x looser than observed:**")
-        lines += [f"- {d.message()}" for d in flagged[:20]]
+        lines.append(f"**{len(flagged)} {'check has' if len(flagged) == 1 else 'checks have'}"
+                     f" a tolerance more than {LOOSE_FACTOR:.0f}x looser than observed** (a "
+                     "loose tolerance could hide a bug):")
+        lines += [f"- {d.message()}" for d in flagged[:limit]]
+        if len(flagged) > limit:
+            lines.append(f"- ... {len(flagged) - limit} more in the details")
     else:
         lines.append(f"No check has a tolerance more than {LOOSE_FACTOR:.0f}x looser than "
                      "what was observed (finite-difference checks use the fixed tolerance "

@@ -43,7 +43,13 @@ HYPERPARAMETER_RANGES: dict[str, tuple[float, float, str]] = {
 
 
 def _invalid(field_name: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"Case.{field_name}: invalid value {value!r}; allowed: {allowed}")
+    """The error for a bad field; a misspelled name gets the closest allowed one."""
+    hint = ""
+    if isinstance(value, str) and "did you mean" not in allowed:
+        names = [name.strip() for name in allowed.split(",")]
+        close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close and " " not in close[0] else ""
+    return ValueError(f"Case.{field_name}: invalid value {value!r}; allowed: {allowed}{hint}")
 
 
 def _is_name_in(value: Any, registry: Any) -> bool:
@@ -92,10 +98,7 @@ class Case:
         set_ = object.__setattr__
         if self.architecture is not None:
             if not _is_name_in(self.architecture, ARCHITECTURES):
-                close = difflib.get_close_matches(str(self.architecture), ARCHITECTURES, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise _invalid("architecture", self.architecture,
-                               ", ".join(ARCHITECTURES) + hint)
+                raise _invalid("architecture", self.architecture, ", ".join(ARCHITECTURES))
             layers, shape, _ = ARCHITECTURES[self.architecture]
             # dataclasses.replace passes the architecture's own layers back in
             if ((self.layers or self.input_shape)
@@ -161,6 +164,10 @@ class Case:
 
     @staticmethod
     def _checked_layer_sizes(sizes: Any) -> tuple[int, ...]:
+        if isinstance(sizes, tuple | list) and not sizes:
+            raise ValueError("Case.layer_sizes: no network; allowed: layer_sizes (e.g. "
+                             "[4, 16, 3]), layers with input_shape, or an architecture ("
+                             + ", ".join(ARCHITECTURES) + ")")
         allowed = "a sequence of at least two integers >= 1, e.g. (4, 16, 3)"
         if isinstance(sizes, str) or not isinstance(sizes, Sequence) or len(sizes) < 2:
             raise _invalid("layer_sizes", sizes, allowed)
@@ -321,6 +328,14 @@ class Case:
         if self.is_sequence:
             return self.network().stack.output_shape
         return (self.layer_sizes[-1],)
+
+    @property
+    def network_family(self) -> str:
+        """The network alone, for grouping cases: ``mlp4-16-16-3``, ``cnn``, or ``layers``
+        for spelled-out layers."""
+        if self.is_sequence:
+            return self.architecture or "layers"
+        return "mlp" + "-".join(map(str, self.layer_sizes))
 
     @property
     def example_shape(self) -> tuple[int, ...]:

@@ -112,16 +112,29 @@ def _entry_cases(entry: dict, where: str, locate) -> tuple[list[Case], list[str]
                 arguments[key] = tuple(arguments[key])
         if isinstance(arguments.get("hidden_activation"), list):
             arguments["hidden_activation"] = tuple(arguments["hidden_activation"])
+        case, found = _built(arguments, where, locate)
+        problems += [problem for problem in found if problem not in problems]
+        if case is not None:
+            cases.append(case)
+    return cases, problems
+
+
+def _built(arguments: dict, where: str, locate) -> tuple[Case | None, list[str]]:
+    """The case, or every problem of its fields: a field that fails is reported, set
+    back to its default, and the case is built again, so one pass finds them all."""
+    problems: list[str] = []
+    failed: set[str] = set()
+    while True:
         try:
-            cases.append(Case(**arguments))
+            case = Case(**arguments)
+            return (None if problems else case), problems
         except ValueError as error:
             field = str(error).split(":")[0].removeprefix("Case.").split("[")[0]
             problems.append(f"{locate(field)}: {where}.{field}: {error}")
-            break
-        except TypeError as error:  # a required field is missing
-            problems.append(f"{locate(None)}: {where}: {error}")
-            break
-    return cases, problems
+            if field in failed or field not in arguments:
+                return None, problems  # a field whose default cannot stand alone
+            failed.add(field)
+            del arguments[field]
 
 
 def load_cases(path: Path) -> list[Case]:
