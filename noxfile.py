@@ -1,7 +1,17 @@
-"""Nox sessions: tests, slow, report, mutants, bench, gpu, lint. Every install goes through
-constraints.txt."""
+"""Nox sessions. A newcomer runs two: ``tests`` and ``report``. Every install goes through
+constraints.txt (constraints-gpu.txt for ``gpu``).
+
+The sessions that run the harness share one environment, ``.nox/shared``: it is built on
+first use and rebuilt only when constraints.txt or pyproject.toml change, so the second
+session costs no install and the disk holds one copy of torch and JAX.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
 
 import nox
 
@@ -9,38 +19,92 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.default_venv_backend = "venv"
 
 CONSTRAINTS = ("-c", "constraints.txt")
+SHARED = Path(".nox/shared")
+SHARED_EXTRAS = "torch,jax,test,docs,dask"
+EXAMPLE = "docs/example-report"
 
 
-def _install(session: nox.Session, extras: str) -> None:
-    session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+def _shared(session: nox.Session) -> None:
+    """Use the shared environment (built or rebuilt here when its inputs changed)."""
+    stamp = hashlib.sha256(b"".join(Path(name).read_bytes() for name in (
+        "constraints.txt", "pyproject.toml")) + SHARED_EXTRAS.encode()).hexdigest()
+    marker = SHARED / "gradparity-install.stamp"
+    scripts = SHARED / ("Scripts" if os.name == "nt" else "bin")
+    if not (marker.exists() and marker.read_text(encoding="utf-8") == stamp):
+        session.log(f"building the shared environment {SHARED}")
+        session.run(sys.executable, "-m", "venv", "--clear", str(SHARED), external=True)
+        session.run(str(scripts / "python"), "-m", "pip", "install", "--quiet", *CONSTRAINTS,
+                    "-e", f".[{SHARED_EXTRAS}]", external=True)
+        marker.write_text(stamp, encoding="utf-8")
+    session.env["VIRTUAL_ENV"] = str(SHARED.resolve())
+    session.env["PATH"] = os.pathsep.join([str(scripts.resolve()), os.environ.get("PATH", "")])
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """Run the pytest suite against numpy, torch and jax, without slow checks (args pass on)."""
-    _install(session, "torch,jax,test")
-    session.run("pytest", "-m", "not slow", *session.posargs)
+    """Run the test suite (not the slow checks) on every core with pytest-xdist (args pass on)."""
+    _shared(session)
+    session.run("pytest", "-m", "not slow", "-n", "auto", *session.posargs, external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def slow(session: nox.Session) -> None:
-    """Run the slow checks (20-seed sweeps) on 2 pytest-xdist workers (args replace -n 2)."""
-    _install(session, "torch,jax,test")
-    session.run("pytest", "-m", "slow", *(session.posargs or ["-n", "2"]))
+    """Run the slow checks: 20-seed sweeps and the calibration (args pass on)."""
+    _shared(session)
+    session.run("pytest", "-m", "slow", "-n", "auto", *session.posargs, external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
+def report(session: nox.Session) -> None:
+    """Run the default matrix on 2 workers into reports/REPORT.md (args pass on)."""
+    _shared(session)
+    session.run("gradparity", "run", "--workers", "2", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def sweep(session: nox.Session) -> None:
+    """Run the default matrix over 20 seeds into reports/sweep (args pass on)."""
+    _shared(session)
+    session.run("gradparity", "run", "--workers", "2", "--seeds", "20", "--out",
+                "reports/sweep", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def example(session: nox.Session) -> None:
+    """Regenerate the committed example report, its kill matrix and the docs' figures."""
+    _shared(session)
+    session.run("gradparity", "run", "--workers", "2", "--out", EXAMPLE, external=True)
+    session.run("gradparity", "mutants", "--report", f"{EXAMPLE}/MUTANTS.md", external=True)
+    session.run("gradparity", "figures", "--results", f"{EXAMPLE}/results.json",
+                external=True)
+
+
+@nox.session(venv_backend="none", default=False)
 def mutants(session: nox.Session) -> None:
     """Run the mutation catalogue and write reports/MUTANTS.md (args pass through)."""
-    _install(session, "torch,jax")
-    session.run("gradparity", "mutants", *session.posargs)
+    _shared(session)
+    session.run("gradparity", "mutants", *session.posargs, external=True)
 
 
-@nox.session
-def report(session: nox.Session) -> None:
-    """Run the default matrix (and a 20-seed sweep) into reports/REPORT.md (args pass on)."""
-    _install(session, "torch,jax")
-    session.run("gradparity", "run", *(session.posargs or ["--seeds", "20"]))
+@nox.session(venv_backend="none", default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark the harness: times, compilations, overhead ratio, size scan (args pass on)."""
+    _shared(session)
+    session.run("python", "-m", "gradparity.harness.bench", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def docs(session: nox.Session) -> None:
+    """Check the docs' figures against a fresh run and build the site with --strict."""
+    _shared(session)
+    fresh = ".nox/docs-run"
+    session.run("gradparity", "run", "--workers", "2", "--quiet", "--no-plots", "--out", fresh,
+                external=True)
+    session.run("gradparity", "figures", "--results", f"{EXAMPLE}/results.json", "--check",
+                "--against", f"{fresh}/results.json", external=True)
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's notice about its successor
+    session.run("mkdocs", "build", "--strict", "--site-dir", ".nox/site", *session.posargs,
+                external=True)
 
 
 GPU_PROBE = """
@@ -53,22 +117,18 @@ except ValueError as error:
 """
 
 
-@nox.session
+@nox.session(default=False)
 def gpu(session: nox.Session) -> None:
-    """Run the default matrix with torch and jax on CUDA into reports/gpu; skips without one."""
-    _install(session, "torch,jax")
+    """Run the default matrix and the bench on CUDA (CUDA builds: constraints-gpu.txt)."""
+    # a local CPU wheel of torch (find-links) must not stand in for the CUDA build
+    session.env["PIP_FIND_LINKS"] = ""
+    session.install("-c", "constraints-gpu.txt", "-e", ".[torch,jax]", "jax[cuda12]")
     probe = session.run("python", "-c", GPU_PROBE, silent=True) or ""
     if "gpu: available" not in probe:
         session.skip(probe.strip().removeprefix("gpu: unavailable: ") or "no CUDA device")
     session.run("gradparity", "run", "--device", "cuda",
                 *(session.posargs or ["--out", "reports/gpu"]))
-
-
-@nox.session
-def bench(session: nox.Session) -> None:
-    """Benchmark the harness: times, compilations, overhead ratio, anchors (args pass on)."""
-    _install(session, "torch,jax")
-    session.run("python", "-m", "gradparity.harness.bench", *session.posargs)
+    session.run("python", "-m", "gradparity.harness.bench", "--device", "cuda", "--scan")
 
 
 @nox.session

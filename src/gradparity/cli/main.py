@@ -10,9 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gradparity.cli import check, diff, listing, mutants, run
+from gradparity.cli import check, diff, figures, listing, mutants, run
 
-COMMANDS = {"run": run, "diff": diff, "list": listing, "check": check, "mutants": mutants}
+COMMANDS = {"run": run, "diff": diff, "list": listing, "check": check, "mutants": mutants,
+            "figures": figures}
 """Every command and the module that implements it (``add_parser`` and ``run``), in the
 order ``gradparity --help`` lists them."""
 
@@ -25,6 +26,7 @@ examples:
   gradparity list                        # registered activations, losses, frameworks
   gradparity check my_mlp.py:gradients   # check your own backprop (see check --help)
   gradparity mutants                     # the mutation catalogue's kill matrix
+  gradparity figures --check             # are the docs' figures up to date?
 """
 
 
@@ -36,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command",
-                                     metavar="{run,list,check,diff,mutants}")
+                                     metavar="{run,list,check,diff,mutants,figures}")
     for module in COMMANDS.values():
         module.add_parser(commands)
     return parser

@@ -69,26 +69,41 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 class _Progress:
-    """A one-line progress bar on a terminal; one line per case elsewhere; nothing if quiet."""
+    """Progress with tqdm: one bar for the cases, another for the seed sweeps (they are
+    counted separately); one line per case where stderr is not a terminal; nothing if
+    quiet."""
 
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.quiet = total, quiet
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.started = time.perf_counter()
+        self.bar = None
 
-    def update(self, index: int, label: str, ok: bool) -> None:
+    def stage(self, what: str, total: int, unit: str = "case") -> None:
+        """Start counting ``total`` items of a new stage (``cases``, ``seed sweeps``)."""
+        self.close()
+        self.what, self.total, self.done = what, total, 0
+        if not self.quiet and self.tty and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=what, unit=f" {unit}",
+                            file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def update(self, label: str, ok: bool) -> None:
+        self.done += 1
         if self.quiet:
             return
-        elapsed = time.perf_counter() - self.started
-        if self.tty:
-            done = int(30 * index / self.total)
-            sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {index}/{self.total} "
-                             f"{elapsed:5.1f} s {'ok  ' if ok else 'FAIL'} {label[:50]:50}")
-            if index == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{'ok' if ok else 'FAIL'} {label[:40]}", refresh=False)
+            self.bar.update(1)
         else:
-            print(f"[{index:3}/{self.total}] {'ok  ' if ok else 'FAIL'} {label}", flush=True)
+            print(f"[{self.what} {self.done:3}/{self.total}] {'ok  ' if ok else 'FAIL'} "
+                  f"{label}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _cases(args: argparse.Namespace):
@@ -123,27 +138,28 @@ def run(args: argparse.Namespace) -> int:
         return usage_error("run", str(error))
     if not cases and not xor_cases:
         return usage_error("run", f"--filter: no case id contains {args.filter!r}")
-    progress = _Progress(len(cases) + len(xor_cases) + len(cases) * bool(args.seeds),
-                         args.quiet)
+    progress = _Progress(args.quiet)
+    progress.stage("cases", len(cases) + len(xor_cases))
     outcomes: list[CaseOutcome] = []
     try:
         for outcome in run_cases([*cases, *xor_cases], frameworks, workers=args.workers,
                                  time_limit=args.case_timeout or None,
                                  tolerances=args.tolerances, device=args.device):
             outcomes.append(outcome)
-            progress.update(len(outcomes), outcome.case.id, outcome.passed)
+            progress.update(outcome.case.id, outcome.passed)
         sweeps = []
         items = ([(case, args.seeds, tuple(frameworks), args.device) for case in cases]
                  if args.seeds else [])
+        progress.stage(f"seed sweeps ({args.seeds} seeds each)", len(items), "sweep")
         swept = ordered_map(sweep_outcome, items, args.workers)
-        for index, ((case, *_), (ratios, failures)) in enumerate(zip(items, swept,
-                                                                     strict=True), start=1):
+        for (case, *_), (ratios, failures) in zip(items, swept, strict=True):
             sweeps.append((case.id, ratios, failures))
-            progress.update(len(outcomes) + index, f"{args.seeds} seeds: {case.id}",
-                            failures == 0)
+            progress.update(case.id, failures == 0)
     except PrecisionError as error:
         print(f"gradparity run: {error}", file=sys.stderr)
         return 1
+    finally:
+        progress.close()
     porting = _porting(args, frameworks)
     command = _command(args, frameworks)
     write_outputs(outcomes, len(cases), frameworks, command, sweeps, args.out,
@@ -152,9 +168,10 @@ def run(args: argparse.Namespace) -> int:
     failed += [f"porting {row.case.id}" for row in porting if row.verdict.startswith("unexp")]
     total = len(outcomes)
     errors = sum(len(o.errors) for o in outcomes)
-    verdict = f"{len(failed)} of {total} cases DISAGREE" if failed else f"all {total} cases agree"
+    verdict = (f"{len(failed)} of {total} cases DISAGREE" if failed
+               else f"all {total} case{'s' if total != 1 else ''} agree")
     if errors:
-        verdict += f" ({errors} error(s))"
+        verdict += f" ({errors} error{'s' if errors != 1 else ''})"
     if not any(o.compared for o in outcomes):
         verdict = "NOTHING WAS COMPARED"
     print(f"{verdict}; report: {args.out / 'REPORT.md'} "
