@@ -25,7 +25,12 @@ EXAMPLE = "docs/example-report"
 
 
 def _shared(session: nox.Session) -> None:
-    """Use the shared environment (built or rebuilt here when its inputs changed)."""
+    """Use the shared environment (built or rebuilt here when its inputs changed).
+
+    Sessions then call its tools through ``_tool``: with ``venv_backend="none"`` nox looks a
+    bare program name up on the PATH nox itself was started with, so a ``pytest`` installed
+    elsewhere on the machine would run instead of the shared environment's.
+    """
     stamp = hashlib.sha256(b"".join(Path(name).read_bytes() for name in (
         "constraints.txt", "pyproject.toml")) + SHARED_EXTRAS.encode()).hexdigest()
     marker = SHARED / "gradparity-install.stamp"
@@ -40,32 +45,38 @@ def _shared(session: nox.Session) -> None:
     session.env["PATH"] = os.pathsep.join([str(scripts.resolve()), os.environ.get("PATH", "")])
 
 
+def _tool(name: str) -> str:
+    """The absolute path of a program installed in the shared environment."""
+    scripts = SHARED / ("Scripts" if os.name == "nt" else "bin")
+    return str((scripts / name).resolve())
+
+
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Run the test suite (not the slow checks) on every core with pytest-xdist (args pass on)."""
     _shared(session)
-    session.run("pytest", "-m", "not slow", "-n", "auto", *session.posargs, external=True)
+    session.run(_tool("pytest"), "-m", "not slow", "-n", "auto", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def slow(session: nox.Session) -> None:
     """Run the slow checks: 20-seed sweeps and the calibration (args pass on)."""
     _shared(session)
-    session.run("pytest", "-m", "slow", "-n", "auto", *session.posargs, external=True)
+    session.run(_tool("pytest"), "-m", "slow", "-n", "auto", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
     """Run the default matrix on 2 workers into reports/REPORT.md (args pass on)."""
     _shared(session)
-    session.run("gradparity", "run", "--workers", "2", *session.posargs, external=True)
+    session.run(_tool("gradparity"), "run", "--workers", "2", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False)
 def sweep(session: nox.Session) -> None:
     """Run the default matrix over 20 seeds into reports/sweep (args pass on)."""
     _shared(session)
-    session.run("gradparity", "run", "--workers", "2", "--seeds", "20", "--out",
+    session.run(_tool("gradparity"), "run", "--workers", "2", "--seeds", "20", "--out",
                 "reports/sweep", *session.posargs, external=True)
 
 
@@ -73,9 +84,10 @@ def sweep(session: nox.Session) -> None:
 def example(session: nox.Session) -> None:
     """Regenerate the committed example report, its kill matrix and the docs' figures."""
     _shared(session)
-    session.run("gradparity", "run", "--workers", "2", "--out", EXAMPLE, external=True)
-    session.run("gradparity", "mutants", "--report", f"{EXAMPLE}/MUTANTS.md", external=True)
-    session.run("gradparity", "figures", "--results", f"{EXAMPLE}/results.json",
+    session.run(_tool("gradparity"), "run", "--workers", "2", "--out", EXAMPLE, external=True)
+    session.run(_tool("gradparity"), "mutants", "--report", f"{EXAMPLE}/MUTANTS.md",
+                external=True)
+    session.run(_tool("gradparity"), "figures", "--results", f"{EXAMPLE}/results.json",
                 external=True)
 
 
@@ -83,14 +95,15 @@ def example(session: nox.Session) -> None:
 def mutants(session: nox.Session) -> None:
     """Run the mutation catalogue and write reports/MUTANTS.md (args pass through)."""
     _shared(session)
-    session.run("gradparity", "mutants", *session.posargs, external=True)
+    session.run(_tool("gradparity"), "mutants", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False)
 def bench(session: nox.Session) -> None:
     """Benchmark the harness: times, compilations, overhead ratio, size scan (args pass on)."""
     _shared(session)
-    session.run("python", "-m", "gradparity.harness.bench", *session.posargs, external=True)
+    session.run(_tool("python"), "-m", "gradparity.harness.bench", *session.posargs,
+                external=True)
 
 
 @nox.session(venv_backend="none", default=False)
@@ -98,13 +111,13 @@ def docs(session: nox.Session) -> None:
     """Check the docs' figures against a fresh run and build the site with --strict."""
     _shared(session)
     fresh = ".nox/docs-run"
-    session.run("gradparity", "run", "--workers", "2", "--quiet", "--no-plots", "--out", fresh,
-                external=True)
-    session.run("gradparity", "figures", "--results", f"{EXAMPLE}/results.json", "--check",
-                "--against", f"{fresh}/results.json", external=True)
+    session.run(_tool("gradparity"), "run", "--workers", "2", "--quiet", "--no-plots",
+                "--out", fresh, external=True)
+    session.run(_tool("gradparity"), "figures", "--results", f"{EXAMPLE}/results.json",
+                "--check", "--against", f"{fresh}/results.json", external=True)
     session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's notice about its successor
-    session.run("mkdocs", "build", "--strict", "--site-dir", ".nox/site", *session.posargs,
-                external=True)
+    session.run(_tool("mkdocs"), "build", "--strict", "--site-dir", ".nox/site",
+                *session.posargs, external=True)
 
 
 GPU_PROBE = """
