@@ -17,6 +17,18 @@ from gradparity.spec.matrix import check_cases
 np.seterr(over="raise", divide="raise", invalid="raise")
 
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compile_cache_of_the_session(tmp_path_factory: pytest.TempPathFactory):
+    """Runs of the CLI cache JAX's programs in a directory of this session, never in the
+    user's ~/.cache."""
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("GRADPARITY_COMPILE_CACHE", str(tmp_path_factory.mktemp("jax-cache")))
+    yield
+    monkeypatch.undo()
+
+
 # -- framework fixtures ---------------------------------------------------------
 
 pytest_plugins = ["pytester"]

@@ -1,4 +1,4 @@
-"""Worker processes: the same outputs whatever the number of workers."""
+"""Workers: the same outputs whatever the number of workers and the executor."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gradparity.cli.main import main
-from gradparity.harness.workers import check_workers, ordered_map
+from gradparity.harness.executors import check_executor, check_workers, ordered_map
 from tests.conftest import require
 
 CASES = """
@@ -43,23 +43,55 @@ def test_a_bad_worker_count_names_the_flag(bad) -> None:
         check_workers(bad)
 
 
-def test_one_and_two_workers_write_identical_results(tmp_path: Path) -> None:
+def _outputs(config: Path, out: Path, *flags: str) -> tuple:
+    """results.json (without its timestamp), REPORT.md and checks.csv of one run."""
+    code = main(["run", "--config", str(config), "--out", str(out), "--quiet", "--no-plots",
+                 "--seeds", "2", *flags])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    results["run"].pop("timestamp")
+    results["run"]["command"] = "gradparity run"
+    report = (out / "REPORT.md").read_text(encoding="utf-8").replace(str(out), "OUT")
+    report = "\n".join(line for line in report.splitlines() if "gradparity run" not in line)
+    return results, report, (out / "checks.csv").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def serial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     require("torch")
     require("jax")
-    config = tmp_path / "cases.toml"
+    directory = tmp_path_factory.mktemp("serial")
+    config = directory / "cases.toml"
     config.write_text(CASES, encoding="utf-8")
-    outputs = {}
-    for workers in (1, 2):
-        out = tmp_path / f"w{workers}"
-        code = main(["run", "--config", str(config), "--out", str(out), "--quiet",
-                         "--no-plots", "--seeds", "2", "--workers", str(workers)])
-        assert code == 0
-        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        results["run"].pop("timestamp")
-        results["run"]["command"] = results["run"]["command"].replace(str(out), "OUT")
-        report = (out / "REPORT.md").read_text(encoding="utf-8").replace(str(out), "OUT")
-        outputs[workers] = (results, report, (out / "checks.csv").read_bytes())
-    assert outputs[1][0] == outputs[2][0]
-    assert outputs[1][1] == outputs[2][1]
-    assert outputs[1][2] == outputs[2][2]
-    assert outputs[1][0]["summary"]["cases"] == 12
+    return config, _outputs(config, directory / "out", "--workers", "1")
+
+
+@pytest.mark.parametrize("flags", [("--workers", "2"),
+                                   ("--executor", "dask", "--workers", "2")],
+                         ids=["local-2", "dask-localcluster-2"])
+def test_every_executor_writes_the_serial_runs_results(serial_run, flags, tmp_path: Path
+                                                       ) -> None:
+    if "dask" in flags:
+        pytest.importorskip("distributed", reason="the dask extra is not installed")
+    config, serial = serial_run
+    parallel = _outputs(config, tmp_path / "out", *flags)
+    assert parallel[0] == serial[0]
+    assert parallel[1] == serial[1]
+    assert parallel[2] == serial[2]
+    assert serial[0]["summary"]["cases"] == 12
+
+
+@pytest.mark.parametrize(("executor", "scheduler", "message"), [
+    ("ray", None, r"--executor: invalid value 'ray'; allowed: local, dask"),
+    ("local", "localhost:8786", r"--scheduler: invalid value 'localhost:8786'; allowed: a "
+     r"Dask scheduler address such as tcp://host:8786"),
+])
+def test_a_bad_executor_or_scheduler_names_the_flag(executor, scheduler, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_executor(executor, scheduler)
+
+
+def test_a_scheduler_implies_the_dask_executor() -> None:
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    assert check_executor("local", "tcp://127.0.0.1:8786") == "dask"
+    assert check_executor("local") == "local"

@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gradparity.cli import check, diff, figures, listing, mutants, run
+from gradparity.cli import cache, check, diff, figures, listing, mutants, run
 
 COMMANDS = {"run": run, "diff": diff, "list": listing, "check": check, "mutants": mutants,
-            "figures": figures}
+            "figures": figures, "cache": cache}
 """Every command and the module that implements it (``add_parser`` and ``run``), in the
 order ``gradparity --help`` lists them."""
 
@@ -27,6 +27,7 @@ examples:
   gradparity check my_mlp.py:gradients   # check your own backprop (see check --help)
   gradparity mutants                     # the mutation catalogue's kill matrix
   gradparity figures --check             # are the docs' figures up to date?
+  gradparity cache --clear               # empty JAX's persistent compilation cache
 """
 
 
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command",
-                                     metavar="{run,list,check,diff,mutants,figures}")
+                                     metavar="{" + ",".join(COMMANDS) + "}")
     for module in COMMANDS.values():
         module.add_parser(commands)
     return parser

@@ -12,13 +12,15 @@ from gradparity.adapters import (
     FRAMEWORKS,
     PrecisionError,
     check_frameworks_on_device,
+    compile_cache,
     get_adapter,
 )
 from gradparity.cli.common import usage_error
 from gradparity.compare.tolerances import TOLERANCE_MODES
+from gradparity.harness.executors import EXECUTORS, check_executor, check_workers, ordered_map
 from gradparity.harness.porting import run_porting
 from gradparity.harness.runner import CaseOutcome, validate_frameworks
-from gradparity.harness.workers import check_workers, ordered_map, run_cases, sweep_outcome
+from gradparity.harness.workers import run_cases, sweep_outcome
 from gradparity.report.outputs import write_outputs
 from gradparity.spec.case_files import ConfigError, load_cases
 from gradparity.spec.matrix import default_cases, xor_case
@@ -30,6 +32,9 @@ examples:
   gradparity run --out /tmp/parity --frameworks numpy,torch --filter float64
   gradparity run --config examples/cases.toml
   gradparity run --seeds 20               # plus a 20-seed sweep per case
+  gradparity run --workers 2              # 2 local worker processes
+  gradparity run --executor dask --workers 2   # a 2-worker Dask LocalCluster
+  gradparity run --scheduler tcp://host:8786   # an existing Dask cluster
 
 exit codes: 0 every check agrees; 1 a disagreement; 2 usage or input error.
 """
@@ -64,6 +69,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--device", choices=list(DEVICES), default="cpu",
                      help="where torch and jax compute (gpu is cuda); the NumPy reference, "
                      "the oracles and the tolerance model stay on the CPU (default: cpu)")
+    run.add_argument("--executor", choices=EXECUTORS, default="local",
+                     help="local: this process, or --workers processes; dask: a Dask "
+                     "LocalCluster of --workers processes, or the cluster at --scheduler "
+                     "(needs gradparity[dask]). Results are the same on every executor")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run the cases on the Dask cluster at this address "
+                     "(tcp://host:8786; implies --executor dask; its workers need "
+                     "gradparity installed)")
+    run.add_argument("--compile-cache", type=Path, metavar="DIR",
+                     help="JAX's persistent compilation cache (default: "
+                     "$GRADPARITY_COMPILE_CACHE or ~/.cache/gradparity/jax; clear it with "
+                     "gradparity cache --clear)")
+    run.add_argument("--no-compile-cache", action="store_true",
+                     help="compile every JAX program afresh")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print only the verdict")
 
@@ -125,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
         if args.seeds < 0:
             raise ValueError(f"--seeds: invalid value {args.seeds}; allowed: an integer >= 0")
         check_workers(args.workers)
+        executor = check_executor(args.executor, args.scheduler)
+        if args.no_compile_cache and args.compile_cache is not None:
+            raise ValueError("--compile-cache: not allowed with --no-compile-cache")
+        if not args.no_compile_cache:
+            compile_cache.enable(args.compile_cache or compile_cache.default_directory())
         if not args.case_timeout >= 0:
             raise ValueError(f"--case-timeout: invalid value {args.case_timeout}; allowed: "
                              "a number of seconds >= 0 (0: no limit)")
@@ -144,14 +168,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         for outcome in run_cases([*cases, *xor_cases], frameworks, workers=args.workers,
                                  time_limit=args.case_timeout or None,
-                                 tolerances=args.tolerances, device=args.device):
+                                 tolerances=args.tolerances, device=args.device,
+                                 executor=executor, scheduler=args.scheduler):
             outcomes.append(outcome)
             progress.update(outcome.case.id, outcome.passed)
         sweeps = []
         items = ([(case, args.seeds, tuple(frameworks), args.device) for case in cases]
                  if args.seeds else [])
         progress.stage(f"seed sweeps ({args.seeds} seeds each)", len(items), "sweep")
-        swept = ordered_map(sweep_outcome, items, args.workers)
+        swept = ordered_map(sweep_outcome, items, args.workers, executor, args.scheduler)
         for (case, *_), (ratios, failures) in zip(items, swept, strict=True):
             sweeps.append((case.id, ratios, failures))
             progress.update(case.id, failures == 0)

@@ -79,6 +79,44 @@ def compare_many(items: Sequence[Item], *, case_id: str, dtype: str, framework: 
     return rows
 
 
+STACKED_ELEMENTS = 2**22
+"""Below this many values over all steps, ``worst_steps`` measures them in one stacked
+pass; above, one array at a time (the stack would copy every step into float64)."""
+
+
+def _step_maxima(mine: list[dict], theirs: list[dict], names: tuple[str, ...]
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(max |a - b|, max |b|)`` per step and name, shaped (steps, names), in float64;
+    None when some value is not finite or there is nothing to measure."""
+    count, sizes = len(mine), [theirs[0][n].size for n in names]
+    if not sum(sizes):
+        return None
+    max_abs = np.zeros((count, len(names)))
+    scale = np.zeros((count, len(names)))
+    if count * sum(sizes) <= STACKED_ELEMENTS:
+        a = np.array([np.concatenate([m[n].ravel() for n in names]) for m in mine], np.float64)
+        b = np.array([np.concatenate([t[n].ravel() for n in names]) for t in theirs],
+                     np.float64)
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            return None
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        # reduceat needs every segment non-empty; an empty parameter has no difference
+        nonempty = np.array(sizes) > 0
+        max_abs[:, nonempty] = np.maximum.reduceat(np.abs(a - b), starts[nonempty], axis=1)
+        scale[:, nonempty] = np.maximum.reduceat(np.abs(b), starts[nonempty], axis=1)
+        return max_abs, scale
+    for step, (m, t) in enumerate(zip(mine, theirs, strict=True)):
+        for column, name in enumerate(names):
+            if not sizes[column]:
+                continue
+            a, b = np.asarray(m[name], np.float64), np.asarray(t[name], np.float64)
+            if not (np.isfinite(a).all() and np.isfinite(b).all()):
+                return None
+            max_abs[step, column] = np.abs(a - b).max()
+            scale[step, column] = np.abs(b).max()
+    return max_abs, scale
+
+
 def worst_steps(mine: list[dict], theirs: list[dict], names: tuple[str, ...],
                 limits: Callable[[str, tuple[str, ...], int], np.ndarray], prefix: str,
                 compare: Callable[..., Difference]) -> list[tuple[str, int, Difference | None]]:
@@ -93,20 +131,9 @@ def worst_steps(mine: list[dict], theirs: list[dict], names: tuple[str, ...],
     regular = len(mine) == len(theirs) and all(
         isinstance(m.get(n), np.ndarray) and m[n].shape == t[n].shape
         for m, t in zip(mine, theirs, strict=False) for n in names)
-    if regular:
-        a = np.array([np.concatenate([m[n].ravel() for n in names]) for m in mine], np.float64)
-        b = np.array([np.concatenate([t[n].ravel() for n in names]) for t in theirs],
-                     np.float64)
-        regular = bool(np.isfinite(a).all() and np.isfinite(b).all()) and a.shape[1] > 0
-    if regular:
-        sizes = [theirs[0][n].size for n in names]
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        # reduceat needs every segment non-empty; an empty parameter has no difference
-        nonempty = np.array(sizes) > 0
-        max_abs = np.zeros((count, len(names)))
-        scale = np.zeros((count, len(names)))
-        max_abs[:, nonempty] = np.maximum.reduceat(np.abs(a - b), starts[nonempty], axis=1)
-        scale[:, nonempty] = np.maximum.reduceat(np.abs(b), starts[nonempty], axis=1)
+    maxima = _step_maxima(mine, theirs, names) if regular else None
+    if maxima is not None:
+        max_abs, scale = maxima
         with np.errstate(divide="ignore", invalid="ignore"):
             normwise = np.where(max_abs == 0, 0.0, max_abs / scale)
             headroom = np.where(normwise == 0, 0.0, normwise / limits(prefix, names, count))

@@ -150,39 +150,54 @@ def _sequence_sums(case: Case) -> tuple[int, dict[int, float]]:
 
 
 def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
+    """The model's trajectory terms, from the clean float64 trajectory and up to four
+    perturbed ones. The trajectories run side by side, one step at a time, and only
+    the current and previous step of each is held: memory stays a few copies of the
+    parameters and optimizer state, whatever the number of steps."""
     params, n_eff, bias = wide.params, static.n_eff, static.bias_correction_eps
     sensitivity, moved, componentwise = {}, {}, {}
-    clean, clean_losses = _trajectory(case, wide, noise=None)
-    by_gradient, gradient_losses = _trajectory(case, wide, noise="gradient")
+    clean = _trajectory(case, wide, noise=None)
+    first = next(clean, None)
+    runs = {"gradient": _trajectory(case, wide, noise="gradient")}
     # U_t only ever multiplies the bias-correction term A, which is zero outside the
     # Adam family and in float64; R_t exists only for optimizers that keep state
-    by_update, update_losses = (_trajectory(case, wide, noise="update")
-                                if bias and case.dtype == "float32" else (None, clean_losses))
+    if bias and case.dtype == "float32":
+        runs["update"] = _trajectory(case, wide, noise="update")
     # at the size rounding really has in this dtype: RMSprop's g / sqrt(v) is far from
     # linear where v is tiny, so a 1e-7 probe would underestimate float32
     entry_size = SUM_SAFETY * np.sqrt(n_eff) * machine_epsilon(case.dtype)
-    by_entry, entry_losses = _trajectory(case, wide, noise="componentwise", size=entry_size)
-    has_state = any("/" in name for name in clean[0]) if clean else False
-    by_state = _trajectory(case, wide, noise="state")[0] if has_state else clean
+    runs["componentwise"] = _trajectory(case, wide, noise="componentwise", size=entry_size)
+    if first is not None and any("/" in name for name in first[0]):
+        runs["state"] = _trajectory(case, wide, noise="state")
+    losses = {name: [] for name in ("clean", *runs)}
     state_rounding, step_size, largest = {}, {}, {n: 0.0 for n in params}
+    before = params
     for step in range(1, case.steps + 1):
-        exact = clean[step - 1]
+        exact, loss = first if step == 1 else next(clean)
+        losses["clean"].append(loss)
+        perturbed = {}
+        for name, run in runs.items():
+            perturbed[name], loss = next(run)
+            losses[name].append(loss)
         # parameters and optimizer state slots alike: "W1", "first_moment/W1", ...
         scale = {n: max(float(np.abs(exact[n]).max()), np.finfo(float).tiny) for n in exact}
-        sensitivity[step] = {n: float(np.abs(by_gradient[step - 1][n] - exact[n]).max())
-                             / (PERTURBATION * scale[n]) for n in exact}
-        if by_update is not None:
-            moved[step] = {n: float(np.abs(by_update[step - 1][n] - exact[n]).max())
-                           / (PERTURBATION * scale[n]) for n in exact}
-        componentwise[step] = {n: float(np.abs(by_entry[step - 1][n] - exact[n]).max())
-                               / (machine_epsilon(case.dtype) * scale[n]) for n in exact}
-        state_rounding[step] = {n: float(np.abs(by_state[step - 1][n] - exact[n]).max())
-                                / (PERTURBATION * scale[n]) for n in exact if "/" in n}
-        before = params if step == 1 else clean[step - 2]
+        sensitivity[step] = _moved(perturbed["gradient"], exact, scale, PERTURBATION)
+        if "update" in runs:
+            moved[step] = _moved(perturbed["update"], exact, scale, PERTURBATION)
+        componentwise[step] = _moved(perturbed["componentwise"], exact, scale,
+                                     machine_epsilon(case.dtype))
+        state_rounding[step] = ({n: v for n, v in _moved(perturbed["state"], exact, scale,
+                                                         PERTURBATION).items() if "/" in n}
+                                if "state" in runs else {})
         largest = {n: max(largest[n], float(np.abs(exact[n] - before[n]).max())) for n in params}
         # rounding an update d is relative to d: where updates exceed the parameters
         # (RMSprop's first steps), one rounding per step is more than one eps of p
         step_size[step] = {n: largest[n] / scale[n] for n in params}
+        before = exact
+    clean_losses = np.array(losses["clean"])
+    gradient_losses = np.array(losses["gradient"])
+    update_losses = np.array(losses["update"]) if "update" in runs else clean_losses
+    entry_losses = np.array(losses["componentwise"])
 
     def loss_sensitivity(losses: np.ndarray) -> float:
         if not len(losses):
@@ -196,6 +211,11 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
                                      loss_sensitivity(update_losses),
                                      loss_sensitivity(entry_losses) * PERTURBATION
                                      / machine_epsilon(case.dtype)))
+
+
+def _moved(perturbed, exact, scale, unit) -> dict[str, float]:
+    """How far each entry of a perturbed trajectory's step moved, in ``unit`` x its scale."""
+    return {n: float(np.abs(perturbed[n] - exact[n]).max()) / (unit * scale[n]) for n in exact}
 
 
 class AbsoluteBackprop(Backprop):
@@ -226,8 +246,9 @@ ABSOLUTE_BACKPROP = AbsoluteBackprop()
 
 
 def _trajectory(case, problem, noise, size=PERTURBATION):
-    """The float64 reference trajectory (parameters, optimizer state slots and running
-    statistics after every step), optionally with every gradient entry multiplied by
+    """The float64 reference trajectory, one step at a time: per step the parameters,
+    optimizer state slots and running statistics after it, and the loss there; optionally
+    with every gradient entry multiplied by
     ``1 +- PERTURBATION`` (random signs, like rounding), moved by ``+- size`` times the
     absolute sum of its terms (``componentwise``), every optimizer state entry and
     running statistic multiplied by ``1 +- PERTURBATION`` after each step (``state``), or
@@ -237,7 +258,6 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
     probe_rng = np.random.default_rng([case.seed, 2])  # its own stream: the signs stay
     state, current = optimizer.init(problem.params), dict(problem.params)
     running = dict(problem.state)
-    trajectory, losses = [], []
     options = case.all_options
 
     def signs(shape):
@@ -278,13 +298,11 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
                 for slot, value in state._asdict().items() if isinstance(value, dict)})
             running = rounded_state(running)
         current = new
-        trajectory.append({**current, **state_arrays(case.optimizer, state, case.hparams),
-                           **running_entries(running)})
         # the loss after this step is the next step's forward pass
         entering = running
         result = evaluate(case, current, problem.batch(step + 1), entering)
-        losses.append(float(result.loss))
-    return trajectory, np.array(losses)
+        yield ({**current, **state_arrays(case.optimizer, state, case.hparams),
+                **running_entries(running)}, float(result.loss))
 
 
 def _absolute_sums(case: Case, params, batch: Batch) -> dict[str, np.ndarray]:

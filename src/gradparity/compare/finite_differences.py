@@ -31,8 +31,9 @@ costs a few vectorised passes per tensor, not two Python-level passes per elemen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +47,7 @@ from gradparity.reference import ACTIVATIONS, forward
 from gradparity.reference.layers import ActivationLayer
 from gradparity.reference.layers.pool import MaxPool2d
 from gradparity.reference.layers.residual import Residual
+from gradparity.spec.evaluation import evaluate
 
 FIRST_STEP = 1e-3
 """h_0 relative to the element's scale: large enough that the tableau's smallest step
@@ -62,6 +64,15 @@ MAX_FULL_PARAMETERS = 2000
 RANDOM_DIRECTIONS = 16
 STACK_ELEMENTS = 2**21
 """At most this many activation values per stacked forward pass (memory, not speed)."""
+STACK_PARAMETERS = 2**24
+"""At most this many parameter values per stacked forward pass (each network of a stack
+of directions holds a whole copy of the parameters)."""
+ORACLE_WORK = 2**27
+"""Parameters x examples above which the reference is checked on the first rows of the
+batch only (see :func:`oracle_rows`): the oracle's ~200 float64 passes would otherwise
+cost far more than the frameworks' runs it checks."""
+ORACLE_MIN_ROWS = 8
+"""Never fewer examples than this for the oracle's batch."""
 
 
 @dataclass(frozen=True)
@@ -78,12 +89,54 @@ class FiniteDifferenceResult:
         return int(sum(mask.sum() for mask in self.kink_elements.values()))
 
 
+class RandomDirections(Sequence):
+    """``count`` random unit directions in parameter space drawn from ``seed``: each a
+    dict of standard normals shaped like the parameters, scaled to unit norm together.
+
+    They are kept once drawn while they fit in ``STACK_PARAMETERS`` values; past that
+    they are drawn again from the seed whenever read: for a large network, 16 directions
+    would hold 16 copies of its parameters."""
+
+    def __init__(self, seed: int, shapes: Mapping[str, tuple[int, ...]], count: int) -> None:
+        self.seed = seed
+        self.shapes = dict(shapes)
+        self.count = count
+        size = sum(int(np.prod(shape)) for shape in self.shapes.values())
+        self._kept = list(self._drawn()) if size * count <= STACK_PARAMETERS else None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return iter(self._kept) if self._kept is not None else self._drawn()
+
+    def _drawn(self) -> Iterator[dict[str, np.ndarray]]:
+        rng = np.random.default_rng(self.seed)
+        for _ in range(self.count):
+            raw = {n: rng.standard_normal(shape) for n, shape in self.shapes.items()}
+            norm = np.sqrt(sum(float((r * r).sum()) for r in raw.values()))
+            yield {n: r / norm for n, r in raw.items()}
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return list(itertools.islice(iter(self), *index.indices(self.count)))
+        if not -self.count <= index < self.count:
+            raise IndexError(f"direction {index} of {self.count}")
+        return next(itertools.islice(iter(self), index % self.count, None))
+
+    def chunks(self, size: int) -> Iterator[list[dict[str, np.ndarray]]]:
+        """The directions in consecutive lists of at most ``size``."""
+        directions = iter(self)
+        while chunk := list(itertools.islice(directions, size)):
+            yield chunk
+
+
 @dataclass(frozen=True)
 class DirectionalEstimate:
     """Directional derivatives along random unit directions, their error estimates, and
     which crossed a kink."""
 
-    directions: list[dict[str, np.ndarray]]
+    directions: Sequence[dict[str, np.ndarray]]
     estimates: np.ndarray
     crossed: np.ndarray
     errors: np.ndarray
@@ -158,11 +211,14 @@ def _kink_sides(pre_activations: tuple[np.ndarray, ...], activations: tuple[str,
     return sides
 
 
-def _stacked(params: Mapping[str, np.ndarray], offsets: Mapping[str, np.ndarray]) -> dict:
-    """The parameters of a stack of networks: ``params[name] + offsets[name][k]``."""
+def _stacked(params: Mapping[str, np.ndarray], offsets: Mapping[str, np.ndarray],
+             sign: float) -> dict:
+    """The parameters of a stack of networks: ``params[name] + sign * offsets[name][k]``
+    (read-only: the forward pass keeps them without a copy)."""
     stacked = dict(params)
     for name, offset in offsets.items():
-        moved = params[name] + offset
+        moved = params[name] + offset if sign > 0 else params[name] - offset
+        moved.setflags(write=False)
         stacked[name] = moved[:, None, :] if params[name].ndim == 1 else moved
     return stacked
 
@@ -170,15 +226,16 @@ def _stacked(params: Mapping[str, np.ndarray], offsets: Mapping[str, np.ndarray]
 def _evaluator(params, offsets_of, x, y, activations, loss, options, masks) -> Evaluate:
     """``evaluate(steps)`` for stencils whose unit offsets ``offsets_of`` gives."""
 
-    def run(offsets: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list]:
-        cache = forward(_stacked(params, offsets), x, y, activations, loss, options, masks)
+    def run(offsets: Mapping[str, np.ndarray], sign: float) -> tuple[np.ndarray, list]:
+        cache = forward(_stacked(params, offsets, sign), x, y, activations, loss, options,
+                        masks)
         return np.broadcast_to(cache.loss, (next(iter(offsets.values())).shape[0],)), \
             _kink_sides(cache.pre_activations, activations)
 
     def evaluate(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        units = offsets_of()
-        above, sides_above = run({n: u * _shaped(steps, u) for n, u in units.items()})
-        below, sides_below = run({n: -u * _shaped(steps, u) for n, u in units.items()})
+        offsets = {n: u * _shaped(steps, u) for n, u in offsets_of().items()}
+        above, sides_above = run(offsets, 1.0)
+        below, sides_below = run(offsets, -1.0)
         crossed = np.zeros(steps.shape[0], dtype=bool)
         for a, b in zip(sides_above, sides_below, strict=True):
             if a.ndim == 3 or b.ndim == 3:  # a stacked layer: compare each network's signs
@@ -200,9 +257,12 @@ def _first_steps(value: np.ndarray, fallback: float) -> np.ndarray:
     return FIRST_STEP * scale.ravel()
 
 
-def _chunk(total: int, batch: int, widths: tuple[int, ...]) -> int:
-    per_network = max(1, batch * max(widths))
-    return max(1, min(total, STACK_ELEMENTS // per_network))
+def _chunk(total: int, batch: int, widths: tuple[int, ...], parameters: int) -> int:
+    """How many networks one stacked pass runs: bounded by its activations and by the
+    copies of the parameters it holds."""
+    by_activations = STACK_ELEMENTS // max(1, batch * max(widths))
+    by_parameters = STACK_PARAMETERS // max(1, parameters)
+    return max(1, min(total, by_activations, by_parameters))
 
 
 def central_differences(
@@ -228,7 +288,7 @@ def central_differences(
         error = np.empty(value.size)
         crossed = np.empty(value.size, dtype=bool)
         steps = _first_steps(value, overall)
-        size = _chunk(value.size, x64.shape[0], widths)
+        size = _chunk(value.size, x64.shape[0], widths, value.size)
         for start in range(0, value.size, size):
             entries = np.arange(start, min(start + size, value.size))
 
@@ -263,23 +323,15 @@ def directional_differences(
     x64 = np.asarray(x, dtype=np.float64)
     y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
     masks64 = tuple(np.asarray(m, dtype=np.float64) for m in masks)
-    rng = np.random.default_rng(seed)
-    vectors = []
-    for _ in range(directions):
-        raw = {n: rng.standard_normal(v.shape) for n, v in base.items()}
-        norm = np.sqrt(sum(float((r * r).sum()) for r in raw.values()))
-        vectors.append({n: r / norm for n, r in raw.items()})
+    vectors = RandomDirections(seed, {n: v.shape for n, v in base.items()}, directions)
     scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
     widths = tuple(v.shape[-1] for v in base.values())
     estimates, errors, crossed = [], [], []
-    size = _chunk(directions, x64.shape[0], widths)
-    for start in range(0, directions, size):
-        chosen = vectors[start:start + size]
-
-        def units(chosen=chosen):
-            return {n: np.stack([v[n] for v in chosen]) for n in base}
-
-        evaluate = _evaluator(base, units, x64, y64, activations, loss, options, masks64)
+    size = _chunk(directions, x64.shape[0], widths, sum(v.size for v in base.values()))
+    for chosen in vectors.chunks(size):
+        stacked = {n: np.stack([v[n] for v in chosen]) for n in base}
+        evaluate = _evaluator(base, lambda stacked=stacked: stacked, x64, y64, activations,
+                              loss, options, masks64)
         found = ridders(evaluate, np.full(len(chosen), FIRST_STEP * scale))
         estimates.append(found[0])
         errors.append(found[1])
@@ -304,9 +356,9 @@ def _sequence_sides(layers, run) -> list[np.ndarray]:
     return sides
 
 
-def _sequence_evaluator(case, params, batch, state, units_of) -> Evaluate:
-    """``evaluate(steps)`` of a sequence network: one forward pass per stencil side (its
-    layers take one network at a time)."""
+def _sequence_evaluator(case, params, batch, state, directions) -> Evaluate:
+    """``evaluate(steps)`` of a sequence network along ``directions``: one forward pass
+    per stencil side (its layers take one network at a time)."""
     net = case.network()
     x, y, _ = batch
 
@@ -315,12 +367,11 @@ def _sequence_evaluator(case, params, batch, state, units_of) -> Evaluate:
         return float(cache.loss), _sequence_sides(net.stack.layers, cache.run)
 
     def evaluate(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        units = units_of()
         above, below = np.empty(steps.size), np.empty(steps.size)
         crossed = np.zeros(steps.size, dtype=bool)
-        for k, step in enumerate(steps):
-            up = {n: p + step * units[n][k] if n in units else p for n, p in params.items()}
-            down = {n: p - step * units[n][k] if n in units else p for n, p in params.items()}
+        for k, (step, unit) in enumerate(zip(steps, directions, strict=True)):
+            up = {n: p + step * unit[n] if n in unit else p for n, p in params.items()}
+            down = {n: p - step * unit[n] if n in unit else p for n, p in params.items()}
             above[k], sides_above = run(up)
             below[k], sides_below = run(down)
             crossed[k] = any((a != b).any() for a, b in zip(sides_above, sides_below,
@@ -337,18 +388,9 @@ def sequence_directional_differences(case, problem,
     parameter space, in float64 (the gradient at the initial parameters, evaluation 0)."""
     wide = problem.as_float64()
     base = wide.params
-    rng = np.random.default_rng(case.seed)
-    vectors = []
-    for _ in range(directions):
-        raw = {n: rng.standard_normal(v.shape) for n, v in base.items()}
-        norm = np.sqrt(sum(float((r * r).sum()) for r in raw.values()))
-        vectors.append({n: r / norm for n, r in raw.items()})
+    vectors = RandomDirections(case.seed, {n: v.shape for n, v in base.items()}, directions)
     scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
-
-    def units():
-        return {n: np.stack([v[n] for v in vectors]) for n in base}
-
-    evaluate = _sequence_evaluator(case, base, wide.batch(0), wide.state, units)
+    evaluate = _sequence_evaluator(case, base, wide.batch(0), wide.state, vectors)
     found = ridders(evaluate, np.full(directions, FIRST_STEP * scale))
     return DirectionalEstimate(vectors, found[0], found[2], found[1])
 
@@ -430,7 +472,8 @@ def compare_with_estimate(
             rows.append(compare_arrays(mine, oracle, quantity="gradient", parameter=label,
                                        tolerance=allowed, **common))
         return rows
-    shapes = {n: v.shape for n, v in estimate.directions[0].items()}
+    shapes = (estimate.directions.shapes if isinstance(estimate.directions, RandomDirections)
+              else {n: np.shape(v) for n, v in estimate.directions[0].items()})
     wrong = [n for n in shapes if np.shape(gradients[n]) != shapes[n]]
     if wrong:  # no directional derivative of a wrongly shaped gradient: say so per parameter
         return [compare_arrays(np.asarray(gradients[n]), np.zeros(shapes[n]), quantity="gradient",
@@ -449,7 +492,35 @@ def compare_with_estimate(
                            tolerance=allowed, **common)]
 
 
+def oracle_rows(case, problem) -> int | None:
+    """How many examples the finite-difference check of the reference uses: ``None`` (the
+    whole batch of evaluation 0) unless parameters x examples exceed ``ORACLE_WORK``,
+    then as many first rows as fit (at least ``ORACLE_MIN_ROWS``).
+
+    The check is of the reference's backward code, which is the same for any batch, so
+    a few rows test it as well as all of them, at a fraction of the oracle's cost."""
+    parameters = sum(value.size for value in problem.params.values())
+    rows = problem.batch(0).x.shape[0]
+    if parameters * rows <= ORACLE_WORK:
+        return None
+    fewer = max(ORACLE_MIN_ROWS, ORACLE_WORK // parameters)
+    return fewer if fewer < rows else None
+
+
 def check_against_finite_differences(case, problem, reference) -> list[Difference]:
-    """The reference gradient against finite differences (see :func:`estimate_for`)."""
-    return compare_with_estimate(case, estimate_for(case, problem), reference.gradients,
-                                 reference.framework)
+    """The reference gradient against finite differences (see :func:`estimate_for`).
+
+    For a large network (:func:`oracle_rows`) the reference's float64 gradient is
+    evaluated again on the first rows of the batch, and compared with finite differences
+    on those rows; each row of the result says so."""
+    rows = oracle_rows(case, problem)
+    if rows is None:
+        return compare_with_estimate(case, estimate_for(case, problem), reference.gradients,
+                                     reference.framework)
+    total = problem.batch(0).x.shape[0]
+    fewer = problem.first_rows(rows).as_float64()
+    gradients = evaluate(case, fewer.params, fewer.batch(0), fewer.state).gradients
+    found = compare_with_estimate(case, estimate_for(case, fewer), gradients,
+                                  reference.framework)
+    return [replace(row, parameter=f"{row.parameter} (first {rows} of {total} examples)")
+            for row in found]

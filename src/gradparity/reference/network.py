@@ -125,7 +125,11 @@ def forward(
         if perturb is not None:
             z = perturb(z)
         inputs.append(_frozen(a))
-        weights.append(_frozen(np.array(weight, copy=True)))
+        # the cache keeps the weights of this pass, so an optimizer that later updates
+        # them in place cannot change the backward pass; an array that owns its data
+        # and is read-only cannot change, and is kept without a copy
+        unchangeable = not weight.flags.writeable and weight.flags.owndata
+        weights.append(weight if unchangeable else _frozen(np.array(weight, copy=True)))
         a = ACTIVATIONS[activation_name].bound(options).forward(z)
         if perturb is not None:
             a = perturb(a)

@@ -69,6 +69,16 @@ class Problem:
         masks = self.masks[evaluation] if self.masks else ()
         return Batch(self.x[rows], self.y[rows], masks)
 
+    def first_rows(self, rows: int) -> Problem:
+        """The problem of evaluation 0 cut to the first ``rows`` examples of its batch
+        (one batch; running statistics and parameters unchanged)."""
+        x, y, masks = self.batch(0)
+        if not 0 < rows <= x.shape[0]:
+            raise ValueError(f"rows: invalid value {rows!r}; allowed: 1..{x.shape[0]}")
+        return Problem(params=self.params, x=x[:rows], y=y[:rows], batches=1,
+                       masks=(tuple(m[:rows] for m in masks),) if self.masks else (),
+                       state=self.state)
+
     def as_float64(self) -> Problem:
         """The same numbers in float64 (labels stay integers): oracles compute there."""
         return Problem(

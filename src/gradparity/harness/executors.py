@@ -1,0 +1,140 @@
+"""Where cases run: this process, local worker processes, or a Dask cluster.
+
+Every executor maps a module-level function over independent items and yields the
+results in item order, so a report never depends on where or how widely it ran:
+
+* ``local`` (default): with one worker, this process; with N, a
+  ``concurrent.futures.ProcessPoolExecutor`` of N *spawned* processes (a forked JAX or
+  PyTorch runtime with live threads is not safe);
+* ``dask``: a ``distributed`` cluster, the one at ``scheduler`` (``tcp://host:8786``)
+  or a ``LocalCluster`` of N single-threaded worker processes started for the run.
+
+Workers run one BLAS, torch and XLA thread each (``SINGLE_THREADED``): N workers on N
+cores otherwise fight over the cores, and it keeps every worker's arithmetic the same
+as every other's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+EXECUTORS = ("local", "dask")
+"""The values of ``gradparity run --executor``."""
+
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                   "OPENBLAS_NUM_THREADS": "1"}
+"""Read by a spawned interpreter at start-up: one BLAS thread per worker."""
+
+
+def available_workers() -> int:
+    """CPU cores this process may use (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def check_workers(value: Any) -> int:
+    """A worker count, or ``ValueError`` naming the flag and what is allowed."""
+    limit = 4 * available_workers()
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ValueError(f"--workers: invalid value {value!r}; allowed: an integer in "
+                         f"[1, {limit}] (this machine has {available_workers()} cores)")
+    return value
+
+
+def check_executor(executor: str, scheduler: str | None = None) -> str:
+    """The executor a run uses (``dask`` when a scheduler is given), or ``ValueError``
+    naming the flag; ``dask`` also needs the ``distributed`` package."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"--executor: invalid value {executor!r}; allowed: "
+                         f"{', '.join(EXECUTORS)}")
+    if scheduler is not None:
+        if executor == "local" and scheduler:
+            executor = "dask"
+        if not scheduler.startswith(("tcp://", "tls://", "inproc://", "ws://", "wss://")):
+            raise ValueError(f"--scheduler: invalid value {scheduler!r}; allowed: a Dask "
+                             "scheduler address such as tcp://host:8786")
+    if executor == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError as error:
+            raise ValueError("--executor: 'dask' needs the distributed package; install "
+                             "it with pip install 'gradparity[dask]'") from error
+    return executor
+
+
+def one_thread_each() -> None:
+    """Worker start-up: torch's own thread pool to one thread (the BLAS pools read
+    ``SINGLE_THREADED`` from the environment)."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+@contextlib.contextmanager
+def _single_threaded_environment() -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in SINGLE_THREADED}
+    os.environ.update(SINGLE_THREADED)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def ordered_map(function: Callable[[T], R], items: Sequence[T], workers: int,
+                executor: str = "local", scheduler: str | None = None) -> Iterator[R]:
+    """``map(function, items)`` on ``executor``, yielding in item order.
+
+    ``function`` must be a module-level function (it is sent to the workers by
+    reference). Locally, one worker means this process and nothing is spawned."""
+    if executor == "dask" or scheduler:
+        yield from _dask_map(function, items, workers, scheduler)
+        return
+    if workers <= 1 or len(items) <= 1:
+        yield from map(function, items)
+        return
+    context = multiprocessing.get_context("spawn")
+    # a few chunks per worker: large enough to amortise the transfer, small enough
+    # that one slow chunk does not leave the other workers idle
+    chunksize = max(1, len(items) // (4 * workers))
+    with _single_threaded_environment(), ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=one_thread_each) as pool:
+        yield from pool.map(function, items, chunksize=chunksize)
+
+
+def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
+              scheduler: str | None) -> Iterator[R]:
+    """The items on a Dask cluster: ``scheduler``'s, or a ``LocalCluster`` of ``workers``
+    single-threaded processes that lives as long as the map."""
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            client = stack.enter_context(Client(scheduler))
+        else:
+            stack.enter_context(_single_threaded_environment())
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        client.run(one_thread_each)
+        # pure=False: equal items (the same case twice) are still two tasks
+        futures = client.map(function, items, pure=False)
+        for future in futures:
+            yield future.result()
