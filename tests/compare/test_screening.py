@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 
+from gradparity.compare import batched
 from gradparity.compare.batched import compare_many, worst_steps
 from gradparity.compare.derivation import clear_caches, derive, floors
 from gradparity.compare.metrics import compare_arrays
@@ -79,8 +80,12 @@ def test_compare_many_explains_what_it_cannot_batch(odd: str) -> None:
     assert batched[1].passed  # the other rows are still judged on their own numbers
 
 
+@pytest.mark.parametrize("stacked", [True, False], ids=["stacked", "array-by-array"])
 @pytest.mark.parametrize("seed", range(5))
-def test_worst_steps_finds_the_step_a_step_by_step_search_finds(seed: int) -> None:
+def test_worst_steps_finds_the_step_a_step_by_step_search_finds(seed: int, stacked: bool,
+                                                               monkeypatch) -> None:
+    if not stacked:  # the path of large networks, forced on small arrays
+        monkeypatch.setattr(batched, "STACKED_ELEMENTS", 0)
     rng = np.random.default_rng(seed)
     shapes = {"W1": (3, 4), "b1": (4,), "W2": (4, 2), "b2": (2,)}
     theirs = [{n: rng.standard_normal(s) for n, s in shapes.items()} for _ in range(6)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -201,6 +202,25 @@ def test_filter_and_usage_errors(small_config: Path, tmp_path: Path, capsys) -> 
     with pytest.raises(SystemExit) as error:
         main(["run", "--seeds", "many"])
     assert error.value.code == 2
+
+
+def test_case_selects_by_exact_id_or_glob(small_config: Path, tmp_path: Path, capsys
+                                          ) -> None:
+    ids = [case.id for case in load_cases(small_config)]
+    assert main(["run", "--config", str(small_config), "--case", ids[0], "--out",
+                 str(tmp_path / "one"), "--quiet", "--no-plots"]) == 0
+    results = json.loads((tmp_path / "one" / "results.json").read_text(encoding="utf-8"))
+    assert [case["id"] for case in results["cases"]] == [ids[0]]
+    pattern = "*" + ids[-1][-12:]
+    matching = [i for i in ids if fnmatch.fnmatchcase(i, pattern)]
+    assert main(["run", "--config", str(small_config), "--case", pattern, "--out",
+                 str(tmp_path / "glob"), "--quiet", "--no-plots"]) == 0
+    results = json.loads((tmp_path / "glob" / "results.json").read_text(encoding="utf-8"))
+    assert [case["id"] for case in results["cases"]] == matching
+    capsys.readouterr()
+    assert main(["run", "--config", str(small_config), "--case", "no-such-case", "--out",
+                 str(tmp_path / "none")]) == 2
+    assert "no case id is 'no-such-case'" in capsys.readouterr().err
 
 
 def test_csv_rows_with_awkward_values_match_pandas() -> None:

@@ -23,7 +23,7 @@ from gradparity.harness.runner import CaseOutcome, validate_frameworks
 from gradparity.harness.workers import run_cases, sweep_outcome
 from gradparity.report.outputs import write_outputs
 from gradparity.spec.case_files import ConfigError, load_cases
-from gradparity.spec.matrix import default_cases, xor_case
+from gradparity.spec.matrix import default_cases, filter_cases, xor_case
 
 RUN_EXAMPLES = """\
 examples:
@@ -52,6 +52,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--config", type=Path, help="a TOML case file instead of the built-in "
                      "matrix (see examples/cases.toml)")
     run.add_argument("--filter", help="only cases whose id contains this text")
+    run.add_argument("--case", metavar="ID", help="only the case with this id, or the ids "
+                     "matching this glob ('transformer*'); see gradparity list --cases")
     run.add_argument("--seeds", type=int, default=0, metavar="K",
                      help="also run every case over seeds 0..K-1 and report the distribution "
                      "of observed/allowed and the failure rate (default: no sweep)")
@@ -133,6 +135,10 @@ def _cases(args: argparse.Namespace):
     if args.filter:
         cases = [c for c in cases if args.filter in c.id]
         xor_cases = [c for c in xor_cases if args.filter in c.id]
+    if args.case:
+        everything = filter_cases([*cases, *xor_cases], case=args.case)
+        cases = [c for c in cases if c in everything]
+        xor_cases = [c for c in xor_cases if c in everything]
     return cases, xor_cases
 
 
@@ -208,7 +214,7 @@ def _porting(args: argparse.Namespace, frameworks) -> list:
     """The library-defaults porting table, for the default matrix with torch and jax."""
     both = {"torch", "jax"} <= set(frameworks) and all(
         get_adapter(name).availability().available for name in ("torch", "jax"))
-    if not both or args.config is not None or args.filter:
+    if not both or args.config is not None or args.filter or args.case:
         return []
     return run_porting()
 
@@ -223,6 +229,8 @@ def _command(args: argparse.Namespace, frameworks) -> str:
         command += f" --config {args.config}"
     if args.filter:
         command += f" --filter {args.filter}"
+    if args.case:
+        command += f" --case '{args.case}'"
     if args.seeds:
         command += f" --seeds {args.seeds}"
     if args.tolerances != "full":

@@ -23,6 +23,12 @@ from gradparity.compare.metrics import Difference, compare_arrays, machine_epsil
 Item = tuple  # (value or None, baseline, quantity, parameter, tolerance)
 
 
+STACKED_ELEMENTS = 2**22
+"""Below this many values in all, ``compare_many`` and ``worst_steps`` measure them in
+one stacked pass; above, one array at a time (the stack would copy every array into
+float64 at once, and per-array overhead no longer matters)."""
+
+
 def compare_many(items: Sequence[Item], *, case_id: str, dtype: str, framework: str,
                  baseline_name: str) -> list[Difference]:
     """``compare_arrays`` for every ``(value, baseline, quantity, parameter, tolerance)``."""
@@ -35,6 +41,10 @@ def compare_many(items: Sequence[Item], *, case_id: str, dtype: str, framework: 
                               tolerance=tolerance, **common)
 
     rows: list[Difference | None] = [None] * len(items)
+    if sum(np.size(item[1]) for item in items) > STACKED_ELEMENTS:
+        # large arrays: per-array overhead is nothing next to the arithmetic, and a
+        # stack would copy every array into float64 at once
+        return [one(item) for item in items]
     regular: list[tuple[int, np.ndarray, np.ndarray]] = []
     for position, item in enumerate(items):
         value, base = item[0], np.asarray(item[1], dtype=np.float64)
@@ -79,11 +89,6 @@ def compare_many(items: Sequence[Item], *, case_id: str, dtype: str, framework: 
     return rows
 
 
-STACKED_ELEMENTS = 2**22
-"""Below this many values over all steps, ``worst_steps`` measures them in one stacked
-pass; above, one array at a time (the stack would copy every step into float64)."""
-
-
 def _step_maxima(mine: list[dict], theirs: list[dict], names: tuple[str, ...]
                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """``(max |a - b|, max |b|)`` per step and name, shaped (steps, names), in float64;
@@ -109,11 +114,14 @@ def _step_maxima(mine: list[dict], theirs: list[dict], names: tuple[str, ...]
         for column, name in enumerate(names):
             if not sizes[column]:
                 continue
-            a, b = np.asarray(m[name], np.float64), np.asarray(t[name], np.float64)
+            a, b = m[name], t[name]
             if not (np.isfinite(a).all() and np.isfinite(b).all()):
                 return None
-            max_abs[step, column] = np.abs(a - b).max()
-            scale[step, column] = np.abs(b).max()
+            # the difference in float64 (exact for float32 inputs) without float64
+            # copies of the inputs; |b|'s maximum is exact in b's own dtype
+            difference = np.subtract(a, b, dtype=np.float64)
+            max_abs[step, column] = np.abs(difference, out=difference).max()
+            scale[step, column] = max(float(b.max()), -float(b.min()))
     return max_abs, scale
 
 

@@ -15,6 +15,11 @@ A benchmark, not a test: it prints tables and ratios and asserts nothing.
   ``"screened"``; the denominator of each row is broken down by computation.
 * **Scaling**: time against the number of cases over a fixed set of
   architectures, and against model size (width, batch).
+* **Size scan** (:mod:`gradparity.harness.size_scan`): per model size, the bare
+  framework time, the harness time, their ratio and the peak memory; two sizes by
+  default, the whole grid with ``--scan`` (``--device cuda`` on a GPU).
+* **Stages** (``--stages CASES.toml``, :mod:`gradparity.harness.stages`): where one
+  case's time and memory go.
 * **Anchors**: verifying one MLP's gradient with gradparity versus
   ``torch.autograd.gradcheck`` (float64) and ``jax.test_util.check_grads``,
   on a new shape and on a repeated one.
@@ -31,16 +36,21 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
+from itertools import product
+from pathlib import Path
 
 import numpy as np
 
-from gradparity.adapters import base, get_adapter
+from gradparity.adapters import DEVICES, base, check_device, get_adapter
 from gradparity.compare import finite_differences
 from gradparity.compare.derivation import clear_caches, derived_cases
 from gradparity.harness import runner
 from gradparity.harness.audit import environment
 from gradparity.harness.runner import run_case
+from gradparity.harness.size_scan import FULL_BATCHES, FULL_WIDTHS, QUICK_SIZES, STEPS, size_scan
+from gradparity.harness.stages import stage_table
 from gradparity.spec.case import Case
+from gradparity.spec.case_files import load_cases
 from gradparity.spec.data import make_problem
 from gradparity.spec.matrix import default_cases
 
@@ -273,9 +283,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true",
                         help="the full scaling table (up to 10,000 cases, width 2048, batch "
                         "1024); without it 100 and 1,000 cases, width and batch up to 512")
+    parser.add_argument("--scan", action="store_true",
+                        help="only the size scan, over widths "
+                        f"{', '.join(map(str, FULL_WIDTHS))} and batches "
+                        f"{', '.join(map(str, FULL_BATCHES))}")
+    parser.add_argument("--device", choices=list(DEVICES), default="cpu",
+                        help="where torch and JAX compute in the size scan (default: cpu)")
+    parser.add_argument("--stages", type=Path, metavar="CASES.toml",
+                        help="only the stage-by-stage time and memory of each case in this "
+                        "file (e.g. examples/mnist_sized.toml)")
     args = parser.parse_args(argv)
+    device = check_device(args.device)
+    if args.stages is not None:
+        for case in load_cases(args.stages):
+            print("\n".join(stage_table(case)), "\n", flush=True)
+        return 0
     print("# gradparity benchmark\n")
     print(" | ".join(f"{k} {v}" for k, v in environment().items()), "\n")
+    scan_title = (f"## Size scan on {device}: (784, width, width, 10), tanh, softmax "
+                  f"cross-entropy, float32, Adam, {STEPS} steps; one process per size\n")
+    if args.scan:
+        print(scan_title)
+        for line in size_scan(product(FULL_WIDTHS, FULL_BATCHES), device):
+            print(line, flush=True)
+        return 0
     cases = default_cases()
     print(f"## Per implementation: the default matrix ({len(cases)} cases), bare framework "
           "work\n")
@@ -290,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n## Scaling with model size (one case, 2 steps, warm)\n")
     sizes = ((128, 512, 2048), (32, 256, 1024)) if args.full else ((128, 512), (32, 256))
     print("\n".join(model_size(*sizes)), "\n")
+    print(scan_title)
+    for line in size_scan(QUICK_SIZES, device):
+        print(line, flush=True)
+    print()
     print("## Anchors\n")
     print("\n".join(anchors()), "\n")
     print("## Harness overhead on the default matrix\n")
