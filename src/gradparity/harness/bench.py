@@ -31,7 +31,6 @@ tolerances, whose denominator is only the three implementations' own runs.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from gradparity.compare import finite_differences
 from gradparity.compare.derivation import clear_caches, derived_cases
 from gradparity.harness import runner
 from gradparity.harness.audit import environment
+from gradparity.harness.memory import peak_mib
 from gradparity.harness.runner import run_case
 from gradparity.harness.size_scan import FULL_BATCHES, FULL_WIDTHS, QUICK_SIZES, STEPS, size_scan
 from gradparity.harness.stages import stage_table
@@ -121,9 +121,6 @@ def _jax_compilations(cases: Sequence[Case]) -> str:
             f"{stats.seconds:.1f} s tracing and compiling (first calls)")
 
 
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def per_implementation(cases: Sequence[Case]) -> list[str]:
     lines = ["| implementation | cases | time per case (ms) | cases/s |", "|---|---|---|---|"]
@@ -140,7 +137,7 @@ def per_implementation(cases: Sequence[Case]) -> list[str]:
         seconds = time.perf_counter() - started
         lines.append(f"| {name} | {len(runnable)} | {1000 * seconds / len(runnable):.2f} | "
                      f"{len(runnable) / seconds:.0f} |")
-    lines += ["", _jax_compilations(cases), "", f"peak memory {_peak_mib():.0f} MiB"]
+    lines += ["", _jax_compilations(cases), "", f"peak memory {peak_mib():.0f} MiB"]
     return lines
 
 

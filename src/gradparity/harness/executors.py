@@ -110,12 +110,21 @@ def ordered_map(function: Callable[[T], R], items: Sequence[T], workers: int,
         yield from map(function, items)
         return
     context = multiprocessing.get_context("spawn")
-    # a few chunks per worker: large enough to amortise the transfer, small enough
-    # that one slow chunk does not leave the other workers idle
-    chunksize = max(1, len(items) // (4 * workers))
+    chunksize = _chunksize(len(items), workers)
     with _single_threaded_environment(), ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=one_thread_each) as pool:
         yield from pool.map(function, items, chunksize=chunksize)
+
+
+def _chunksize(items: int, workers: int) -> int:
+    """A few chunks per worker: large enough to amortise the transfer, small enough that
+    one slow chunk does not leave the other workers idle."""
+    return max(1, items // (4 * workers))
+
+
+def _mapped(function: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
+    """One chunk of items on a Dask worker."""
+    return [function(item) for item in chunk]
 
 
 def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
@@ -134,7 +143,10 @@ def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
                 dashboard_address=None))
             client = stack.enter_context(Client(cluster))
         client.run(one_thread_each)
-        # pure=False: equal items (the same case twice) are still two tasks
-        futures = client.map(function, items, pure=False)
+        # chunks as in the local pool: one task per case costs the scheduler a round
+        # trip each; pure=False: equal chunks (the same case twice) are still two tasks
+        size = _chunksize(len(items), max(1, len(client.nthreads()) or workers))
+        chunks = [items[start:start + size] for start in range(0, len(items), size)]
+        futures = client.map(_mapped, [function] * len(chunks), chunks, pure=False)
         for future in futures:
-            yield future.result()
+            yield from future.result()

@@ -17,12 +17,12 @@ a fresh process (so each peak is its own):
 from __future__ import annotations
 
 import multiprocessing
-import resource
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 from gradparity.adapters import get_adapter
+from gradparity.harness.memory import peak_mib, resident_mib
 from gradparity.harness.runner import run_case
 from gradparity.spec.case import Case
 from gradparity.spec.data import make_problem
@@ -41,11 +41,6 @@ def scan_case(width: int, batch: int) -> Case:
                 hyperparameters={"lr": 1e-3}, steps=STEPS)
 
 
-def _resident_mib() -> float:
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
-
-
 def measure(arguments: tuple[int, int, str]) -> dict[str, float]:
     """One size (run in its own process): bare and harness seconds, peak memory."""
     width, batch, device = arguments
@@ -59,14 +54,11 @@ def measure(arguments: tuple[int, int, str]) -> dict[str, float]:
     for adapter in adapters:
         adapter.run(case, problem)
     bare = time.perf_counter() - started
-    try:
-        before = _resident_mib()
-    except OSError:  # no /proc: count from zero
-        before = 0.0
+    before = resident_mib()
     started = time.perf_counter()
     outcome = run_case(case, device=device)
     harness = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     parameters = sum(value.size for value in problem.params.values())
     kept = parameters * STEPS * problem.params["W1"].itemsize / 2**20
     return {"bare": bare, "harness": harness, "peak": peak, "before": before,

@@ -16,7 +16,6 @@ and the peak resident memory when it ended. The stages:
 
 from __future__ import annotations
 
-import resource
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 from gradparity.adapters import base
 from gradparity.compare.derivation import clear_caches
 from gradparity.harness import runner
+from gradparity.harness.memory import peak_mib
 from gradparity.spec.case import Case
 
 STAGES: tuple[tuple[Any, str, str], ...] = (
@@ -37,9 +37,6 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (runner, "run_teacher_forced", "teacher-forced reruns"),
 )
 
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @contextmanager
@@ -60,7 +57,7 @@ def _timed_stages(seconds: dict[str, float], peaks: dict[str, float]):
                 seconds[label] += spent
                 if active:  # the outer stage did not spend this time itself
                     seconds[active[-1]] -= spent
-                peaks[label] = max(peaks[label], _peak_mib())
+                peaks[label] = max(peaks[label], peak_mib())
         return timed
 
     originals = [getattr(owner, name) for owner, name, _ in STAGES]
@@ -83,9 +80,9 @@ def stage_table(case: Case) -> list[str]:
         outcome = runner.run_case(case)
         wall = time.perf_counter() - started
     seconds["everything else"] = wall - sum(seconds.values())
-    peaks["everything else"] = _peak_mib()
+    peaks["everything else"] = peak_mib()
     lines = [f"case {case.id}: {'agree' if outcome.passed else 'DISAGREE'}, {wall:.1f} s, "
-             f"peak {_peak_mib():.0f} MiB", "",
+             f"peak {peak_mib():.0f} MiB", "",
              "| stage | seconds | share | peak memory by its end (MiB) |", "|---|---|---|---|"]
     for _, _, label in (*STAGES, (None, None, "everything else")):
         lines.append(f"| {label} | {seconds[label]:.2f} | {seconds[label] / wall:.0%} | "
