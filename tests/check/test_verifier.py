@@ -27,7 +27,18 @@ def test_the_textbook_passes_every_default_case(verifier, check_matrix) -> None:
     assert baselines == {"numpy", "torch", "jax", "finite differences"}
 
 
-@pytest.mark.parametrize("mutant", CATALOGUE, ids=lambda m: m.name)
+FAST_COMPOUND = ("xor_blog_three_mistakes", "missing_derivative_layers_1_and_2",
+                 "flipped_kernel_and_pool_everywhere")
+"""Compound mutants in the fast suite (the MLP, the layer and the XOR forms of the
+combination search); the others take the same path and run in the slow session."""
+
+
+def _mutant_param(mutant: Mutant):
+    slow = mutant.compound and mutant.name not in FAST_COMPOUND
+    return pytest.param(mutant, id=mutant.name, marks=[pytest.mark.slow] if slow else [])
+
+
+@pytest.mark.parametrize("mutant", [_mutant_param(m) for m in CATALOGUE])
 def test_every_mutant_is_caught_and_diagnosed(mutant: Mutant, verifier, check_matrix) -> None:
     report = verifier.verify(mutant.plugin(), check_matrix)
     assert report.exit_code == 1, f"{mutant.name} was not caught"

@@ -145,11 +145,13 @@ def test_floors_never_exceed_the_derived_model(case: Case) -> None:
 WORST_STEP = ("trajectory", "state")
 
 
-def test_screened_verdicts_equal_full_verdicts_on_the_default_matrix() -> None:
+@pytest.mark.parametrize("stride", [pytest.param(1, marks=pytest.mark.slow), 5],
+                         ids=["every-case", "every-5th-case"])
+def test_screened_verdicts_equal_full_verdicts_on_the_default_matrix(stride: int) -> None:
     require("torch")
     require("jax")
     derived_pairs = 0
-    for case in default_cases()[::2]:
+    for case in default_cases()[::stride]:
         clear_caches()
         screened = run_case(case, explain=False, finite_differences=False,
                             tolerances="screened")

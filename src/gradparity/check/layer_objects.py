@@ -29,9 +29,9 @@ import numpy as np
 
 from gradparity.adapters import FRAMEWORKS, get_adapter
 from gradparity.check.diagnosis import Finding, classify
-from gradparity.compare.finite_differences import ridders
 from gradparity.compare.layer_tolerances import layer_tolerances, loss_tolerances
 from gradparity.compare.metrics import FINITE_DIFFERENCES, Difference, compare_arrays
+from gradparity.compare.ridders import ridders
 from gradparity.compare.tolerances import (
     FINITE_DIFFERENCE_ERROR_SAFETY,
     FINITE_DIFFERENCE_TOLERANCE,

@@ -27,8 +27,8 @@ from gradparity.check.plugin import (
     load_plugin,
 )
 from gradparity.check.textbook import Textbook
+from gradparity.compare.directions import DirectionalEstimate
 from gradparity.compare.finite_differences import (
-    DirectionalEstimate,
     FiniteDifferenceResult,
     compare_with_estimate,
     estimate_for,

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from gradparity.adapters import DEVICES, base, check_device, get_adapter
-from gradparity.compare import finite_differences
+from gradparity.compare import ridders
 from gradparity.compare.derivation import clear_caches, derived_cases
 from gradparity.harness import runner
 from gradparity.harness.audit import environment
@@ -63,7 +63,7 @@ class _FrameworkClock:
     * every teacher-forced rerun (``run_teacher_forced``: a framework's steps from
       the reference's parameters);
     * every forward pass of the finite-difference oracle
-      (``finite_differences.forward``: the loss at ``p +- h``).
+      (``compare.ridders.forward``: the loss at ``p +- h``).
 
     Everything else is harness: data generation, the tolerance model, the
     comparisons, the kink bookkeeping of the finite differences, the diagnosis.
@@ -75,7 +75,7 @@ class _FrameworkClock:
         self._patched = [(base.Adapter, "run", lambda adapter, *a: adapter.name),
                          (runner, "run_teacher_forced",
                           lambda adapter, *a: f"{adapter.name} (teacher-forced)"),
-                         (finite_differences, "forward", lambda *a: "finite differences")]
+                         (ridders, "forward", lambda *a: "finite differences")]
         self._originals = [getattr(owner, name) for owner, name, _ in self._patched]
 
     def __enter__(self) -> _FrameworkClock:
