@@ -55,14 +55,17 @@ def _tool(name: str) -> str:
 def tests(session: nox.Session) -> None:
     """Run the test suite (not the slow checks) on every core with pytest-xdist (args pass on)."""
     _shared(session)
-    session.run(_tool("pytest"), "-m", "not slow", "-n", "auto", *session.posargs, external=True)
+    # worksteal: an idle worker takes queued tests from a busy one (no idle tail)
+    session.run(_tool("pytest"), "-m", "not slow", "-n", "auto", "--dist", "worksteal",
+                *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def slow(session: nox.Session) -> None:
     """Run the slow checks: 20-seed sweeps and the calibration (args pass on)."""
     _shared(session)
-    session.run(_tool("pytest"), "-m", "slow", "-n", "auto", *session.posargs, external=True)
+    session.run(_tool("pytest"), "-m", "slow", "-n", "auto", "--dist", "worksteal",
+                *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
