@@ -38,8 +38,10 @@ def _shared(session: nox.Session) -> None:
     if not (marker.exists() and marker.read_text(encoding="utf-8") == stamp):
         session.log(f"building the shared environment {SHARED}")
         session.run(sys.executable, "-m", "venv", "--clear", str(SHARED), external=True)
-        session.run(str(scripts / "python"), "-m", "pip", "install", "--quiet", *CONSTRAINTS,
-                    "-e", f".[{SHARED_EXTRAS}]", external=True)
+        # --no-compile: byte-compiling every installed file took half the install (torch
+        # alone has thousands); Python compiles the modules it imports on first use
+        session.run(str(scripts / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
+                    *CONSTRAINTS, "-e", f".[{SHARED_EXTRAS}]", external=True)
         marker.write_text(stamp, encoding="utf-8")
     session.env["VIRTUAL_ENV"] = str(SHARED.resolve())
     session.env["PATH"] = os.pathsep.join([str(scripts.resolve()), os.environ.get("PATH", "")])
