@@ -10,14 +10,6 @@ from gradparity.check.plugin import load_plugin
 
 SEEDS = 20
 
-KNOWN_FALSE_ALARMS = {("cnn_softmax-ce_float32_adam_lr0.01", 2)}
-"""Open: at step 3 of this seed JAX's float32 convolution rounds a pre-activation that is
-1.1 eps (of the layer's largest) below relu's kink to the other side; the gradient then
-flows through a max-pooling window the reference and torch leave dead, and Adam carries
-the difference (about 1e-2 relative). The float64 rerun agrees (the verdict says
-"rounding"), but the tolerance model does not model a kink crossed by rounding, so the
-check fails. Listed here, and asserted to still fail, until the model covers it."""
-
 SEQUENCE_RATIO_BOUND = 1.0
 """The calibration bound for networks of layers: no failure (largest observed/allowed
 measured 0.58, cnn-bn in float64); the MLPs keep the 0.5 bound."""
@@ -30,11 +22,9 @@ def test_no_false_alarm_over_twenty_seeds_per_default_case(verifier) -> None:
 
     cases = [replace(case, seed=seed) for case in check_cases() for seed in range(SEEDS)]
     report = verifier.verify(load_plugin("gradparity.check.textbook:gradients"), cases)
-    known = {f"{case_id}_seed{seed}" for case_id, seed in KNOWN_FALSE_ALARMS}
     failures = [(c.case.id, str(c.worst.message()) if c.worst else c.message)
-                for c in report.failures() if c.case.id not in known]
+                for c in report.failures()]
     assert not failures, failures[:5]
-    assert {c.case.id for c in report.failures()} >= known  # still open: keep it listed
     # the plug-in contract carries no dropout mask: those cases are "not handled"
     with_masks = [c for c in cases if c.option("dropout")]
     assert len(report.checked) == len(cases) - len(with_masks)
@@ -49,15 +39,11 @@ def test_derived_tolerances_hold_over_twenty_seeds() -> None:
 
     worst_ratio, worst_slack, failures, worst, checks, loose = 0.0, 0.0, [], [], 0, 0
     loosest = None
-    sequence_ratio, known_failed = 0.0, set()
+    sequence_ratio = 0.0
     for case in check_cases():
         for seed in range(SEEDS):
             outcome = run_case(replace(case, seed=seed), explain=False,
                                finite_differences=False)
-            if (case.id, seed) in KNOWN_FALSE_ALARMS:
-                if not outcome.passed:
-                    known_failed.add((case.id, seed))
-                continue
             failures += [d.message() for d in outcome.checks if not d.passed]
             worst = sorted([*worst, *outcome.checks], key=lambda d: -d.headroom)[:5]
             for d in outcome.checks:
@@ -77,7 +63,6 @@ def test_derived_tolerances_hold_over_twenty_seeds() -> None:
         print("closest:", d.message())
     print("loosest:", loosest.message() if loosest else "none")
     assert not failures, failures[:5]
-    assert known_failed == KNOWN_FALSE_ALARMS  # still open: keep them listed
     print(f"networks of layers: largest observed/allowed {sequence_ratio:.3f}")
     assert sequence_ratio < SEQUENCE_RATIO_BOUND
     assert worst_ratio < 0.5

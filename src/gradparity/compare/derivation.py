@@ -15,11 +15,13 @@ Both are cached per case for generated data.
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from gradparity import reference
+from gradparity.compare.branches import KinkFlip
 from gradparity.compare.metrics import machine_epsilon
 from gradparity.compare.probes import (
     conditioning,
@@ -155,9 +157,14 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
     the current and previous step of each is held: memory stays a few copies of the
     parameters and optimizer state, whatever the number of steps."""
     params, n_eff, bias = wide.params, static.n_eff, static.bias_correction_eps
-    sensitivity, moved, componentwise = {}, {}, {}
-    clean = _trajectory(case, wide, noise=None)
+    sensitivity, moved, componentwise, branched = {}, {}, {}, {}
+    # the clean run counts values within rounding of a kink; from the first pass with
+    # one, a branch trajectory takes the other side of every such value (X_t)
+    watch, forks = KinkFlip(case, flip=False), []
+    clean = _trajectory(case, wide, noise=None, kinks=watch if watch.active else None,
+                        forks=forks)
     first = next(clean, None)
+    branch = None
     runs = {"gradient": _trajectory(case, wide, noise="gradient")}
     # U_t only ever multiplies the bias-correction term A, which is zero outside the
     # Adam family and in float64; R_t exists only for optimizers that keep state
@@ -169,12 +176,16 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
     runs["componentwise"] = _trajectory(case, wide, noise="componentwise", size=entry_size)
     if first is not None and any("/" in name for name in first[0]):
         runs["state"] = _trajectory(case, wide, noise="state")
-    losses = {name: [] for name in ("clean", *runs)}
+    losses = {name: [] for name in ("clean", *runs, "branch")}
     state_rounding, step_size, largest = {}, {}, {n: 0.0 for n in params}
     before = params
     for step in range(1, case.steps + 1):
+        if branch is None and forks and forks[0].evaluation < step:
+            branch = _trajectory(case, wide, noise=None, kinks=KinkFlip(case), start=forks[0])
         exact, loss = first if step == 1 else next(clean)
         losses["clean"].append(loss)
+        branched_step, branched_loss = (exact, loss) if branch is None else next(branch)
+        losses["branch"].append(branched_loss)
         perturbed = {}
         for name, run in runs.items():
             perturbed[name], loss = next(run)
@@ -186,6 +197,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
             moved[step] = _moved(perturbed["update"], exact, scale, PERTURBATION)
         componentwise[step] = _moved(perturbed["componentwise"], exact, scale,
                                      machine_epsilon(case.dtype))
+        branched[step] = _moved(branched_step, exact, scale, machine_epsilon(case.dtype))
         state_rounding[step] = ({n: v for n, v in _moved(perturbed["state"], exact, scale,
                                                          PERTURBATION).items() if "/" in n}
                                 if "state" in runs else {})
@@ -205,8 +217,12 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
         change = np.abs(losses - clean_losses) / np.maximum(np.abs(clean_losses), 1e-300)
         return float(change.max() / PERTURBATION)
 
+    branch_change = (np.abs(np.array(losses["branch"]) - clean_losses).max()
+                     / max(float(np.abs(clean_losses).max()), 1e-300)) if case.steps else 0.0
     return replace(static, sensitivity=sensitivity, componentwise=componentwise, moved=moved,
                    state_rounding=state_rounding, step_size=step_size, floor=False,
+                   branched=branched, branch_from=forks[0].evaluation if forks else None,
+                   branched_loss=float(branch_change) / machine_epsilon(case.dtype),
                    loss_sensitivity=(loss_sensitivity(gradient_losses),
                                      loss_sensitivity(update_losses),
                                      loss_sensitivity(entry_losses) * PERTURBATION
@@ -245,19 +261,39 @@ class AbsoluteBackprop(Backprop):
 ABSOLUTE_BACKPROP = AbsoluteBackprop()
 
 
-def _trajectory(case, problem, noise, size=PERTURBATION):
+@dataclass(frozen=True)
+class _Fork:
+    """Where the clean trajectory first met a value near a kink: the pass's index and
+    the parameters, optimizer state and running statistics it started from."""
+
+    evaluation: int
+    params: dict
+    state: Any
+    running: dict
+
+
+def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None = None,
+                forks: list[_Fork] | None = None, start: _Fork | None = None):
     """The float64 reference trajectory, one step at a time: per step the parameters,
     optimizer state slots and running statistics after it, and the loss there; optionally
     with every gradient entry multiplied by
     ``1 +- PERTURBATION`` (random signs, like rounding), moved by ``+- size`` times the
     absolute sum of its terms (``componentwise``), every optimizer state entry and
     running statistic multiplied by ``1 +- PERTURBATION`` after each step (``state``), or
-    every update scaled by ``1 + PERTURBATION`` (one sign, like a misrounded constant)."""
+    every update scaled by ``1 + PERTURBATION`` (one sign, like a misrounded constant).
+
+    ``kinks`` is every pass's ``perturb``: a flipping :class:`KinkFlip` takes the other
+    side of every kink within rounding (the branch trajectory, which begins at ``start``),
+    a counting one records in ``forks`` the first pass that has such a value."""
     optimizer = reference.OPTIMIZERS[case.optimizer]
     rng = np.random.default_rng(case.seed)
     probe_rng = np.random.default_rng([case.seed, 2])  # its own stream: the signs stay
-    state, current = optimizer.init(problem.params), dict(problem.params)
-    running = dict(problem.state)
+    if start is None:
+        first, current = 0, dict(problem.params)
+        state, running = optimizer.init(problem.params), dict(problem.state)
+    else:
+        first, current, state, running = (start.evaluation, start.params, start.state,
+                                          start.running)
     options = case.all_options
 
     def signs(shape):
@@ -266,9 +302,16 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
     def rounded_state(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: v * (1 + PERTURBATION * signs(v.shape)) for n, v in values.items()}
 
+    def evaluated(evaluation: int, entering: dict):
+        result = evaluate(case, current, problem.batch(evaluation), entering,
+                          perturb=kinks.reset() if kinks is not None else None)
+        if forks is not None and not forks and kinks is not None and kinks.found:
+            forks.append(_Fork(evaluation, current, state, entering))
+        return result
+
     entering = running  # the running statistics the last pass started from
-    result = evaluate(case, current, problem.batch(0), entering)
-    for step in range(case.steps):
+    result = evaluated(first, entering)
+    for step in range(first, case.steps):
         grads, running = result.gradients, result.state or running
         if noise == "gradient":
             grads = {n: g * (1 + PERTURBATION * signs(g.shape)) for n, g in grads.items()}
@@ -300,7 +343,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION):
         current = new
         # the loss after this step is the next step's forward pass
         entering = running
-        result = evaluate(case, current, problem.batch(step + 1), entering)
+        result = evaluated(step + 1, entering)
         yield ({**current, **state_arrays(case.optimizer, state, case.hparams),
                 **running_entries(running)}, float(result.loss))
 

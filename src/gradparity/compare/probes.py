@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gradparity.compare.branches import KinkFlip
 from gradparity.compare.metrics import machine_epsilon
 from gradparity.compare.tolerances import CONDITIONING_DRAWS, CONDITIONING_SAFETY
 from gradparity.reference.losses import LOSSES
@@ -28,15 +29,14 @@ def _normwise_change(perturbed: np.ndarray, exact: np.ndarray) -> float:
 
 def conditioning(case: Case, wide: Problem, exact: Pass) -> dict[str, float]:
     """Gamma: how much rounding each elementwise step by one eps moves the loss, every
-    gradient and every delta, in eps (see :mod:`gradparity.compare.tolerances`)."""
+    gradient and every delta, in eps (see :mod:`gradparity.compare.tolerances`); and
+    how much taking the other side of every kink within rounding moves them
+    (:mod:`gradparity.compare.branches`), where that is more."""
     eps = machine_epsilon(case.dtype)
     rng = np.random.default_rng([case.seed, 1])  # its own stream: no other probe shifts
     found: dict[str, float] = {}
-    for _ in range(CONDITIONING_DRAWS):
-        def rounded(values: np.ndarray) -> np.ndarray:
-            return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
 
-        moved = evaluate(case, wide.params, wide.batch(0), wide.state, perturb=rounded)
+    def measure(moved: Pass) -> None:
         changes = {"loss": _normwise_change(np.asarray(moved.loss), np.asarray(exact.loss))}
         changes.update({name: _normwise_change(moved.gradients[name], value)
                         for name, value in exact.gradients.items()})
@@ -46,6 +46,17 @@ def conditioning(case: Case, wide: Problem, exact: Pass) -> dict[str, float]:
             # a quantity that one eps can move by its own size is not determined in this
             # dtype: cap there (the report flags the loose tolerance), never inf or NaN
             found[name] = max(found.get(name, 0.0), min(change, 1.0) / eps)
+
+    for _ in range(CONDITIONING_DRAWS):
+        def rounded(values: np.ndarray) -> np.ndarray:
+            return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
+
+        measure(evaluate(case, wide.params, wide.batch(0), wide.state, perturb=rounded))
+    kinks = KinkFlip(case)
+    if kinks.active:
+        flipped = evaluate(case, wide.params, wide.batch(0), wide.state, perturb=kinks)
+        if kinks.found:
+            measure(flipped)
     return found
 
 

@@ -83,6 +83,12 @@ network, evaluated on the case's own weights and data (in float64):
   when predictions are confident and right, leaving a small loss with an absolute
   rounding of about eps times the logits. ``Lambda`` is the mean row's largest
   |logit| over the loss.
+* **Kinks within rounding.** relu's derivative jumps at 0: a pre-activation within
+  ``C sqrt(n) eps max|z|`` of the kink lands on either side in the case dtype, and the
+  optimizer carries the other branch on. ``X_t`` is the distance, in eps, of a trajectory
+  that takes the other side of every such value (from the first pass that has one; see
+  :mod:`gradparity.compare.branches`) from the clean one; the conditioning probe takes the
+  other side at the first pass.
 * **Safety.** ``C = 4`` on the sums, ``G = 4`` on the conditioning and on the
   reference's rounding, ``8`` on the per-step rounding.
   Calibration (``python -m nox -s slow``, README): over the default matrix
@@ -93,10 +99,11 @@ network, evaluated on the case's own weights and data (in float64):
     K_loss          = C sqrt(n_eff) + G (Gamma_loss + Rho_loss + Lambda)
     K_grad(l)       = C sqrt(n_eff) sqrt(kappa_l) + G (Gamma_l + Rho_l)
     K_delta(l)      = C sqrt(n_eff) sqrt(kappa_l) + G (Gamma_zl + Rho_zl)
-    K_params(t, l)  = max(K_grad(l) S_t(l), 2 S^c_t(l)) + A U_t(l) + 8 sqrt(t) max(1, D_t(l))
-                      (A = 0 unless Adam, float32, jax)
+    K_params(t, l)  = max(K_grad(l) S_t(l), 2 S^c_t(l)) + A U_t(l) + 4 X_t(l)
+                      + 8 sqrt(t) max(1, D_t(l))       (A = 0 unless Adam, float32, jax)
     K_state(t, s)   = K_params(t, s) measured on state slot s + 8 max(1, R_t(s)) + B
-    K_losses        = K_loss + max(K_grad,max S_L, 2 S^c_L) + A U_L + 8 sqrt(steps) max(1, D)
+    K_losses        = K_loss + max(K_grad,max S_L, 2 S^c_L) + A U_L + 4 X_L
+                      + 8 sqrt(steps) max(1, D)
 
 Only the probes that can matter run: ``U_t`` for float32 Adam-family cases (the only
 ones where ``A`` counts), ``R_t`` for optimizers with state. :func:`floors` drops every
@@ -140,6 +147,11 @@ CONDITIONING_SAFETY = 4.0
 signs stands for the rounding of each elementwise step; the safety covers the few ulps
 a framework's own tanh, exp or log may carry and the luck of one random draw."""
 CONDITIONING_DRAWS = 2
+"""Random draws of the conditioning probe; the largest response counts."""
+BRANCH_SAFETY = 4.0
+"""On the branch trajectory (``X_t``): it takes the other side of *every* kink within
+rounding at once, where a framework takes some of them, whose effects need not cancel
+the way all of them together do."""
 """Random draws of the conditioning probe; the largest response counts."""
 REFERENCE_ROUNDING_SAFETY = 4.0
 """On the reference's own measured rounding (``Rho``, and per entry in the componentwise
@@ -247,6 +259,10 @@ class Tolerances:
     step_size: dict[int, dict[str, float]]  # D_t: largest update so far / max|p_t|
     loss_sensitivity: tuple[float, float, float]  # gradient, update errors; amplified (eps)
     stored_bias_eps: float = 0.0  # B: a bias-corrected moment kept in the state
+    # X_t: the branch trajectory (kinks within rounding taken the other way), in eps
+    branched: dict[int, dict[str, float]] = field(default_factory=dict)
+    branched_loss: float = 0.0  # X_L: the same on the loss trajectory, in eps
+    branch_from: int | None = None  # the first pass with a value within rounding of a kink
     conditioning: dict[str, float] = field(default_factory=dict)  # Gamma: loss, W1.., z1..
     rounding: dict[str, float] = field(default_factory=dict)  # Rho: loss, W1.., z1..
     steps: int = 0
@@ -291,6 +307,7 @@ class Tolerances:
                          + CONDITIONING_SAFETY * self.conditioning.get("loss terms", 0.0)
                          + max(gradient * by_gradient, NONLINEAR_SAFETY * amplified)
                          + bias * by_update
+                         + BRANCH_SAFETY * self.branched_loss
                          + STEP_SAFETY * math.sqrt(steps) * max(1.0, largest_step))
         raise ValueError(f"quantity: invalid value {quantity!r}; allowed: loss, gradient, "
                          "delta, params@<step>, state@<step>, losses")
@@ -304,6 +321,7 @@ class Tolerances:
                          NONLINEAR_SAFETY * self.componentwise.get(step, {}).get(parameter, 0.0))
         return float(propagated
                      + bias * self.moved.get(step, {}).get(parameter, 0.0)
+                     + BRANCH_SAFETY * self.branched.get(step, {}).get(parameter, 0.0)
                      + STEP_SAFETY * math.sqrt(step)
                      * max(1.0, self.step_size.get(step, {}).get(parameter, 0.0)))
 

@@ -36,7 +36,7 @@ from gradparity.compare.metrics import (
     machine_epsilon,
 )
 from gradparity.compare.pairwise import compare_results, first_backward_divergence
-from gradparity.compare.tolerances import ROUNDING_SHRINK_SLACK, TOLERANCE_MODES
+from gradparity.compare.tolerances import ROUNDING_SHRINK_SLACK, TOLERANCE_MODES, Tolerances
 from gradparity.harness.explain import CONVENTION_PREFIX, explain_by_conventions
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem, make_problem
@@ -76,6 +76,9 @@ class CaseOutcome:
     localisation: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     trajectories: dict[str, TrajectoryErrors] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # framework (or "case") -> traceback
+    # the first pass with a value within rounding of a kink, where the full tolerance model
+    # was derived and found one: from the next step on, checks allow the other branch
+    kink_pass: int | None = None
 
     @property
     def checks(self) -> tuple[Difference, ...]:
@@ -280,11 +283,20 @@ def compare_pair(result: RunResult, baseline: RunResult, case: Case, *,
     if tolerances not in TOLERANCE_MODES:
         raise ValueError(f"tolerances: invalid value {tolerances!r}; allowed: "
                          f"{', '.join(TOLERANCE_MODES)}")
+    return _judged(result, baseline, case, tolerances, problem, steps)[0]
+
+
+def _judged(result: RunResult, baseline: RunResult, case: Case, tolerances: str,
+            problem: Problem | None, steps: Sequence[int] | None = None
+            ) -> tuple[list[Difference], Tolerances]:
+    """:func:`compare_pair`'s checks and the model they were judged against."""
     if tolerances == "screened":
-        screened = compare_results(result, baseline, case, floors(case, problem), steps=steps)
+        model = floors(case, problem)
+        screened = compare_results(result, baseline, case, model, steps=steps)
         if all(d.passed for d in screened):
-            return screened
-    return compare_results(result, baseline, case, derive(case, problem), steps=steps)
+            return screened, model
+    model = derive(case, problem)
+    return compare_results(result, baseline, case, model, steps=steps), model
 
 
 def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
@@ -313,9 +325,12 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
                              "weights and hyperparameters whose training stays finite for "
                              f"{case.steps} steps (nothing can be compared past it)")
     differences: list[Difference] = []
+    kink_pass = None  # set where a pair was judged by the full model and it found a kink
     for framework, baseline in framework_pairs(list(results)):
-        differences += compare_pair(results[framework], results[baseline], case,
-                                    tolerances=tolerances, problem=given)
+        judged, model = _judged(results[framework], results[baseline], case, tolerances,
+                                given)
+        differences += judged
+        kink_pass = model.branch_from if kink_pass is None else kink_pass
     oracle_differences: list[Difference] = []
     needs_oracle = case.dtype == "float32" and (explain or (
         finite_differences and "numpy" in results))
@@ -331,7 +346,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
         oracle_differences += check_against_finite_differences(case, problem, reference)
     if not explain:
         return CaseOutcome(case, results, skipped, tuple(differences), tuple(oracle_differences),
-                           errors=errors)
+                           errors=errors, kink_pass=kink_pass)
     failed = [d for d in differences + oracle_differences if not d.passed]
     sides = {**results, **({ORACLE: oracle} if oracle is not None else {})}
     verdicts = explain_by_conventions(case, problem, sides, failed, given) if failed else {}
@@ -348,6 +363,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
         verdicts=verdicts,
         localisation=localisation,
         trajectories=_trajectory_errors(case, problem, results, device),
+        kink_pass=kink_pass,
     )
 
 

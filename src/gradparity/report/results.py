@@ -14,6 +14,7 @@
          "errors": {framework or "case": short traceback},
          "localisation": [{"framework", "baseline", "step", "layer"}],
          "trajectories": {framework: {"free_running": [eps...], "teacher_forced": [eps...]}},
+         "kink_pass": the first pass with a value within rounding of a kink, or null,
          "checks": [CHECK, ...]}
       ],
       "porting": [{"case": id, "torch_case": id, "jax_case": id, "gradient", "after_first",
@@ -114,6 +115,7 @@ def build_results(
                        "teacher_forced": [_number(v) for v in errors.teacher_forced]}
                 for name, errors in outcome.trajectories.items()
             },
+            "kink_pass": outcome.kink_pass,
             "checks": checks,
         })
     all_checks = [c for case in cases for c in case["checks"]]

@@ -139,6 +139,24 @@ def headroom_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str
         lines.append(f"No check has a tolerance more than {LOOSE_FACTOR:.0f}x looser than "
                      "what was observed (finite-difference checks use the fixed tolerance "
                      "stated in their table: the stencil's own error sets it, not rounding).")
+    return [*lines, "", *kink_lines(outcomes, limit)]
+
+
+def kink_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
+    """The cases whose trajectory rounding may take either side of a kink: each of their
+    checks after that pass allows the other branch (docs: Tolerances, Kinks within
+    rounding)."""
+    kinked = [o for o in outcomes if o.kink_pass is not None]
+    if not kinked:
+        return []
+    lines = [f"**{len(kinked)} {'case has' if len(kinked) == 1 else 'cases have'} a "
+             "value within rounding of an activation's kink**: rounding may take either "
+             "side, so from the step after that pass every check allows the distance of a "
+             "trajectory that takes the other side (a smaller bug in those steps would "
+             "pass; the gradients before it are held as usual):"]
+    lines += [f"- {o.case.id}: from pass {o.kink_pass}" for o in kinked[:limit]]
+    if len(kinked) > limit:
+        lines.append(f"- ... {len(kinked) - limit} more in results.json (kink_pass)")
     return [*lines, ""]
 
 
