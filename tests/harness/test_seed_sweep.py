@@ -10,9 +10,9 @@ from gradparity.check.plugin import load_plugin
 
 SEEDS = 20
 
-SEQUENCE_RATIO_BOUND = 1.0
-"""The calibration bound for networks of layers: no failure (largest observed/allowed
-measured 0.58, cnn-bn in float64); the MLPs keep the 0.5 bound."""
+RATIO_BOUND = 0.5
+"""The calibration bound, MLPs and networks of layers alike: the largest observed/allowed
+ratio over every check (measured 0.346 for MLPs, 0.453 for networks of layers)."""
 
 
 @pytest.mark.slow
@@ -64,8 +64,8 @@ def test_derived_tolerances_hold_over_twenty_seeds() -> None:
     print("loosest:", loosest.message() if loosest else "none")
     assert not failures, failures[:5]
     print(f"networks of layers: largest observed/allowed {sequence_ratio:.3f}")
-    assert sequence_ratio < SEQUENCE_RATIO_BOUND
-    assert worst_ratio < 0.5
+    assert sequence_ratio < RATIO_BOUND
+    assert worst_ratio < RATIO_BOUND
     # tolerances that could hide a bug: rare (RMSprop/Adam entries where g / sqrt(v)
     # amplifies a cancelling gradient), and each is flagged in the report
-    assert loose < 0.002 * checks  # measured: 290 of 253,440 (README, Tolerances)
+    assert loose < 0.002 * checks  # measured: 581 of 317,080 (docs: Tolerances)

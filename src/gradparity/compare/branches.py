@@ -126,16 +126,21 @@ class KinkFlip:
 
     def _ties(self, pool: MaxPool2d, values: np.ndarray, reach: float) -> np.ndarray:
         """Near ties of a max-pooling window: where the runner-up lies within ``reach``
-        below the maximum (but not on it: an exact tie is the catalogued tie convention),
-        rounding may pick either, so the runner-up is mirrored around the maximum,
-        ``r -> 2 max - r``: a change of rounding size that makes it the maximum."""
+        below the maximum (but not on it: an exact tie is the catalogued tie convention;
+        nor is it an exact 0, see below), rounding may pick either, so the runner-up is
+        mirrored around the maximum, ``r -> 2 max - r``: a change of rounding size that
+        makes it the maximum."""
         _, cols = pool._windows(values, -np.inf)
         n, c, k, _, h, w = cols.shape
         flat = cols.reshape(n, c, k * k, h, w)
         order = np.argsort(-flat, axis=2, kind="stable")
         top = np.take_along_axis(flat, order[:, :, :1], axis=2)[:, :, 0]
         second = np.take_along_axis(flat, order[:, :, 1:2], axis=2)[:, :, 0]
-        near = (top - second <= reach) & (top != second) & np.isfinite(second)
+        # a runner-up of exactly 0 is a relu's dead unit, the same in every framework:
+        # whether the maximum beats it is the kink's question (its input is mirrored
+        # there), not the window's
+        near = ((top - second <= reach) & (top != second) & (second != 0)
+                & np.isfinite(second))
         count = int(near.sum())
         if not count:
             return values

@@ -16,6 +16,7 @@ from gradparity.compare.ridders import (
     chunk_size,
     ridders,
     stacked_evaluator,
+    widened,
 )
 from gradparity.reference import ACTIVATIONS
 from gradparity.reference.layers import ActivationLayer
@@ -92,10 +93,7 @@ def directional_differences(
 ) -> DirectionalEstimate:
     """Ridders' differences along random unit directions (for networks too large to
     probe every parameter)."""
-    base = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
-    x64 = np.asarray(x, dtype=np.float64)
-    y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
-    masks64 = tuple(np.asarray(m, dtype=np.float64) for m in masks)
+    base, x64, y64, masks64 = widened(params, x, y, masks)
     vectors = RandomDirections(seed, {n: v.shape for n, v in base.items()}, directions)
     scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
     widths = tuple(v.shape[-1] for v in base.values())

@@ -45,7 +45,13 @@ from gradparity.compare.directions import (
     sequence_directional_differences,
 )
 from gradparity.compare.metrics import FINITE_DIFFERENCES, Difference, compare_arrays
-from gradparity.compare.ridders import chunk_size, first_steps, ridders, stacked_evaluator
+from gradparity.compare.ridders import (
+    chunk_size,
+    first_steps,
+    ridders,
+    stacked_evaluator,
+    widened,
+)
 from gradparity.compare.tolerances import (
     FINITE_DIFFERENCE_ERROR_SAFETY,
     FINITE_DIFFERENCE_INCONCLUSIVE,
@@ -87,10 +93,7 @@ def central_differences(
     masks: tuple[np.ndarray, ...] = (),
 ) -> FiniteDifferenceResult:
     """Estimate dL/dparam for every element of every parameter, in float64, with errors."""
-    base = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
-    x64 = np.asarray(x, dtype=np.float64)
-    y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
-    masks64 = tuple(np.asarray(m, dtype=np.float64) for m in masks)
+    base, x64, y64, masks64 = widened(params, x, y, masks)
     everything = np.concatenate([v.ravel() for v in base.values()]) if base else np.zeros(1)
     overall = float(np.sqrt(np.mean(everything * everything))) or 1.0
     widths = tuple(v.shape[-1] for v in base.values())

@@ -11,9 +11,13 @@ import numpy as np
 
 from gradparity.compare.branches import KinkFlip
 from gradparity.compare.metrics import machine_epsilon
-from gradparity.compare.tolerances import CONDITIONING_DRAWS, CONDITIONING_SAFETY
+from gradparity.compare.tolerances import (
+    CONDITIONING_DRAWS,
+    CONDITIONING_SAFETY,
+    REFERENCE_ROUNDING_SAFETY,
+)
 from gradparity.reference.losses import LOSSES
-from gradparity.reference.sequence import flat
+from gradparity.reference.sequence import RUNNING_SLOT, flat
 from gradparity.spec.case import Case
 from gradparity.spec.data import Batch, Problem
 from gradparity.spec.evaluation import Pass, evaluate
@@ -42,6 +46,8 @@ def conditioning(case: Case, wide: Problem, exact: Pass) -> dict[str, float]:
                         for name, value in exact.gradients.items()})
         changes.update({name: _normwise_change(moved.deltas[name], value)
                         for name, value in exact.deltas.items()})
+        changes.update({f"{RUNNING_SLOT}/{name}": _normwise_change(moved.state[name], value)
+                        for name, value in exact.state.items()})
         for name, change in changes.items():
             # a quantity that one eps can move by its own size is not determined in this
             # dtype: cap there (the report flags the loose tolerance), never inf or NaN
@@ -109,8 +115,9 @@ def _float32_deviation(mine: np.ndarray, exact: np.ndarray) -> float:
 
 
 def reference_rounding(case: Case, wide: Problem, exact: Pass) -> dict[str, float]:
-    """Rho: the reference's own rounding error, in eps, for the loss, every gradient and
-    every delta: the same pass run in float32 from float32-rounded inputs against float64.
+    """Rho: the reference's own rounding error, in eps, for the loss, every gradient,
+    every delta and every running statistic after the pass (``running/bn1.running_mean``):
+    the same pass run in float32 from float32-rounded inputs against float64.
 
     It measures what no model of sums sees: rounding inside the loss (log-sum-exp minus
     the picked logit, 1 - p for a probability near 1) and in saturated elementwise steps.
@@ -122,24 +129,36 @@ def reference_rounding(case: Case, wide: Problem, exact: Pass) -> dict[str, floa
                   for name, value in exact.gradients.items()})
     found.update({name: _float32_deviation(narrow.deltas[name], value)
                   for name, value in exact.deltas.items()})
+    # a running mean is a batch mean that can cancel (a mean near 0 of values near 1)
+    found.update({f"{RUNNING_SLOT}/{name}": _float32_deviation(narrow.state[name], value)
+                  for name, value in exact.state.items()})
     return found
 
 
 def entry_rounding(case: Case, current, batch: Batch, state, grads,
                     rng) -> dict[str, np.ndarray]:
-    """Per gradient entry, the conditioning probe's change (every z and a moved by one eps
-    of the case dtype, random signs), times G: the componentwise probe's second estimate
-    of each entry's rounding. It sees what the sum model cannot, such as 1 - tanh^2 where
-    tanh saturates. (It keeps every kink's side: a relative move never crosses zero.)"""
+    """Per gradient entry, the componentwise probe's second estimate of its rounding: the
+    larger of the conditioning probe's change (every z and a moved by one eps of the
+    case dtype, random signs) times G, and the reference's own rounding of the entry
+    (the same pass in float32 against float64, in the case's eps) times G. The first
+    sees what the sum model cannot, such as 1 - tanh^2 where tanh saturates; the second
+    the sums themselves where their terms cancel, in every layer type (a network of
+    layers has no sum-of-absolute-terms model). (Both keep every kink's side: neither a
+    relative move nor float32 rounding of a float64 pass crosses zero by design;
+    :mod:`gradparity.compare.branches` takes the other side.)"""
     eps = machine_epsilon(case.dtype)
 
     def rounded(values: np.ndarray) -> np.ndarray:
         return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
 
     moved = evaluate(case, current, batch, state, perturb=rounded)
+    narrow = _in_float32(case, current, batch, state)
     found = {}
     with np.errstate(all="ignore"):
         for name, value in grads.items():
             probed = np.abs(moved.gradients[name] - value)
-            found[name] = CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0)
+            own = np.abs(np.asarray(narrow.gradients[name], np.float64) - value) * (eps / EPS32)
+            found[name] = np.maximum(
+                CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0),
+                REFERENCE_ROUNDING_SAFETY * np.where(np.isfinite(own), own, 0.0))
     return found

@@ -156,3 +156,14 @@ def chunk_size(total: int, batch: int, widths: tuple[int, ...], parameters: int)
     by_activations = STACK_ELEMENTS // max(1, batch * max(widths))
     by_parameters = STACK_PARAMETERS // max(1, parameters)
     return max(1, min(total, by_activations, by_parameters))
+
+
+def widened(params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+            masks: tuple[np.ndarray, ...]) -> tuple[dict[str, np.ndarray], np.ndarray,
+                                                    np.ndarray, tuple[np.ndarray, ...]]:
+    """The oracles' inputs in float64: copies of the parameters (they are perturbed in
+    place), the data and masks (integer labels stay integers)."""
+    base = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
+    x64 = np.asarray(x, dtype=np.float64)
+    y64 = y if y.dtype.kind == "i" else np.asarray(y, dtype=np.float64)
+    return base, x64, y64, tuple(np.asarray(m, dtype=np.float64) for m in masks)

@@ -102,6 +102,7 @@ network, evaluated on the case's own weights and data (in float64):
     K_params(t, l)  = max(K_grad(l) S_t(l), 2 S^c_t(l)) + A U_t(l) + 4 X_t(l)
                       + 8 sqrt(t) max(1, D_t(l))       (A = 0 unless Adam, float32, jax)
     K_state(t, s)   = K_params(t, s) measured on state slot s + 8 max(1, R_t(s)) + B
+                      + G (Gamma_s + Rho_s)     (running statistics: their own pass)
     K_losses        = K_loss + max(K_grad,max S_L, 2 S^c_L) + A U_L + 4 X_L
                       + 8 sqrt(steps) max(1, D)
 
@@ -293,7 +294,10 @@ class Tolerances:
                 "max_second_moment/") else 0.0
             rounding = STEP_SAFETY * max(
                 self.state_rounding.get(step, {}).get(parameter, 0.0), 1.0)
-            return self._params(step, parameter, bias) + stored + rounding
+            # a running statistic is computed in the pass, not from the gradients: its own
+            # Gamma and Rho (a batch mean that cancels); zero for optimizer slots
+            return (self._params(step, parameter, bias) + stored + rounding
+                    + self._conditioned(parameter))
         if quantity == "losses":
             steps = self.steps
             by_gradient, by_update, amplified = self.loss_sensitivity
