@@ -150,7 +150,8 @@ def kink_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
     if not kinked:
         return []
     lines = [f"**{len(kinked)} {'case has' if len(kinked) == 1 else 'cases have'} a "
-             "value within rounding of an activation's kink**: rounding may take either "
+             "value within rounding of an activation's kink or a max-pooling tie**: "
+             "rounding may take either "
              "side, so from the step after that pass every check allows the distance of a "
              "trajectory that takes the other side (a smaller bug in those steps would "
              "pass; the gradients before it are held as usual):"]
