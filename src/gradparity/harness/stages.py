@@ -85,6 +85,7 @@ def stage_table(case: Case) -> list[str]:
              f"peak {peak_mib():.0f} MiB", "",
              "| stage | seconds | share | peak memory by its end (MiB) |", "|---|---|---|---|"]
     for _, _, label in (*STAGES, (None, None, "everything else")):
-        lines.append(f"| {label} | {seconds[label]:.2f} | {seconds[label] / wall:.0%} | "
+        # 3 significant digits: a tiny case's stage can take under 5 ms (never 0)
+        lines.append(f"| {label} | {seconds[label]:.3g} | {seconds[label] / wall:.0%} | "
                      f"{peaks[label]:.0f} |")
     return lines
