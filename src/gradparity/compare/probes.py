@@ -138,27 +138,31 @@ def reference_rounding(case: Case, wide: Problem, exact: Pass) -> dict[str, floa
 def entry_rounding(case: Case, current, batch: Batch, state, grads,
                     rng) -> dict[str, np.ndarray]:
     """Per gradient entry, the componentwise probe's second estimate of its rounding: the
-    larger of the conditioning probe's change (every z and a moved by one eps of the
-    case dtype, random signs) times G, and the reference's own rounding of the entry
-    (the same pass in float32 against float64, in the case's eps) times G. The first
-    sees what the sum model cannot, such as 1 - tanh^2 where tanh saturates; the second
-    the sums themselves where their terms cancel, in every layer type (a network of
-    layers has no sum-of-absolute-terms model). (Both keep every kink's side: neither a
-    relative move nor float32 rounding of a float64 pass crosses zero by design;
-    :mod:`gradparity.compare.branches` takes the other side.)"""
+    conditioning probe's change (every z and a moved by one eps of the case dtype,
+    random signs) times G and, for a network of layers, the larger of that and the
+    reference's own rounding of the entry (the same pass in float32 against float64, in
+    the case's eps) times G. The first sees what the sum model cannot, such as
+    1 - tanh^2 where tanh saturates; the second the sums themselves where their terms
+    cancel, in every layer type (a network of layers has no sum-of-absolute-terms model;
+    an MLP's is :class:`~gradparity.compare.derivation.AbsoluteBackprop`). Both keep
+    every kink's side; :mod:`gradparity.compare.branches` takes the other side."""
     eps = machine_epsilon(case.dtype)
 
     def rounded(values: np.ndarray) -> np.ndarray:
         return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
 
     moved = evaluate(case, current, batch, state, perturb=rounded)
-    narrow = _in_float32(case, current, batch, state)
+    # an MLP's sums have their model (the absolute sums of their terms); a network of
+    # layers has none, so there each entry's own float32 rounding is measured
+    narrow = _in_float32(case, current, batch, state) if case.is_sequence else None
     found = {}
     with np.errstate(all="ignore"):
         for name, value in grads.items():
             probed = np.abs(moved.gradients[name] - value)
-            own = np.abs(np.asarray(narrow.gradients[name], np.float64) - value) * (eps / EPS32)
-            found[name] = np.maximum(
-                CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0),
-                REFERENCE_ROUNDING_SAFETY * np.where(np.isfinite(own), own, 0.0))
+            found[name] = CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0)
+            if narrow is not None:
+                own = (np.abs(np.asarray(narrow.gradients[name], np.float64) - value)
+                       * (eps / EPS32))
+                found[name] = np.maximum(
+                    found[name], REFERENCE_ROUNDING_SAFETY * np.where(np.isfinite(own), own, 0.0))
     return found

@@ -77,7 +77,8 @@ network, evaluated on the case's own weights and data (in float64):
   is also run in float32 from float32-rounded inputs, and ``Rho_q`` is its normwise
   error against float64, in float32 eps (0 where float32 cannot represent the
   quantity). Rounding error in eps hardly depends on the dtype for the same formulas,
-  so it stands for float64 cases too. The componentwise probe uses it per entry as well.
+  so it stands for float64 cases too. The componentwise probe of a network of layers
+  uses it per entry as well.
 * **The terms of a loss of logits.** Cross-entropy is log-sum-exp minus the picked logit
   (or ``max(z, 0) - z y + log1p(e^-|z|)``): terms the size of the logits that cancel
   when predictions are confident and right, leaving a small loss with an absolute
