@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -55,7 +54,7 @@ class Watched:
 
     kinks: tuple[float, ...]
     reach: float
-    pool: Any = None
+    pool: MaxPool2d | None = None
 
 
 def watched_intermediates(case: Case) -> tuple[int, dict[int, Watched]]:
@@ -122,7 +121,6 @@ class KinkFlip:
                 if self.flip:
                     values = np.where(near, 2 * kink - values, values)
         return values
-
 
     def _ties(self, pool: MaxPool2d, values: np.ndarray, reach: float) -> np.ndarray:
         """Near ties of a max-pooling window: where the runner-up lies within ``reach``
