@@ -221,7 +221,10 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
                      / max(float(np.abs(clean_losses).max()), 1e-300)) if case.steps else 0.0
     return replace(static, sensitivity=sensitivity, componentwise=componentwise, moved=moved,
                    state_rounding=state_rounding, step_size=step_size, floor=False,
-                   branched=branched, branch_from=forks[0].evaluation if forks else None,
+                   branched=branched,
+                   # a value near a kink in the last pass (the final loss) moves no step
+                   branch_from=(forks[0].evaluation if forks and forks[0].evaluation
+                                < case.steps else None),
                    branched_loss=float(branch_change) / machine_epsilon(case.dtype),
                    loss_sensitivity=(loss_sensitivity(gradient_losses),
                                      loss_sensitivity(update_losses),
