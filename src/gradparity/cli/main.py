@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from gradparity.cli import cache, check, diff, figures, listing, mutants, run
+from gradparity.harness.memory import reuse_freed_memory
 
 COMMANDS = {"run": run, "diff": diff, "list": listing, "check": check, "mutants": mutants,
             "figures": figures, "cache": cache}
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradparity`` console script."""
     args = _parser().parse_args(argv)
+    reuse_freed_memory()  # large temporaries without a page fault per page
     if args.command in COMMANDS:
         try:
             return COMMANDS[args.command].run(args)

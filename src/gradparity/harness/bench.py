@@ -45,7 +45,7 @@ from gradparity.compare import ridders
 from gradparity.compare.derivation import clear_caches, derived_cases
 from gradparity.harness import runner
 from gradparity.harness.audit import environment
-from gradparity.harness.memory import peak_mib
+from gradparity.harness.memory import peak_mib, reuse_freed_memory
 from gradparity.harness.runner import run_case
 from gradparity.harness.size_scan import FULL_BATCHES, FULL_WIDTHS, QUICK_SIZES, STEPS, size_scan
 from gradparity.harness.stages import stage_table
@@ -291,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "file (e.g. examples/mnist_sized.toml)")
     args = parser.parse_args(argv)
     device = check_device(args.device)
+    reuse_freed_memory()  # as the command line does
     if args.stages is not None:
         for case in load_cases(args.stages):
             print("\n".join(stage_table(case)), "\n", flush=True)

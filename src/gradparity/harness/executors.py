@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from gradparity.harness.memory import reuse_freed_memory
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -72,9 +74,11 @@ def check_executor(executor: str, scheduler: str | None = None) -> str:
     return executor
 
 
-def one_thread_each() -> None:
+def prepare_worker() -> None:
     """Worker start-up: torch's own thread pool to one thread (the BLAS pools read
-    ``SINGLE_THREADED`` from the environment)."""
+    ``SINGLE_THREADED`` from the environment), and freed memory reused
+    (:func:`~gradparity.harness.memory.reuse_freed_memory`)."""
+    reuse_freed_memory()
     try:
         import torch
 
@@ -112,7 +116,7 @@ def ordered_map(function: Callable[[T], R], items: Sequence[T], workers: int,
     context = multiprocessing.get_context("spawn")
     chunksize = _chunksize(len(items), workers)
     with _single_threaded_environment(), ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=one_thread_each) as pool:
+            max_workers=workers, mp_context=context, initializer=prepare_worker) as pool:
         yield from pool.map(function, items, chunksize=chunksize)
 
 
@@ -142,7 +146,7 @@ def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
                 n_workers=workers, threads_per_worker=1, processes=True,
                 dashboard_address=None))
             client = stack.enter_context(Client(cluster))
-        client.run(one_thread_each)
+        client.run(prepare_worker)
         # chunks as in the local pool: one task per case costs the scheduler a round
         # trip each; pure=False: equal chunks (the same case twice) are still two tasks
         size = _chunksize(len(items), max(1, len(client.nthreads()) or workers))

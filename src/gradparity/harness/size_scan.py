@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 from gradparity.adapters import get_adapter
-from gradparity.harness.memory import peak_mib, resident_mib
+from gradparity.harness.memory import peak_mib, resident_mib, reuse_freed_memory
 from gradparity.harness.runner import run_case
 from gradparity.spec.case import Case
 from gradparity.spec.data import make_problem
@@ -44,6 +44,7 @@ def scan_case(width: int, batch: int) -> Case:
 def measure(arguments: tuple[int, int, str]) -> dict[str, float]:
     """One size (run in its own process): bare and harness seconds, peak memory."""
     width, batch, device = arguments
+    reuse_freed_memory()  # as the command line does
     case = scan_case(width, batch)
     problem = make_problem(case)
     adapters = [get_adapter(name, device) for name in ("torch", "jax")]
