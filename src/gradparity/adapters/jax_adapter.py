@@ -255,7 +255,9 @@ class _JaxSession:
 
     def _to_reference(self, name: str, leaf: jax.Array) -> np.ndarray:
         self._check_dtype(name, leaf)
-        return np.array(leaf)
+        # a read-only view of JAX's buffer where it is on the host (JAX arrays never
+        # change, and nothing here donates them), a copy from a device
+        return np.asarray(leaf)
 
     @_placed
     def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -115,13 +115,15 @@ def _step_maxima(mine: list[dict], theirs: list[dict], names: tuple[str, ...]
             if not sizes[column]:
                 continue
             a, b = m[name], t[name]
-            if not (np.isfinite(a).all() and np.isfinite(b).all()):
-                return None
             # the difference in float64 (exact for float32 inputs) without float64
             # copies of the inputs; |b|'s maximum is exact in b's own dtype
-            difference = np.subtract(a, b, dtype=np.float64)
+            with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
+                difference = np.subtract(a, b, dtype=np.float64)
             max_abs[step, column] = np.abs(difference, out=difference).max()
             scale[step, column] = max(float(b.max()), -float(b.min()))
+    # a NaN or Inf on either side makes its step's maximum NaN or Inf
+    if not (np.isfinite(max_abs).all() and np.isfinite(scale).all()):
+        return None
     return max_abs, scale
 
 

@@ -191,7 +191,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
             perturbed[name], loss = next(run)
             losses[name].append(loss)
         # parameters and optimizer state slots alike: "W1", "first_moment/W1", ...
-        scale = {n: max(float(np.abs(exact[n]).max()), np.finfo(float).tiny) for n in exact}
+        scale = {n: max(_largest(exact[n]), np.finfo(float).tiny) for n in exact}
         sensitivity[step] = _moved(perturbed["gradient"], exact, scale, PERTURBATION)
         if "update" in runs:
             moved[step] = _moved(perturbed["update"], exact, scale, PERTURBATION)
@@ -201,7 +201,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
         state_rounding[step] = ({n: v for n, v in _moved(perturbed["state"], exact, scale,
                                                          PERTURBATION).items() if "/" in n}
                                 if "state" in runs else {})
-        largest = {n: max(largest[n], float(np.abs(exact[n] - before[n]).max())) for n in params}
+        largest = {n: max(largest[n], _largest(exact[n] - before[n])) for n in params}
         # rounding an update d is relative to d: where updates exceed the parameters
         # (RMSprop's first steps), one rounding per step is more than one eps of p
         step_size[step] = {n: largest[n] / scale[n] for n in params}
@@ -234,7 +234,12 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
 
 def _moved(perturbed, exact, scale, unit) -> dict[str, float]:
     """How far each entry of a perturbed trajectory's step moved, in ``unit`` x its scale."""
-    return {n: float(np.abs(perturbed[n] - exact[n]).max()) / (unit * scale[n]) for n in exact}
+    return {n: _largest(perturbed[n] - exact[n]) / (unit * scale[n]) for n in exact}
+
+
+def _largest(values: np.ndarray) -> float:
+    """max |values| without a copy of |values|."""
+    return max(float(values.max()), -float(values.min())) if values.size else 0.0
 
 
 class AbsoluteBackprop(Backprop):

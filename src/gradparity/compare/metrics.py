@@ -147,42 +147,57 @@ def compare_arrays(
         "max_abs": np.inf, "max_rel": np.inf, "normwise": np.inf, "normwise_eps": np.inf,
         "passed": False,
     }
-    b = np.asarray(baseline, dtype=np.float64)
+    b = np.asarray(baseline)
     if value is None:
         return Difference(
             **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
             note=f"missing from the {framework} result",
         )
-    a = np.asarray(value, dtype=np.float64)
+    a = np.asarray(value)
     if a.shape != b.shape:
         return Difference(
             **common, **failed, worst_index=(), value=np.nan, baseline_value=np.nan,
             note=f"shape {a.shape} does not match the {baseline_name} shape {b.shape}",
         )
-    nonfinite = ~(np.isfinite(a) & np.isfinite(b))
-    if nonfinite.any():
-        index = np.unravel_index(int(np.argmax(nonfinite)), a.shape)
+    if not a.size:
+        return Difference(**common, max_abs=0.0, max_rel=0.0, normwise=0.0, normwise_eps=0.0,
+                          worst_index=(), value=np.nan, baseline_value=np.nan,
+                          passed=within(0.0, 0.0, tol, dtype))
+    shape = a.shape
+    if not a.ndim:  # NumPy's ufuncs give scalars, not arrays, for 0-d inputs
+        a, b = a.reshape(1), b.reshape(1)
+    # the difference in float64 (each side converted first, as a float64 copy would be)
+    # without float64 copies of the two sides
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
+        diff = np.subtract(a, b, dtype=np.float64)
+    np.abs(diff, out=diff)
+    max_abs = float(diff.max())  # NaN or Inf where either side has one
+    magnitude = np.abs(b)  # exact in b's own dtype
+    scale = float(magnitude.max())
+    if not (np.isfinite(max_abs) and np.isfinite(scale)):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        nonfinite = ~(np.isfinite(a) & np.isfinite(b))
+        flat = int(np.argmax(nonfinite))
         return Difference(
-            **common, **failed, worst_index=tuple(int(i) for i in index),
-            value=float(a[index]), baseline_value=float(b[index]),
+            **common, **failed,
+            worst_index=tuple(int(i) for i in np.unravel_index(flat, shape)),
+            value=float(a.flat[flat]), baseline_value=float(b.flat[flat]),
             note=nonfinite_note(a, b, framework, baseline_name),
         )
-    diff = np.abs(a - b)
-    index = np.unravel_index(int(np.argmax(diff)), a.shape) if a.size else ()
-    max_abs = float(diff.max()) if a.size else 0.0
-    scale = float(np.abs(b).max()) if b.size else 0.0
+    flat = int(np.argmax(diff))
     normwise = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.where(diff == 0, 0.0, diff / np.abs(b))
+        relative = np.divide(diff, magnitude, dtype=np.float64)
+    relative[diff == 0] = 0.0  # x/0 = inf, 0/0 = 0
     return Difference(
         **common,
         max_abs=max_abs,
-        max_rel=float(relative.max()) if a.size else 0.0,
+        max_rel=float(relative.max()),
         normwise=normwise,
         normwise_eps=normwise / machine_epsilon(dtype),
-        worst_index=tuple(int(i) for i in index),
-        value=float(a[index]) if a.size else np.nan,
-        baseline_value=float(b[index]) if b.size else np.nan,
+        worst_index=tuple(int(i) for i in np.unravel_index(flat, shape)),
+        value=float(a.flat[flat]),
+        baseline_value=float(b.flat[flat]),
         passed=within(normwise, max_abs, tol, dtype),
     )
 
