@@ -217,6 +217,15 @@ def _placed(method: Callable) -> Callable:
     return wrapper
 
 
+def _placed_array(value: Any) -> Any:
+    """``value`` (an array, or a dict, list or tuple of them) as JAX arrays on the default
+    device, in JAX's canonical dtype (float32 for float64 data while x64 is off, as
+    ``jnp.asarray`` gives), in one transfer. ``jnp.asarray`` would compile and run a
+    small program per shape and dtype (about 130 on the default matrix, traced and
+    lowered again in every process); a transfer compiles nothing."""
+    return jax.device_put(jax.tree.map(np.asarray, value))
+
+
 class _JaxSession:
     def __init__(self, case: Case, problem: Problem, device: Any = None) -> None:
         self._device = device
@@ -226,20 +235,20 @@ class _JaxSession:
     def _start(self, case: Case, problem: Problem) -> None:
         _set_x64(case.dtype == "float64")
         self._case = case
-        self._params = {name: jnp.asarray(value) for name, value in problem.params.items()}
+        self._params = _placed_array(dict(problem.params))
         self._problem = problem
         # the dtype JAX really gives the inputs (float32 when x64 is off): a float64 case
         # then fails the dtype check on x instead of warning here
-        dtype = jnp.asarray(problem.x[:1]).dtype
-        self._running = {name: jnp.asarray(value) for name, value in problem.state.items()}
+        dtype = _placed_array(problem.x[:1]).dtype
+        self._running = _placed_array(dict(problem.state))
         if case.is_sequence:
             stack = case.network().stack
-            dtype = jnp.asarray(next(iter(problem.params.values()))[:1]).dtype
-            self._offsets: Any = {name: jnp.zeros((case.batch_size, *shape), dtype=dtype)
+            dtype = _placed_array(next(iter(problem.params.values()))[:1]).dtype
+            self._offsets: Any = {name: _placed_array(np.zeros((case.batch_size, *shape), dtype))
                                   for name, shape in zip(stack.names, stack.shapes[1:],
                                                          strict=True)}
         else:
-            self._offsets = [jnp.zeros((case.batch_size, width), dtype=dtype)
+            self._offsets = [_placed_array(np.zeros((case.batch_size, width), dtype))
                              for width in case.layer_sizes[1:]]
         self._value_and_grad, self._apply, transform = _compiled(case)
         self._steps_taken = 0
@@ -262,17 +271,16 @@ class _JaxSession:
     @_placed
     def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         batch = self._problem.batch(evaluation)
-        x = jnp.asarray(batch.x)
+        x, y, masks = _placed_array((batch.x, batch.y, list(batch.masks)))
         if batch.x.dtype.kind == "f":  # token ids stay integers
             self._check_dtype("x", x)
-        masks = [jnp.asarray(m) for m in batch.masks]
         before, started = COMPILE_STATS.count, time.perf_counter()
         if self._case.is_sequence:
             (loss, self._running), (self._grads, self._deltas) = self._value_and_grad(
-                self._params, self._offsets, x, jnp.asarray(batch.y), self._running)
+                self._params, self._offsets, x, y, self._running)
         else:
             loss, (self._grads, self._deltas) = self._value_and_grad(
-                self._params, self._offsets, x, jnp.asarray(batch.y), masks
+                self._params, self._offsets, x, y, masks
             )
         if COMPILE_STATS.count != before:
             COMPILE_STATS.seconds += time.perf_counter() - started
@@ -288,7 +296,7 @@ class _JaxSession:
 
     @_placed
     def set_parameters(self, params) -> None:
-        self._params = {name: jnp.asarray(value) for name, value in params.items()}
+        self._params = _placed_array(dict(params))
 
     @_placed
     def step(self, completed_steps: int) -> dict[str, np.ndarray]:
