@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradparity.compare.metrics import compare_arrays, machine_epsilon
+from gradparity.compare.metrics import compare_arrays, largest, machine_epsilon
 from gradparity.compare.tolerances import FIXED_TOLERANCE_EPS, fixed_tolerance
 
 
@@ -48,3 +48,37 @@ def test_unknown_dtype_names_allowed_values() -> None:
     expected = r"dtype: invalid value 'float16'; allowed: float32, float64"
     with pytest.raises(ValueError, match=expected):
         fixed_tolerance("float16")
+
+
+def test_float32_sides_compared_exactly_in_float64() -> None:
+    # 1 + 2^-23 and 1 are adjacent float32 numbers: their difference is exact in float64
+    a, b = np.float32([1 + 2.0**-23, 3.0]), np.float32([1.0, 3.0])
+    d = _compare(a, b, "float32")
+    assert d.max_abs == 2.0**-23 and d.worst_index == (0,)
+    assert d.normwise == 2.0**-23 / 3.0 and d.normwise_eps == 1 / 3.0
+    assert d.value == 1 + 2.0**-23 and d.baseline_value == 1.0
+
+
+def test_zero_dimensional_values_are_compared() -> None:
+    d = _compare(2.5, 2.0)
+    assert (d.max_abs, d.normwise, d.max_rel, d.worst_index) == (0.5, 0.25, 0.25, ())
+    assert (d.value, d.baseline_value) == (2.5, 2.0)
+
+
+@pytest.mark.parametrize("value, baseline", [
+    ([1.0, np.inf], [1.0, np.inf]),  # Inf - Inf: no warning, still not agreement
+    ([1.0, 2.0], [1.0, -np.inf]),
+    ([np.nan, 2.0], [1.0, 2.0]),
+], ids=["inf-both", "inf-baseline", "nan-value"])
+def test_non_finite_values_name_their_first_position(value, baseline) -> None:
+    d = _compare(value, baseline)
+    first = next(i for i, (x, y) in enumerate(zip(value, baseline, strict=True))
+                 if not (np.isfinite(x) and np.isfinite(y)))
+    assert not d.passed and d.normwise == np.inf and d.note
+    assert d.worst_index == (first,)
+
+
+def test_largest_magnitude_without_a_copy() -> None:
+    assert largest(np.array([[-3.0, 2.0], [1.0, 0.5]])) == 3.0
+    assert largest(np.array([0.25, -0.125])) == 0.25
+    assert largest(np.zeros((0, 3))) == 0.0

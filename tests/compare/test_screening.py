@@ -111,6 +111,14 @@ def test_worst_steps_finds_the_step_a_step_by_step_search_finds(seed: int, stack
                  worst_steps(mine, theirs, names, lambda *a: allowed, "params", compare))
     step, row = found["W2"]
     assert step == 3 and "missing" in row.note
+    mine[2]["W2"] = theirs[2]["W2"].copy()
+    mine[4]["b1"] = np.where(np.arange(4) == 1, np.inf, theirs[4]["b1"])
+    theirs[4]["b1"] = np.where(np.arange(4) == 1, np.inf, theirs[4]["b1"])
+    # an Inf on both sides (Inf - Inf, no warning): every step compared, the step named
+    found = dict((name, (step, row)) for name, step, row in
+                 worst_steps(mine, theirs, names, lambda *a: allowed, "params", compare))
+    step, row = found["b1"]
+    assert step == 5 and row.worst_index == (1,) and not row.passed
 
 
 def _every_check(case: Case, outcome) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from gradparity import reference
 from gradparity.compare.branches import KinkFlip
-from gradparity.compare.metrics import machine_epsilon
+from gradparity.compare.metrics import largest, machine_epsilon
 from gradparity.compare.probes import (
     conditioning,
     entry_rounding,
@@ -177,7 +177,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
     if first is not None and any("/" in name for name in first[0]):
         runs["state"] = _trajectory(case, wide, noise="state")
     losses = {name: [] for name in ("clean", *runs, "branch")}
-    state_rounding, step_size, largest = {}, {}, {n: 0.0 for n in params}
+    state_rounding, step_size, largest_update = {}, {}, {n: 0.0 for n in params}
     before = params
     for step in range(1, case.steps + 1):
         if branch is None and forks and forks[0].evaluation < step:
@@ -191,7 +191,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
             perturbed[name], loss = next(run)
             losses[name].append(loss)
         # parameters and optimizer state slots alike: "W1", "first_moment/W1", ...
-        scale = {n: max(_largest(exact[n]), np.finfo(float).tiny) for n in exact}
+        scale = {n: max(largest(exact[n]), np.finfo(float).tiny) for n in exact}
         sensitivity[step] = _moved(perturbed["gradient"], exact, scale, PERTURBATION)
         if "update" in runs:
             moved[step] = _moved(perturbed["update"], exact, scale, PERTURBATION)
@@ -201,10 +201,11 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
         state_rounding[step] = ({n: v for n, v in _moved(perturbed["state"], exact, scale,
                                                          PERTURBATION).items() if "/" in n}
                                 if "state" in runs else {})
-        largest = {n: max(largest[n], _largest(exact[n] - before[n])) for n in params}
+        largest_update = {n: max(largest_update[n], largest(exact[n] - before[n]))
+                          for n in params}
         # rounding an update d is relative to d: where updates exceed the parameters
         # (RMSprop's first steps), one rounding per step is more than one eps of p
-        step_size[step] = {n: largest[n] / scale[n] for n in params}
+        step_size[step] = {n: largest_update[n] / scale[n] for n in params}
         before = exact
     clean_losses = np.array(losses["clean"])
     gradient_losses = np.array(losses["gradient"])
@@ -234,12 +235,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
 
 def _moved(perturbed, exact, scale, unit) -> dict[str, float]:
     """How far each entry of a perturbed trajectory's step moved, in ``unit`` x its scale."""
-    return {n: _largest(perturbed[n] - exact[n]) / (unit * scale[n]) for n in exact}
-
-
-def _largest(values: np.ndarray) -> float:
-    """max |values| without a copy of |values|."""
-    return max(float(values.max()), -float(values.min())) if values.size else 0.0
+    return {n: largest(perturbed[n] - exact[n]) / (unit * scale[n]) for n in exact}
 
 
 class AbsoluteBackprop(Backprop):

@@ -123,6 +123,11 @@ def nonfinite_note(a: np.ndarray, b: np.ndarray, framework: str, baseline: str) 
     return text
 
 
+def largest(values: np.ndarray) -> float:
+    """max |values| without a copy of |values| (0 for an empty array)."""
+    return max(float(values.max()), -float(values.min())) if values.size else 0.0
+
+
 def compare_arrays(
     value: np.ndarray | None,
     baseline: np.ndarray,

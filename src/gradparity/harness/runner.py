@@ -33,6 +33,7 @@ from gradparity.compare.metrics import (
     FINITE_DIFFERENCES,
     ORACLE,
     Difference,
+    largest,
     machine_epsilon,
 )
 from gradparity.compare.pairwise import compare_results, first_backward_divergence
@@ -194,11 +195,8 @@ def _trajectory_errors(case, problem, results, device="cpu") -> dict[str, Trajec
 
     def error(params, step):
         target = reference.parameters_after(step)
-        return max(
-            float(np.abs(np.asarray(params[n], np.float64) - target[n]).max()
-                  / max(np.abs(target[n]).max(), np.finfo(float).tiny))
-            for n in target
-        ) / eps
+        return max(largest(np.subtract(params[n], target[n], dtype=np.float64))
+                   / max(largest(target[n]), np.finfo(float).tiny) for n in target) / eps
 
     errors = {}
     for name, result in results.items():
