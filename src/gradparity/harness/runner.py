@@ -20,7 +20,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import combinations
 
 import numpy as np
@@ -38,81 +38,10 @@ from gradparity.compare.metrics import (
 )
 from gradparity.compare.pairwise import compare_results, first_backward_divergence
 from gradparity.compare.tolerances import ROUNDING_SHRINK_SLACK, TOLERANCE_MODES, Tolerances
-from gradparity.harness.explain import CONVENTION_PREFIX, explain_by_conventions
+from gradparity.harness.explain import explain_by_conventions
+from gradparity.harness.outcome import CaseOutcome, CaseTimeout, TrajectoryErrors
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem, make_problem
-
-
-class CaseTimeout(Exception):
-    """A case ran past its time limit (``run_isolated``)."""
-
-
-@dataclass(frozen=True)
-class TrajectoryErrors:
-    """Per-step normwise error (in eps) of one framework against the reference."""
-
-    free_running: tuple[float, ...]
-    teacher_forced: tuple[float, ...]
-
-    @property
-    def growth_per_step(self) -> float:
-        """Geometric mean growth of the free-running error from step 1 to the last."""
-        if len(self.free_running) < 2:
-            return float("nan")
-        # errors below one eps are a single rounding: count them as one eps
-        first, last = max(self.free_running[0], 1.0), max(self.free_running[-1], 1.0)
-        return float((last / first) ** (1 / (len(self.free_running) - 1)))
-
-
-@dataclass(frozen=True)
-class CaseOutcome:
-    """Results of one case: per framework, the skipped ones, and every check."""
-
-    case: Case
-    results: dict[str, RunResult]
-    skipped: dict[str, str] = field(default_factory=dict)  # framework -> reason
-    differences: tuple[Difference, ...] = ()
-    oracle_differences: tuple[Difference, ...] = ()  # each implementation vs the oracle
-    verdicts: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
-    localisation: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-    trajectories: dict[str, TrajectoryErrors] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)  # framework (or "case") -> traceback
-    # the first pass with a value within rounding of a kink, where the full tolerance model
-    # was derived and found one: from the next step on, checks allow the other branch
-    kink_pass: int | None = None
-
-    @property
-    def checks(self) -> tuple[Difference, ...]:
-        return self.differences + self.oracle_differences
-
-    @property
-    def compared(self) -> bool:
-        """Whether anything was compared at all (a pair or an oracle)."""
-        return bool(self.checks)
-
-    @property
-    def passed(self) -> bool:
-        """Every check passed or is explained by a catalogued convention, at least one
-        was made, and nothing raised. The oracle rows (float64 oracle, finite
-        differences) count like every other check."""
-        return self.compared and not self.errors and all(
-            d.passed or self.explained(d) for d in self.checks)
-
-    def explained(self, check: Difference) -> bool:
-        """Whether a failing check is a catalogued convention's, not a disagreement."""
-        verdict = self.verdicts.get((check.framework, check.baseline, check.quantity,
-                                     check.parameter), "")
-        return verdict.startswith(CONVENTION_PREFIX)
-
-    def worst(self, framework: str, baseline: str) -> Difference | None:
-        """The check of this pair with the largest observed/allowed ratio."""
-        pair = [d for d in self.checks if (d.framework, d.baseline) == (framework, baseline)]
-        return max(pair, key=lambda d: d.headroom) if pair else None
-
-    def worst_against_oracle(self) -> Difference | None:
-        """The implementation furthest from the oracle (float64 oracle or finite differences)."""
-        candidates = [d for d in self.oracle_differences if d.baseline == ORACLE]
-        return max(candidates, key=lambda d: d.normwise) if candidates else None
 
 
 def validate_frameworks(frameworks: Sequence[str]) -> tuple[str, ...]:
@@ -138,11 +67,10 @@ def short_traceback(error: BaseException, limit: int = 4) -> str:
     return "".join(lines).rstrip()
 
 
-def _run_all(case: Case, problem: Problem, frameworks: Sequence[str], device: str = "cpu"):
-    """Each framework's result; one that raises is recorded as an error, the rest go on."""
-    results: dict[str, RunResult] = {}
-    skipped: dict[str, str] = {}
-    errors: dict[str, str] = {}
+def _runnable(case: Case, frameworks: Sequence[str], device: str = "cpu"
+              ) -> tuple[list[str], dict[str, str]]:
+    """The frameworks that can run ``case`` here, and why each other one cannot."""
+    runnable, skipped = [], {}
     for name in frameworks:
         adapter = get_adapter(name, device)
         availability = adapter.availability()
@@ -153,13 +81,23 @@ def _run_all(case: Case, problem: Problem, frameworks: Sequence[str], device: st
         if reason is not None:
             skipped[name] = f"not expressible in {name}: {reason}"
             continue
+        runnable.append(name)
+    return runnable, skipped
+
+
+def _run_all(case: Case, problem: Problem, runnable: Sequence[str], device: str = "cpu"):
+    """Each framework's result; one that raises is recorded as an error, the rest go on."""
+    results: dict[str, RunResult] = {}
+    errors: dict[str, str] = {}
+    for name in runnable:
+        adapter = get_adapter(name, device)
         try:
             results[name] = adapter.run(case, problem)
         except CaseTimeout:
             raise
         except Exception as error:  # an adapter bug must not stop the other frameworks
             errors[name] = short_traceback(error)
-    return results, skipped, errors
+    return results, errors
 
 
 def divergence(result: RunResult) -> str | None:
@@ -281,19 +219,40 @@ def compare_pair(result: RunResult, baseline: RunResult, case: Case, *,
     if tolerances not in TOLERANCE_MODES:
         raise ValueError(f"tolerances: invalid value {tolerances!r}; allowed: "
                          f"{', '.join(TOLERANCE_MODES)}")
-    return _judged(result, baseline, case, tolerances, problem, steps)[0]
+    return _judged(result, baseline, case, tolerances, _Models(case, problem), steps)[0]
+
+
+class _Models:
+    """The tolerance model of one case on one problem, each form derived at most once:
+    generated data is cached by :mod:`gradparity.compare.derivation` itself, a user's
+    data (``problem``) once per run here instead of once per compared pair."""
+
+    def __init__(self, case: Case, problem: Problem | None) -> None:
+        self.case, self.problem = case, problem
+        self._floors: Tolerances | None = None
+        self._full: Tolerances | None = None
+
+    def floors(self) -> Tolerances:
+        if self._floors is None:
+            self._floors = floors(self.case, self.problem)
+        return self._floors
+
+    def full(self) -> Tolerances:
+        if self._full is None:
+            self._full = derive(self.case, self.problem)
+        return self._full
 
 
 def _judged(result: RunResult, baseline: RunResult, case: Case, tolerances: str,
-            problem: Problem | None, steps: Sequence[int] | None = None
+            models: _Models, steps: Sequence[int] | None = None
             ) -> tuple[list[Difference], Tolerances]:
     """:func:`compare_pair`'s checks and the model they were judged against."""
     if tolerances == "screened":
-        model = floors(case, problem)
+        model = models.floors()
         screened = compare_results(result, baseline, case, model, steps=steps)
         if all(d.passed for d in screened):
             return screened, model
-    model = derive(case, problem)
+    model = models.full()
     return compare_results(result, baseline, case, model, steps=steps), model
 
 
@@ -315,7 +274,15 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     frameworks = validate_frameworks(frameworks)
     given = problem  # user data: the tolerance model is evaluated on it, not on generated
     problem = make_problem(case) if problem is None else problem
-    results, skipped, errors = _run_all(case, problem, frameworks, device)
+    runnable, skipped = _runnable(case, frameworks, device)
+    models = _Models(case, given)
+    if tolerances == "full" and given is None and (len(runnable) > 1 or (
+            explain and runnable and case.dtype == "float32")):
+        # the model before the runs are held: its float64 trajectories' memory then
+        # comes and goes before the runs' arrives, not on top of it (a user's data is
+        # checked for divergence first, below)
+        models.full()
+    results, errors = _run_all(case, problem, runnable, device)
     if given is not None and "numpy" in results:
         where = divergence(results["numpy"])
         if where is not None:
@@ -326,7 +293,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     kink_pass = None  # set where a pair was judged by the full model and it found a kink
     for framework, baseline in framework_pairs(list(results)):
         judged, model = _judged(results[framework], results[baseline], case, tolerances,
-                                given)
+                                models)
         differences += judged
         kink_pass = model.branch_from if kink_pass is None else kink_pass
     oracle_differences: list[Difference] = []
@@ -335,8 +302,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     oracle = float64_oracle(case, problem) if needs_oracle else None
     if oracle is not None and explain:
         for result in results.values():
-            oracle_differences += compare_pair(result, oracle, case, tolerances=tolerances,
-                                               problem=given)
+            oracle_differences += _judged(result, oracle, case, tolerances, models)[0]
     if finite_differences and "numpy" in results:
         # the reference's maths is checked in float64: a float32 gradient's own
         # rounding (~1e-7) would eat most of the 1e-6 finite-difference budget
@@ -353,14 +319,14 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     localisation = {}
     for framework, baseline in framework_pairs(list(results)):
         where = first_backward_divergence(results[framework], results[baseline], case,
-                                          floors(case, given))
+                                          models.floors())
         if where is not None:
             localisation[(framework, baseline)] = where
+    del sides, oracle  # the teacher-forced reruns need neither: the float64 run goes first
+    trajectories = _trajectory_errors(case, problem, results, device)
     return CaseOutcome(
         case, results, skipped, tuple(differences), tuple(oracle_differences), errors=errors,
-        verdicts=verdicts,
-        localisation=localisation,
-        trajectories=_trajectory_errors(case, problem, results, device),
+        verdicts=verdicts, localisation=localisation, trajectories=trajectories,
         kink_pass=kink_pass,
     )
 

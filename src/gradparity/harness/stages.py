@@ -8,7 +8,8 @@ and the peak resident memory when it ended. The stages:
   reference included; the oracle's run counts as the oracle);
 * ``float64 oracle``: the reference again in float64;
 * ``tolerance model``: deriving it (float64 trajectories, conditioning probes);
-* ``comparisons``: every pair's checks against it;
+* ``comparisons``: every pair's checks against it (the model's derivation inside
+  counts as the model);
 * ``finite differences``: the reference against its own float64 finite differences;
 * ``teacher-forced reruns``: each framework's steps from the reference's parameters;
 * ``everything else``: data, diagnosis, bookkeeping.
@@ -32,7 +33,7 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (base.Adapter, "run", "framework runs"),
     (runner, "float64_oracle", "float64 oracle"),
     (runner, "derive", "tolerance model"),
-    (runner, "compare_pair", "comparisons"),
+    (runner, "_judged", "comparisons"),
     (runner, "check_against_finite_differences", "finite differences"),
     (runner, "run_teacher_forced", "teacher-forced reruns"),
 )

@@ -1,0 +1,70 @@
+"""What ``run_case`` derives, how often, and when: the tolerance model once per run,
+before the frameworks' runs are held."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradparity.adapters import base
+from gradparity.compare import derivation
+from gradparity.harness import runner
+from gradparity.harness.runner import run_case
+from gradparity.spec.case import Case
+from gradparity.spec.data import make_problem, problem_from_arrays
+
+CASE = Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", dtype="float32",
+            optimizer="adam", hyperparameters={"lr": 1e-2}, steps=3, batch_size=8)
+
+
+def _counted(monkeypatch) -> list[str]:
+    calls = []
+    trajectories = derivation._with_trajectories
+
+    def with_trajectories(case, static, wide):
+        calls.append(case.id)
+        return trajectories(case, static, wide)
+
+    monkeypatch.setattr(derivation, "_with_trajectories", with_trajectories)
+    return calls
+
+
+def test_a_users_data_is_derived_once_for_every_pair(monkeypatch) -> None:
+    generated = make_problem(CASE)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(generated.x.shape).astype(np.float32)
+    y = rng.integers(0, 2, size=generated.y.shape[0])
+    given = problem_from_arrays(CASE, x, y)
+    calls = _counted(monkeypatch)
+    outcome = run_case(CASE, ("numpy", "torch"), problem=given, finite_differences=False)
+    # the numpy-torch pair and both implementations against the float64 oracle: three
+    # judged pairs (each derived the model once before)
+    assert len({(d.framework, d.baseline) for d in outcome.checks}) == 3
+    assert outcome.passed
+    assert calls == [CASE.id]
+
+
+def test_the_model_is_derived_before_the_frameworks_run(monkeypatch) -> None:
+    derivation.clear_caches()
+    order = []
+    derive, run = runner.derive, base.Adapter.run
+
+    def derived(*args, **kwargs):
+        order.append("model")
+        return derive(*args, **kwargs)
+
+    def ran(self, case, problem):
+        order.append(self.name)
+        return run(self, case, problem)
+
+    monkeypatch.setattr(runner, "derive", derived)
+    monkeypatch.setattr(base.Adapter, "run", ran)
+    assert run_case(CASE, ("numpy", "torch"), finite_differences=False).passed
+    assert order[:3] == ["model", "numpy", "torch"]
+
+
+def test_one_framework_alone_derives_nothing(monkeypatch) -> None:
+    derivation.clear_caches()
+    calls = _counted(monkeypatch)
+    float64 = Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", steps=2)
+    outcome = run_case(float64, ("numpy",), finite_differences=False)
+    assert not outcome.compared and calls == []  # no pair, no oracle: no model needed
