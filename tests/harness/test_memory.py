@@ -39,3 +39,29 @@ def test_large_temporaries_reuse_freed_memory():
     assert default >= 10 * 100
     # reused from the heap: a handful of faults for all ten
     assert _page_faults("reuse") < default / 100
+
+
+_RELEASED = """
+import sys
+import numpy as np
+from gradparity.harness.memory import release_freed_memory, resident_mib, reuse_freed_memory
+assert reuse_freed_memory()
+arrays = [np.ones(6 << 20) for _ in range(4)]  # 192 MiB, kept by the heap once freed
+del arrays
+held = resident_mib()
+if sys.argv[1] == "release":
+    assert release_freed_memory()
+print(held - resident_mib())
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="malloc_trim is glibc's")
+def test_freed_memory_goes_back_when_released():
+    def returned(mode: str) -> float:
+        done = subprocess.run([sys.executable, "-c", _RELEASED, mode], capture_output=True,
+                              text=True, check=True)
+        return float(done.stdout)
+
+    assert returned("keep") < 16  # MiB: the heap keeps what was freed, for reuse
+    assert returned("release") > 150  # most of the 192 MiB back to the system

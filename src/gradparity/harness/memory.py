@@ -21,9 +21,9 @@ def reuse_freed_memory() -> bool:
     automatic mmap threshold, so by default every temporary of that size is a fresh
     mmap whose pages the kernel zeroes and faults in one by one, and an unmap when it
     is freed. On the MNIST-sized case that was about 6 of the run's 14.6 s of system
-    time (docs/speed.md). Freed memory is kept for reuse, not added to: the peaks the
-    bench's size scan measures moved by at most a few percent. Nothing happens on
-    other C libraries."""
+    time (docs/speed.md). What the heap keeps counts in the resident memory until
+    :func:`release_freed_memory` hands it back, which the runner does after its largest
+    transients. Nothing happens on other C libraries."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
@@ -43,6 +43,18 @@ def resident_mib() -> float:
             return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
     except OSError:
         return 0.0
+
+
+def release_freed_memory() -> bool:
+    """Hand the pages of freed heap blocks back to the system (glibc's ``malloc_trim``),
+    after a stage whose temporaries are gone: the next stage's arrays then start from
+    what is really held, and the process's peak stays lower. True where done."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
 
 
 def peak_mib() -> float:

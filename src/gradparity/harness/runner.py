@@ -39,6 +39,7 @@ from gradparity.compare.metrics import (
 from gradparity.compare.pairwise import compare_results, first_backward_divergence
 from gradparity.compare.tolerances import ROUNDING_SHRINK_SLACK, TOLERANCE_MODES, Tolerances
 from gradparity.harness.explain import explain_by_conventions
+from gradparity.harness.memory import release_freed_memory
 from gradparity.harness.outcome import CaseOutcome, CaseTimeout, TrajectoryErrors
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem, make_problem
@@ -282,6 +283,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
         # comes and goes before the runs' arrives, not on top of it (a user's data is
         # checked for divergence first, below)
         models.full()
+        release_freed_memory()
     results, errors = _run_all(case, problem, runnable, device)
     if given is not None and "numpy" in results:
         where = divergence(results["numpy"])
@@ -323,6 +325,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
         if where is not None:
             localisation[(framework, baseline)] = where
     del sides, oracle  # the teacher-forced reruns need neither: the float64 run goes first
+    release_freed_memory()
     trajectories = _trajectory_errors(case, problem, results, device)
     return CaseOutcome(
         case, results, skipped, tuple(differences), tuple(oracle_differences), errors=errors,
