@@ -45,10 +45,21 @@ def resident_mib() -> float:
         return 0.0
 
 
-def release_freed_memory() -> bool:
-    """Hand the pages of freed heap blocks back to the system (glibc's ``malloc_trim``),
-    after a stage whose temporaries are gone: the next stage's arrays then start from
-    what is really held, and the process's peak stays lower. True where done."""
+RELEASE_AFTER_BYTES = 8 << 20
+"""A float64 copy of the parameters at least this large (a million parameters) makes the
+runner's transients worth handing back (:func:`release_freed_memory`)."""
+
+
+def release_freed_memory(parameter_bytes: int) -> bool:
+    """Hand the pages of freed heap blocks back to the system (glibc's ``malloc_trim``)
+    after a stage whose temporaries are gone, so that the next stage's arrays start from
+    what is really held and the process's peak stays lower; True where done.
+
+    A trim walks the whole heap (milliseconds), which only pays after large transients:
+    nothing is done unless ``parameter_bytes`` (a float64 copy of the case's
+    parameters) is at least ``RELEASE_AFTER_BYTES``."""
+    if parameter_bytes < RELEASE_AFTER_BYTES:
+        return False
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
     except (OSError, AttributeError, TypeError):

@@ -277,13 +277,14 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     problem = make_problem(case) if problem is None else problem
     runnable, skipped = _runnable(case, frameworks, device)
     models = _Models(case, given)
+    parameter_bytes = 8 * sum(value.size for value in problem.params.values())
     if tolerances == "full" and given is None and (len(runnable) > 1 or (
             explain and runnable and case.dtype == "float32")):
         # the model before the runs are held: its float64 trajectories' memory then
         # comes and goes before the runs' arrives, not on top of it (a user's data is
         # checked for divergence first, below)
         models.full()
-        release_freed_memory()
+        release_freed_memory(parameter_bytes)
     results, errors = _run_all(case, problem, runnable, device)
     if given is not None and "numpy" in results:
         where = divergence(results["numpy"])
@@ -325,7 +326,7 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
         if where is not None:
             localisation[(framework, baseline)] = where
     del sides, oracle  # the teacher-forced reruns need neither: the float64 run goes first
-    release_freed_memory()
+    release_freed_memory(parameter_bytes)
     trajectories = _trajectory_errors(case, problem, results, device)
     return CaseOutcome(
         case, results, skipped, tuple(differences), tuple(oracle_differences), errors=errors,
