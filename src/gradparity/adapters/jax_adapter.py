@@ -221,7 +221,7 @@ def _placed_array(value: Any) -> Any:
     """``value`` (an array, or a dict, list or tuple of them) as JAX arrays on the default
     device, in JAX's canonical dtype (float32 for float64 data while x64 is off, as
     ``jnp.asarray`` gives), in one transfer. ``jnp.asarray`` would compile and run a
-    small program per shape and dtype (about 130 on the default matrix, traced and
+    small program per shape and dtype (about 90 on the default matrix, traced and
     lowered again in every process); a transfer compiles nothing."""
     return jax.device_put(jax.tree.map(np.asarray, value))
 
