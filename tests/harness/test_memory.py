@@ -33,12 +33,12 @@ def _page_faults(mode: str) -> int:
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="mallopt's thresholds are glibc's")
 def test_large_temporaries_reuse_freed_memory():
-    # glibc by default maps each such array afresh, and its pages fault in again every
-    # time (fewer than 12,288 per array where NumPy's huge pages take some of them)
+    # glibc by default maps each such array afresh, and a fresh mapping faults in again
+    # (at least once; up to 12,288 times where NumPy's huge pages take none of it)
     default = _page_faults("default")
-    assert default >= 10 * 100
+    assert default >= 10
     # reused from the heap: a handful of faults for all ten
-    assert _page_faults("reuse") < default / 100
+    assert _page_faults("reuse") < default / 10
 
 
 _RELEASED = """

@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gradparity.compare.metrics import Difference, compare_arrays, machine_epsilon, within
+from gradparity.compare.metrics import (
+    Difference,
+    compare_arrays,
+    largest,
+    machine_epsilon,
+    within,
+)
 
 Item = tuple  # (value or None, baseline, quantity, parameter, tolerance)
 
@@ -74,18 +80,18 @@ def compare_many(items: Sequence[Item], *, case_id: str, dtype: str, framework: 
     relative[(diff > 0) & (magnitude == 0)] = np.inf  # x/0 = inf, 0/0 = 0
     max_rel = np.maximum.reduceat(relative, starts)
     eps = machine_epsilon(dtype)
-    for (position, _, base), start, flat, largest, biggest, rel in zip(
+    for (position, _, base), start, flat, worst_abs, biggest, rel in zip(
             regular, starts.tolist(), worst.tolist(), max_abs.tolist(), scale.tolist(),
             max_rel.tolist(), strict=True):
         _, _, quantity, parameter, tolerance = items[position]
-        normwise = largest / biggest if biggest > 0 else (0.0 if largest == 0 else np.inf)
+        normwise = worst_abs / biggest if biggest > 0 else (0.0 if worst_abs == 0 else np.inf)
         rows[position] = Difference(
             case_id, dtype, framework, baseline_name, quantity, parameter,
-            max_abs=largest, max_rel=rel, normwise=normwise, normwise_eps=normwise / eps,
+            max_abs=worst_abs, max_rel=rel, normwise=normwise, normwise_eps=normwise / eps,
             tolerance=tolerance,
             worst_index=tuple(int(i) for i in np.unravel_index(flat - start, base.shape)),
             value=float(a[flat]), baseline_value=float(b[flat]),
-            passed=within(normwise, largest, tolerance, dtype))
+            passed=within(normwise, worst_abs, tolerance, dtype))
     return rows
 
 
@@ -120,7 +126,7 @@ def _step_maxima(mine: list[dict], theirs: list[dict], names: tuple[str, ...]
             with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
                 difference = np.subtract(a, b, dtype=np.float64)
             max_abs[step, column] = np.abs(difference, out=difference).max()
-            scale[step, column] = max(float(b.max()), -float(b.min()))
+            scale[step, column] = largest(b)
     # a NaN or Inf on either side makes its step's maximum NaN or Inf
     if not (np.isfinite(max_abs).all() and np.isfinite(scale).all()):
         return None

@@ -6,11 +6,22 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import resource
+from typing import Any
 
 HEAP_UP_TO_BYTES = 1 << 30
 """Blocks up to this size come from the reusable heap (see :func:`reuse_freed_memory`)."""
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def _libc(name: str, argtypes: list) -> Any:
+    """The C library's function ``name`` returning an int, or None where it has none."""
+    try:
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
 
 
 def reuse_freed_memory() -> bool:
@@ -20,17 +31,13 @@ def reuse_freed_memory() -> bool:
     A float64 array of a 2048 x 2048 weight is 32 MiB, just over glibc's largest
     automatic mmap threshold, so by default every temporary of that size is a fresh
     mmap whose pages the kernel zeroes and faults in one by one, and an unmap when it
-    is freed. On the MNIST-sized case that was about 6 of the run's 14.6 s of system
-    time (docs/speed.md). What the heap keeps counts in the resident memory until
+    is freed. On the MNIST-sized case the run's system time went from 14.6 s to 7-9 s
+    with it (docs/speed.md). What the heap keeps counts in the resident memory until
     :func:`release_freed_memory` hands it back, which the runner does after its largest
     transients. Nothing happens on other C libraries."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+    mallopt = _libc("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # trimming the heap's top at most when 2 GiB lie free there
     return bool(mallopt(_M_MMAP_THRESHOLD, HEAP_UP_TO_BYTES)
                 and mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_UP_TO_BYTES - 1))
@@ -60,12 +67,8 @@ def release_freed_memory(parameter_bytes: int) -> bool:
     parameters) is at least ``RELEASE_AFTER_BYTES``."""
     if parameter_bytes < RELEASE_AFTER_BYTES:
         return False
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
+    trim = _libc("malloc_trim", [ctypes.c_size_t])
+    return trim is not None and bool(trim(0))
 
 
 def peak_mib() -> float:
