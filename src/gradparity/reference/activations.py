@@ -152,14 +152,22 @@ def elu_derivative(z: np.ndarray, a: np.ndarray, elu_alpha: float = ELU_ALPHA) -
     return np.where(z > 0, 1.0, a + elu_alpha).astype(z.dtype)
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 GELU_TANH_CUBIC = 0.044715  # the tanh approximation's coefficient (both frameworks)
 
 
+def _erf(values: np.ndarray) -> np.ndarray:
+    """``math.erf`` of every entry, in float64, in ``values``' shape. NumPy has no erf,
+    and ``math.erf`` (the C library's, within an ulp) is called once per entry: through
+    a list of floats, which is twice as fast as ``np.frompyfunc`` and its object arrays."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.fromiter(map(math.erf, values.ravel().tolist()), np.float64,
+                       values.size).reshape(values.shape)
+
+
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
-    # NumPy has no erf; math.erf per element is exact to an ulp (computed in float64)
-    return (0.5 * (1 + _erf(np.asarray(z, dtype=np.float64) / math.sqrt(2)))).astype(np.float64)
+    """Phi(z) = (1 + erf(z / sqrt(2))) / 2, in float64."""
+    return 0.5 * (1 + _erf(np.asarray(z, dtype=np.float64) / math.sqrt(2)))
 
 
 def gelu(z: np.ndarray) -> np.ndarray:
