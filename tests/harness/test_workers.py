@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from gradparity.cli.main import main
-from gradparity.harness.executors import check_executor, check_workers, ordered_map
+from gradparity.harness import executors
+from gradparity.harness.executors import (
+    _chunksize,
+    check_executor,
+    check_workers,
+    ordered_map,
+)
 from tests.conftest import require
 
 CASES = """
@@ -33,8 +43,31 @@ def _square(value: int) -> int:
     return value * value
 
 
+def _worker_settings(_: int) -> tuple:
+    import dask
+
+    return (dask.config.get("distributed.worker.profile.enabled"),
+            dask.config.get("distributed.admin.tick.interval"))
+
+
 def test_ordered_map_keeps_the_order_across_processes() -> None:
     assert list(ordered_map(_square, list(range(9)), workers=2)) == [v * v for v in range(9)]
+
+
+def test_a_local_dask_cluster_does_not_profile_its_tasks() -> None:
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    import dask
+
+    settings = list(ordered_map(_worker_settings, [0, 1], workers=2, executor="dask"))
+    assert settings == [(False, "1s")] * 2
+    # only the cluster started for the map: this process keeps Dask's defaults
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
+@pytest.mark.parametrize(("items", "workers", "size"), [(520, 2, 16), (156, 2, 4), (9, 2, 1),
+                                                        (1, 4, 1)])
+def test_cases_go_out_in_about_sixteen_chunks_per_worker(items, workers, size) -> None:
+    assert _chunksize(items, workers) == size
 
 
 @pytest.mark.parametrize("bad", [0, -1, 10**6, 1.5, True])
@@ -95,3 +128,88 @@ def test_a_scheduler_implies_the_dask_executor() -> None:
     pytest.importorskip("distributed", reason="the dask extra is not installed")
     assert check_executor("local", "tcp://127.0.0.1:8786") == "dask"
     assert check_executor("local") == "local"
+
+
+def test_the_parent_imports_the_audited_frameworks_while_workers_run() -> None:
+    # a fresh interpreter: this one has imported torch and JAX long ago
+    require("torch")
+    require("jax")
+    script = ("import sys\n"
+              "from gradparity.harness.audit import import_in_background\n"
+              "before = {'torch', 'jax'} & set(sys.modules)\n"
+              "thread = import_in_background()\n"
+              "thread.join(120)\n"
+              "print(sorted(before), thread.daemon, thread.is_alive(),\n"
+              "      sorted({'torch', 'jax'} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=180)
+    assert done.stdout.split("\n")[0] == "[] True False ['jax', 'torch']"
+
+
+def test_an_outcome_for_the_report_writes_the_same_report(tmp_path: Path) -> None:
+    from gradparity.harness.runner import run_case
+    from gradparity.harness.workers import run_outcome
+    from gradparity.report.outputs import write_outputs
+    from gradparity.spec.case import Case
+    from gradparity.spec.matrix import xor_case
+
+    require("torch")
+    # the second one stands for the XOR example, whose table reads the runs' losses
+    cases = [Case(layer_sizes=(3, 5, 2), hidden_activation="relu",
+                  loss="softmax_cross_entropy", dtype="float32", steps=3),
+             replace(xor_case(), steps=60)]
+    full = [run_case(case, ("numpy", "torch")) for case in cases]
+    slim = [run_outcome((case, ("numpy", "torch"), None, "full", "cpu")) for case in cases]
+    for outcome in slim:  # what crosses from a worker: the losses, no arrays
+        for result in outcome.results.values():
+            assert (result.gradients, result.trajectory, result.deltas, result.states) == (
+                {}, (), (), ())
+            assert len(result.losses) == outcome.case.steps + 1
+    for name, outcomes in (("full", full), ("slim", slim)):
+        write_outputs(outcomes, 1, ("numpy", "torch"), "cmd", [], tmp_path / name,
+                      plots=True)
+    for written in sorted(p.name for p in (tmp_path / "full").iterdir()):
+        if written.endswith(".png"):
+            continue
+        text = (tmp_path / "full" / written).read_text()
+        if written == "results.json":  # the time stamp
+            text = json.loads(text) | {"run": None}
+            assert json.loads((tmp_path / "slim" / written).read_text()) | {"run": None} == text
+        else:
+            assert (tmp_path / "slim" / written).read_text() == text, written
+    assert sorted(p.name for p in (tmp_path / "slim").iterdir()) == sorted(
+        p.name for p in (tmp_path / "full").iterdir())
+
+
+def _threads_setting(_: int) -> str:
+    return os.environ.get("OMP_NUM_THREADS", "unset")
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_workers_are_single_threaded_and_this_process_is_not(executor, monkeypatch) -> None:
+    if executor == "dask":
+        pytest.importorskip("distributed", reason="the dask extra is not installed")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    seen = []
+    found = list(ordered_map(_threads_setting, [0, 1, 2, 3], workers=2, executor=executor,
+                             started=lambda: seen.append(_threads_setting(0))))
+    assert found == ["1"] * 4
+    # what imports torch from ``started`` on (the audit's) sees this process's own setting
+    assert seen == ["unset"]
+    assert "OMP_NUM_THREADS" not in os.environ
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_nothing_to_map_starts_no_workers(executor, monkeypatch) -> None:
+    # a run without --seeds maps its seed sweeps over no items: on Dask that once
+    # started a second cluster (two more worker processes and their imports)
+    if executor == "dask":
+        pytest.importorskip("distributed", reason="the dask extra is not installed")
+        import distributed
+
+        monkeypatch.setattr(distributed, "LocalCluster", None)  # would fail if called
+    monkeypatch.setattr(executors, "ProcessPoolExecutor", None)
+    started = []
+    assert list(ordered_map(_square, [], workers=2, executor=executor,
+                            started=lambda: started.append(1))) == []
+    assert started == []

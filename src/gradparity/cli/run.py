@@ -17,6 +17,7 @@ from gradparity.adapters import (
 )
 from gradparity.cli.common import usage_error
 from gradparity.compare.tolerances import TOLERANCE_MODES
+from gradparity.harness.audit import import_in_background
 from gradparity.harness.executors import EXECUTORS, check_executor, check_workers, ordered_map
 from gradparity.harness.porting import run_porting
 from gradparity.harness.runner import CaseOutcome, validate_frameworks
@@ -175,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         for outcome in run_cases([*cases, *xor_cases], frameworks, workers=args.workers,
                                  time_limit=args.case_timeout or None,
                                  tolerances=args.tolerances, device=args.device,
-                                 executor=executor, scheduler=args.scheduler):
+                                 executor=executor, scheduler=args.scheduler,
+                                 started=import_in_background):
             outcomes.append(outcome)
             progress.update(outcome.case.id, outcome.passed)
         sweeps = []
@@ -212,11 +214,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _porting(args: argparse.Namespace, frameworks) -> list:
     """The library-defaults porting table, for the default matrix with torch and jax."""
+    # the matrix question first: asking for availability imports torch and JAX
+    if args.config is not None or args.filter or args.case:
+        return []
     both = {"torch", "jax"} <= set(frameworks) and all(
         get_adapter(name).availability().available for name in ("torch", "jax"))
-    if not both or args.config is not None or args.filter or args.case:
-        return []
-    return run_porting()
+    return run_porting() if both else []
 
 
 def _command(args: argparse.Namespace, frameworks) -> str:

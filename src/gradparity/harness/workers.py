@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from gradparity.adapters import FRAMEWORKS
@@ -22,10 +22,12 @@ from gradparity.spec.case_files import load_cases
 
 
 def run_outcome(arguments: tuple) -> Any:
-    """Worker entry point: one isolated case (``runner.run_isolated``)."""
+    """Worker entry point: one isolated case (``runner.run_isolated``), as much of its
+    outcome as a report reads (:meth:`~gradparity.harness.outcome.CaseOutcome.for_report`),
+    in this process and in a worker alike."""
     case, frameworks, time_limit, tolerances, device = arguments
     return run_isolated(case, frameworks, time_limit=time_limit, tolerances=tolerances,
-                        device=device)
+                        device=device).for_report()
 
 
 def sweep_outcome(arguments: tuple) -> Any:
@@ -37,12 +39,14 @@ def sweep_outcome(arguments: tuple) -> Any:
 def run_cases(cases: Iterable, frameworks: Sequence[str], *, workers: int = 1,
               time_limit: float | None = None, tolerances: str = "full",
               device: str = "cpu", executor: str = "local",
-              scheduler: str | None = None) -> Iterator:
-    """Every case's outcome, in case order, over ``workers`` workers of ``executor``
-    (see :func:`gradparity.harness.executors.ordered_map`; ``tolerances``, ``device``:
-    see :func:`gradparity.harness.runner.run_case`)."""
+              scheduler: str | None = None,
+              started: Callable[[], object] | None = None) -> Iterator:
+    """Every case's outcome for its report (:func:`run_outcome`), in case order, over
+    ``workers`` workers of ``executor`` (``started``: see
+    :func:`gradparity.harness.executors.ordered_map`; ``tolerances``, ``device``: see
+    :func:`gradparity.harness.runner.run_case`)."""
     items = [(case, tuple(frameworks), time_limit, tolerances, device) for case in cases]
-    return ordered_map(run_outcome, items, workers, executor, scheduler)
+    return ordered_map(run_outcome, items, workers, executor, scheduler, started)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
