@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gradparity.reference.blocks import in_blocks
+
 Params = Mapping[str, np.ndarray]
 Hyper = Mapping[str, Any]
 
@@ -303,7 +305,8 @@ def clip_gradients(grads: Params, hp: Hyper) -> dict[str, np.ndarray]:
 
 def _clipping_first(update: Callable[..., Any]) -> Callable[..., Any]:
     def clipped_update(params, grads, state, hp, **variant):
-        return update(params, clip_gradients(grads, hp), state, hp, **variant)
+        # the update is elementwise: on a large model, computed in cache-sized blocks
+        return in_blocks(update, params, clip_gradients(grads, hp), state, hp, **variant)
 
     clipped_update.__doc__ = update.__doc__
     return clipped_update
