@@ -45,21 +45,23 @@ def _square(value: int) -> int:
 
 def _worker_settings(_: int) -> tuple:
     import dask
+    from distributed import get_worker
 
     return (dask.config.get("distributed.worker.profile.enabled"),
-            dask.config.get("distributed.admin.tick.interval"))
+            dask.config.get("distributed.admin.tick.interval"),
+            get_worker().memory_manager.memory_limit)
 
 
 def test_ordered_map_keeps_the_order_across_processes() -> None:
     assert list(ordered_map(_square, list(range(9)), workers=2)) == [v * v for v in range(9)]
 
 
-def test_a_local_dask_cluster_does_not_profile_its_tasks() -> None:
+def test_a_local_dask_cluster_neither_profiles_nor_limits_its_workers() -> None:
     pytest.importorskip("distributed", reason="the dask extra is not installed")
     import dask
 
     settings = list(ordered_map(_worker_settings, [0, 1], workers=2, executor="dask"))
-    assert settings == [(False, "1s")] * 2
+    assert settings == [(False, "1s", None)] * 2  # no memory manager
     # only the cluster started for the map: this process keeps Dask's defaults
     assert dask.config.get("distributed.worker.profile.enabled") is True
 

@@ -171,11 +171,14 @@ def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
             client = stack.enter_context(Client(scheduler))
         else:
             # the workers are spawned here (their nannies also write Dask's
-            # single-threaded settings into this process's environment: undone on exit)
+            # single-threaded settings into this process's environment: undone on exit);
+            # memory_limit=0: no memory manager, which would pause or kill a worker past
+            # a share of this machine's memory that the local pool does not impose, and
+            # polls every 100 ms (520 cases on 2 cores: 31.9 -> 30.8 s)
             with _single_threaded_environment(), dask.config.set(QUIET_LOCAL_WORKERS):
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None))
+                    dashboard_address=None, memory_limit=0))
             client = stack.enter_context(Client(cluster))
         client.run(prepare_worker)
         if started is not None:
