@@ -22,6 +22,7 @@ from gradparity.compare.metrics import (
     Difference,
     compare_arrays,
     largest,
+    largest_difference,
     machine_epsilon,
     within,
 )
@@ -120,13 +121,9 @@ def _step_maxima(mine: list[dict], theirs: list[dict], names: tuple[str, ...]
         for column, name in enumerate(names):
             if not sizes[column]:
                 continue
-            a, b = m[name], t[name]
-            # the difference in float64 (exact for float32 inputs) without float64
-            # copies of the inputs; |b|'s maximum is exact in b's own dtype
-            with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
-                difference = np.subtract(a, b, dtype=np.float64)
-            max_abs[step, column] = np.abs(difference, out=difference).max()
-            scale[step, column] = largest(b)
+            # |b|'s maximum is exact in b's own dtype
+            max_abs[step, column] = largest_difference(m[name], t[name])
+            scale[step, column] = largest(t[name])
     # a NaN or Inf on either side makes its step's maximum NaN or Inf
     if not (np.isfinite(max_abs).all() and np.isfinite(scale).all()):
         return None

@@ -22,7 +22,7 @@ import numpy as np
 
 from gradparity import reference
 from gradparity.compare.branches import KinkFlip
-from gradparity.compare.metrics import largest, machine_epsilon
+from gradparity.compare.metrics import largest, largest_difference, machine_epsilon
 from gradparity.compare.probes import (
     conditioning,
     entry_rounding,
@@ -201,7 +201,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
         state_rounding[step] = ({n: v for n, v in _moved(perturbed["state"], exact, scale,
                                                          PERTURBATION).items() if "/" in n}
                                 if "state" in runs else {})
-        largest_update = {n: max(largest_update[n], largest(exact[n] - before[n]))
+        largest_update = {n: max(largest_update[n], largest_difference(exact[n], before[n]))
                           for n in params}
         # rounding an update d is relative to d: where updates exceed the parameters
         # (RMSprop's first steps), one rounding per step is more than one eps of p
@@ -235,7 +235,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
 
 def _moved(perturbed, exact, scale, unit) -> dict[str, float]:
     """How far each entry of a perturbed trajectory's step moved, in ``unit`` x its scale."""
-    return {n: largest(perturbed[n] - exact[n]) / (unit * scale[n]) for n in exact}
+    return {n: largest_difference(perturbed[n], exact[n]) / (unit * scale[n]) for n in exact}
 
 
 class AbsoluteBackprop(Backprop):

@@ -20,10 +20,14 @@ in float32), so such a difference is underflow, not a disagreement.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+
+from gradparity.reference.blocks import BLOCK_ENTRIES
 
 
 def format_eps(value: float) -> str:
@@ -128,6 +132,85 @@ def largest(values: np.ndarray) -> float:
     return max(float(values.max()), -float(values.min())) if values.size else 0.0
 
 
+def _row_blocks(array: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, int]], int]:
+    """``array`` (a 0-d array as one entry), its blocks and the entries of the largest.
+
+    A pass over a large array block by block keeps its float64 temporaries in the cache.
+    Blocks are slices of the first axis of about ``BLOCK_ENTRIES`` entries, each with the
+    flat (C-order) index of its first entry: slicing the first axis copies nothing,
+    whatever the layout (a transposed weight), and each block is a run of consecutive
+    flat indices. An array that fits is one block."""
+    array = array.reshape(1) if not array.ndim else array
+    if array.size <= BLOCK_ENTRIES:
+        return array, [(slice(None), 0)], array.size
+    row = array.size // array.shape[0]
+    rows = max(1, BLOCK_ENTRIES // row)
+    return (array, [(slice(start, start + rows), start * row)
+                    for start in range(0, array.shape[0], rows)], min(rows, array.shape[0]) * row)
+
+
+def _into(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return buffer[:math.prod(shape)].reshape(shape)
+
+
+def largest_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| of two arrays of one shape, in float64 (each side converted first,
+    which is exact for float32), block by block: no float64 copy of either side.
+    NaN where either side has a NaN or both the same Inf; 0 for empty arrays."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.size <= BLOCK_ENTRIES:  # one pass; its float64 temporary is small
+        with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
+            return largest(np.subtract(a, b, dtype=np.float64))
+    a, blocks, entries = _row_blocks(a)
+    b = b.reshape(a.shape)
+    worst, buffer = 0.0, np.empty(entries)
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
+        for part, _ in blocks:
+            difference = np.subtract(a[part], b[part], dtype=np.float64,
+                                     out=_into(buffer, a[part].shape))
+            block = float(np.abs(difference, out=difference).max())
+            if not block <= worst:  # larger, or NaN, which no later block undoes
+                worst = block
+                if np.isnan(block):
+                    break
+    return worst
+
+
+class _Extremes(NamedTuple):
+    """What a comparison reads off |a - b| (in float64) and |b| (in b's dtype)."""
+
+    max_abs: float  # NaN or Inf where either side has one
+    worst: int  # the first flat (C-order) index of max_abs
+    scale: float  # max |b|
+    max_rel: float  # max |a - b| / |b|, with 0/0 = 0 and x/0 = inf
+
+
+def _extremes(a: np.ndarray, b: np.ndarray) -> _Extremes:
+    """The extremes of two non-empty arrays of one shape, block by block: the same
+    numbers as whole-array passes (maxima do not depend on the order they are taken
+    in; the first block with the largest maximum holds its first index)."""
+    a, blocks, entries = _row_blocks(a)
+    b = b.reshape(a.shape)
+    max_abs, worst, scale, max_rel = -np.inf, 0, 0.0, 0.0
+    buffer, relative = np.empty(entries), np.empty(entries)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # Inf - Inf, x / 0
+        for part, first in blocks:
+            diff = np.subtract(a[part], b[part], dtype=np.float64,
+                               out=_into(buffer, a[part].shape))
+            np.abs(diff, out=diff)
+            block = float(diff.max())
+            magnitude = np.abs(b[part])  # exact in b's own dtype
+            scale = max(scale, float(magnitude.max()))
+            if not (np.isfinite(block) and np.isfinite(scale)):
+                return _Extremes(block, 0, scale, np.nan)  # the caller explains them
+            if block > max_abs:
+                max_abs, worst = block, first + int(np.argmax(diff))
+            ratio = np.divide(diff, magnitude, dtype=np.float64, out=_into(relative, diff.shape))
+            ratio[diff == 0] = 0.0  # x/0 = inf, 0/0 = 0
+            max_rel = max(max_rel, float(ratio.max()))
+    return _Extremes(max_abs, worst, scale, max_rel)
+
+
 def compare_arrays(
     value: np.ndarray | None,
     baseline: np.ndarray,
@@ -169,16 +252,8 @@ def compare_arrays(
                           worst_index=(), value=np.nan, baseline_value=np.nan,
                           passed=within(0.0, 0.0, tol, dtype))
     shape = a.shape
-    if not a.ndim:  # NumPy's ufuncs give scalars, not arrays, for 0-d inputs
-        a, b = a.reshape(1), b.reshape(1)
-    # the difference in float64 (each side converted first, as a float64 copy would be)
-    # without float64 copies of the two sides
-    with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
-        diff = np.subtract(a, b, dtype=np.float64)
-    np.abs(diff, out=diff)
-    max_abs = float(diff.max())  # NaN or Inf where either side has one
-    magnitude = np.abs(b)  # exact in b's own dtype
-    scale = float(magnitude.max())
+    extremes = _extremes(a, b)
+    max_abs, scale = extremes.max_abs, extremes.scale
     if not (np.isfinite(max_abs) and np.isfinite(scale)):
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
         nonfinite = ~(np.isfinite(a) & np.isfinite(b))
@@ -189,15 +264,12 @@ def compare_arrays(
             value=float(a.flat[flat]), baseline_value=float(b.flat[flat]),
             note=nonfinite_note(a, b, framework, baseline_name),
         )
-    flat = int(np.argmax(diff))
+    flat = extremes.worst
     normwise = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.divide(diff, magnitude, dtype=np.float64)
-    relative[diff == 0] = 0.0  # x/0 = inf, 0/0 = 0
     return Difference(
         **common,
         max_abs=max_abs,
-        max_rel=float(relative.max()),
+        max_rel=extremes.max_rel,
         normwise=normwise,
         normwise_eps=normwise / machine_epsilon(dtype),
         worst_index=tuple(int(i) for i in np.unravel_index(flat, shape)),

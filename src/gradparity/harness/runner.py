@@ -34,6 +34,7 @@ from gradparity.compare.metrics import (
     ORACLE,
     Difference,
     largest,
+    largest_difference,
     machine_epsilon,
 )
 from gradparity.compare.pairwise import compare_results, first_backward_divergence
@@ -134,7 +135,7 @@ def _trajectory_errors(case, problem, results, device="cpu") -> dict[str, Trajec
 
     def error(params, step):
         target = reference.parameters_after(step)
-        return max(largest(np.subtract(params[n], target[n], dtype=np.float64))
+        return max(largest_difference(params[n], target[n])
                    / max(largest(target[n]), np.finfo(float).tiny) for n in target) / eps
 
     errors = {}
