@@ -95,3 +95,16 @@ def test_the_registry_updates_a_large_model_in_blocks() -> None:
     # Adam's first step moves every entry by lr (m_hat / sqrt(v_hat) = 1 for g != 0)
     np.testing.assert_allclose(new["W"], 0.9, rtol=1e-7)
     np.testing.assert_allclose(new["b"], 0.9, rtol=1e-7)
+
+
+def test_blocked_update_returns_arrays_that_own_their_memory() -> None:
+    """Like the textbook update's new arrays (so the forward pass may keep them frozen,
+    without a copy, see reference.network.freeze)."""
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((BLOCKED_FROM // 64, 64))}
+    grads = {"W": rng.standard_normal(params["W"].shape)}
+    adam = OPTIMIZERS["adam"]
+    new, state = in_blocks(adam.update, params, grads, adam.init(params),
+                           _hyperparameters("adam", {}))
+    assert new["W"].flags.owndata and new["W"].shape == params["W"].shape
+    assert all(slot["W"].flags.owndata for slot in state if isinstance(slot, dict))

@@ -291,3 +291,28 @@ def test_gradient_clipping_by_value_then_norm() -> None:
     np.testing.assert_allclose(torch_form["a"], np.array([3.0, -4.0]) / (5 + 1e-6), rtol=1e-15)
     unclipped = clip_gradients(grads, {"clip_value": 0, "clip_norm": 10.0, "clip_norm_eps": 0})
     np.testing.assert_array_equal(unclipped["a"], grads["a"])
+
+
+def test_forward_keeps_unchangeable_weights_and_copies_the_rest() -> None:
+    """A weight nothing can write to is kept as it is; a writeable one, or a read-only
+    view of a writeable array, is copied (a later in-place update must not reach the
+    cache)."""
+    case = Case((3, 5, 2), "tanh")
+    problem = make_problem(case)
+    owner = {name: value.copy() for name, value in problem.params.items()}
+    frozen = reference.network.freeze({name: value.copy() for name, value in owner.items()})
+    view = owner["W1"].view()
+    view.setflags(write=False)  # read-only, but its owner is not
+    reshaped = frozen["W2"].reshape(frozen["W2"].shape)  # a view of a frozen array
+    kept = reference.forward({**frozen, "W1": frozen["W1"], "W2": reshaped}, problem.x,
+                             problem.y, case.activations, case.loss)
+    assert kept.weights[0] is frozen["W1"] and kept.weights[1] is reshaped
+    writeable = reference.forward(owner, problem.x, problem.y, case.activations, case.loss)
+    assert not np.shares_memory(writeable.weights[0], owner["W1"])
+    assert not reference.network.unchangeable(view)
+    copied = reference.forward({**frozen, "W1": view}, problem.x, problem.y, case.activations,
+                               case.loss)
+    owner["W1"] *= 3.0  # writes through the read-only view
+    np.testing.assert_array_equal(copied.weights[0], frozen["W1"])
+    with pytest.raises(ValueError, match="read-only"):
+        frozen["W1"][0, 0] = 1.0

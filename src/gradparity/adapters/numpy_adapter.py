@@ -16,6 +16,7 @@ from gradparity.adapters.base import (
     TrainingSession,
 )
 from gradparity.reference.layers import build as build_layer
+from gradparity.reference.network import freeze
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.reference.sequence import running_entries
@@ -30,7 +31,9 @@ class _ReferenceSession:
         self._case = case
         self._problem = problem
         self._options = {**case.all_options, **(conventions or {})}
-        self._params = {name: np.array(value) for name, value in problem.params.items()}
+        # the session's own arrays, never written to (an update makes new ones): read-only,
+        # so that the forward pass keeps them without a copy
+        self._params = freeze({name: np.array(value) for name, value in problem.params.items()})
         self._running = {name: np.array(value) for name, value in problem.state.items()}
         self._optimizer = reference.OPTIMIZERS[case.optimizer]
         self._state = self._optimizer.init(self._params)
@@ -47,16 +50,15 @@ class _ReferenceSession:
         return {name: np.array(d) for name, d in self._deltas.items()}
 
     def set_parameters(self, params) -> None:
-        self._params = {name: np.array(value) for name, value in params.items()}
+        self._params = freeze({name: np.array(value) for name, value in params.items()})
 
     def step(self, completed_steps: int) -> dict[str, np.ndarray]:
         if self._grads is None:
             raise RuntimeError("step() before loss_and_gradients()")
         hp = step_hyperparameters(self._case.hparams, self._options, completed_steps,
                                   self._case.steps)
-        self._params, self._state = self._optimizer.update(
-            self._params, self._grads, self._state, hp
-        )
+        params, self._state = self._optimizer.update(self._params, self._grads, self._state, hp)
+        self._params = freeze(params)
         return {name: value.copy() for name, value in self._params.items()}
 
     def optimizer_state(self) -> dict[str, np.ndarray]:

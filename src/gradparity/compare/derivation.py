@@ -35,7 +35,7 @@ from gradparity.compare.tolerances import (
     Tolerances,
     cancellation,
 )
-from gradparity.reference.network import Backprop
+from gradparity.reference.network import Backprop, freeze
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.reference.sequence import running_entries
@@ -344,7 +344,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
                 slot: rounded_state(value)
                 for slot, value in state._asdict().items() if isinstance(value, dict)})
             running = rounded_state(running)
-        current = new
+        current = freeze(new)  # this generator's own: forward keeps them without a copy
         # the loss after this step is the next step's forward pass
         entering = running
         result = evaluated(step + 1, entering)

@@ -55,12 +55,12 @@ def in_blocks(update: Callable[..., tuple[dict[str, np.ndarray], Any]],
                                           for field, slot in answer._asdict().items()
                                           if isinstance(slot, dict)}}
             for field, piece in pieces.items():
-                if field not in written:
-                    written[field] = np.empty(value.size, dtype=piece.dtype)
-                written[field][part] = piece
-        new_params[name] = written.pop("").reshape(value.shape)
-        for field, flat in written.items():
-            new_slots.setdefault(field, {})[name] = flat.reshape(value.shape)
+                if field not in written:  # arrays that own their memory, like the update's
+                    written[field] = np.empty(value.shape, dtype=piece.dtype)
+                written[field].reshape(-1)[part] = piece
+        new_params[name] = written.pop("")
+        for field, array in written.items():
+            new_slots.setdefault(field, {})[name] = array
     # slots the update leaves unset (SGD without momentum keeps None)
     new_slots.update({field: None for field, slot in answer._asdict().items()
                       if slot is None})

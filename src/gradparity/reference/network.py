@@ -57,6 +57,28 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return view
 
 
+def unchangeable(array: np.ndarray) -> bool:
+    """Whether nothing can write to ``array`` without first marking an array writeable
+    again: it is read-only, and so is every array it views, down to the NumPy array that
+    owns the memory (memory from elsewhere, a framework's buffer, may change)."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        if array.flags.owndata:
+            return True
+        array = array.base
+    return False
+
+
+def freeze(params: Mapping[str, np.ndarray]) -> Params:
+    """``params``, each array marked read-only, so that a forward pass keeps it without a
+    copy; for arrays their owner will not write to again (an optimizer's new values)."""
+    for value in params.values():
+        if isinstance(value, np.ndarray) and value.flags.owndata:
+            value.setflags(write=False)
+    return params
+
+
 @dataclass(frozen=True)
 class ForwardCache:
     """Everything backward needs, read-only.
@@ -126,10 +148,9 @@ def forward(
             z = perturb(z)
         inputs.append(_frozen(a))
         # the cache keeps the weights of this pass, so an optimizer that later updates
-        # them in place cannot change the backward pass; an array that owns its data
-        # and is read-only cannot change, and is kept without a copy
-        unchangeable = not weight.flags.writeable and weight.flags.owndata
-        weights.append(weight if unchangeable else _frozen(np.array(weight, copy=True)))
+        # them in place cannot change the backward pass; an unchangeable array is kept
+        # without a copy
+        weights.append(weight if unchangeable(weight) else _frozen(np.array(weight, copy=True)))
         a = ACTIVATIONS[activation_name].bound(options).forward(z)
         if perturb is not None:
             a = perturb(a)
