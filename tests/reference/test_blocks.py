@@ -108,3 +108,19 @@ def test_blocked_update_returns_arrays_that_own_their_memory() -> None:
                            _hyperparameters("adam", {}))
     assert new["W"].flags.owndata and new["W"].shape == params["W"].shape
     assert all(slot["W"].flags.owndata for slot in state if isinstance(slot, dict))
+
+
+def test_state_arrays_copy_unless_told_not_to() -> None:
+    """The tolerance model reads the state between two updates and asks for no copies;
+    every other reader gets arrays of its own."""
+    from gradparity.reference.optimizers import state_arrays
+
+    params = {"W": np.ones((3, 2))}
+    adam = OPTIMIZERS["adam"]
+    hp = {**adam.hyperparameters, "lr": 0.05}  # no clipping
+    _, state = adam.update(params, {"W": np.full((3, 2), 0.5)}, adam.init(params), hp)
+    shared = state_arrays("adam", state, {}, copy=False)
+    copied = state_arrays("adam", state, {})
+    assert shared["first_moment/W"] is state.first_moment["W"]
+    assert not np.shares_memory(copied["first_moment/W"], state.first_moment["W"])
+    np.testing.assert_array_equal(copied["second_moment/W"], np.full((3, 2), (1 - 0.999) * 0.25))

@@ -348,7 +348,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
         # the loss after this step is the next step's forward pass
         entering = running
         result = evaluated(step + 1, entering)
-        yield ({**current, **state_arrays(case.optimizer, state, case.hparams),
+        yield ({**current, **state_arrays(case.optimizer, state, case.hparams, copy=False),
                 **running_entries(running)}, float(result.loss))
 
 

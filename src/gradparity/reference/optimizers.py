@@ -261,8 +261,11 @@ def amsgrad_update(
     return new_params, AMSGradState(t, m, v, maxima)
 
 
-def state_arrays(optimizer: str, state: Any, hp: Hyper) -> dict[str, np.ndarray]:
-    """The optimizer state as ``{"<slot>/<parameter>": array}``, only the slots in use.
+def state_arrays(optimizer: str, state: Any, hp: Hyper, *,
+                 copy: bool = True) -> dict[str, np.ndarray]:
+    """The optimizer state as ``{"<slot>/<parameter>": array}``, only the slots in use;
+    copies unless ``copy=False`` (for a reader that is done before the next update: the
+    updates make new arrays, they never write into the state's).
 
     Slot names are the reference's field names (``momentum_buffer``,
     ``first_moment``, ``second_moment``, ``max_second_moment``, ``square_avg``,
@@ -278,7 +281,8 @@ def state_arrays(optimizer: str, state: Any, hp: Hyper) -> dict[str, np.ndarray]
     arrays = {}
     for slot, value in state._asdict().items():
         if isinstance(value, dict) and slot not in unused:
-            arrays.update({f"{slot}/{name}": np.array(array) for name, array in value.items()})
+            arrays.update({f"{slot}/{name}": np.array(array) if copy else np.asarray(array)
+                           for name, array in value.items()})
     return arrays
 
 
