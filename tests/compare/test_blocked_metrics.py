@@ -90,3 +90,11 @@ def test_largest_difference_of_equal_infinities_is_nan_and_of_empty_arrays_zero(
     assert np.isnan(largest_difference(a, a.copy()))  # Inf - Inf: not a match
     assert largest_difference(np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
     assert largest_difference(np.float32(1.5), np.float64(1.25)) == 0.25  # 0-d sides
+
+
+def test_largest_difference_of_different_shapes_is_refused_as_numpy_would() -> None:
+    """Blocks of two shapes would pair the wrong entries: NumPy's broadcasting rules
+    apply instead, as for small arrays."""
+    with pytest.raises(ValueError, match="broadcast"):
+        largest_difference(np.zeros((ROWS, 128)), np.zeros((128, ROWS)))
+    assert largest_difference(np.zeros((ROWS, 128)), np.ones(128)) == 1.0  # broadcast

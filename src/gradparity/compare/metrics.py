@@ -158,7 +158,9 @@ def largest_difference(a: np.ndarray, b: np.ndarray) -> float:
     which is exact for float32), block by block: no float64 copy of either side.
     NaN where either side has a NaN or both the same Inf; 0 for empty arrays."""
     a, b = np.asarray(a), np.asarray(b)
-    if a.size <= BLOCK_ENTRIES:  # one pass; its float64 temporary is small
+    # one pass where its float64 temporary is small, or where the shapes differ (NumPy
+    # broadcasts them or says why not; blocks would pair the wrong entries)
+    if a.size <= BLOCK_ENTRIES or a.shape != b.shape:
         with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
             return largest(np.subtract(a, b, dtype=np.float64))
     a, blocks, entries = _row_blocks(a)

@@ -71,8 +71,9 @@ def unchangeable(array: np.ndarray) -> bool:
 
 
 def freeze(params: Mapping[str, np.ndarray]) -> Params:
-    """``params``, each array marked read-only, so that a forward pass keeps it without a
-    copy; for arrays their owner will not write to again (an optimizer's new values)."""
+    """``params``, each array that owns its memory marked read-only (in place), so that a
+    forward pass keeps it without a copy; for arrays nobody will write to again (an
+    optimizer's new values: the reference's updates never work in place)."""
     for value in params.values():
         if isinstance(value, np.ndarray) and value.flags.owndata:
             value.setflags(write=False)
