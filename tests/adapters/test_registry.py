@@ -55,3 +55,24 @@ def test_an_unavailable_framework_is_skipped_with_its_reason(monkeypatch) -> Non
     assert outcome.skipped == {"torch": "torch is not installed (test)"}
     assert set(outcome.results) == {"numpy"}
     assert outcome.differences == ()
+
+
+def test_torch_computes_with_one_thread_inside_and_its_own_count_after() -> None:
+    require("torch")
+    import torch
+
+    from gradparity.adapters import one_torch_thread
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with one_torch_thread(("numpy", "torch")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with one_torch_thread(("numpy", "jax")):  # torch is not run: left alone
+            assert torch.get_num_threads() == 3
+        with pytest.raises(KeyError), one_torch_thread():
+            raise KeyError("a case that fails still restores the count")
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)

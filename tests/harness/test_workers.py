@@ -14,10 +14,12 @@ import pytest
 from gradparity.cli.main import main
 from gradparity.harness import executors
 from gradparity.harness.executors import (
+    CASES_PER_AUTO_WORKER,
     _chunksize,
     check_executor,
     check_workers,
     ordered_map,
+    resolve_workers,
 )
 from tests.conftest import require
 
@@ -37,6 +39,12 @@ optimizer = "adam"
 hyperparameters = { lr = 0.01 }
 options = { batches = 2 }
 """
+
+
+@pytest.fixture(autouse=True)
+def _two_cores(monkeypatch) -> None:
+    """The worker counts below are those of a 2-core machine, whatever this one has."""
+    monkeypatch.setattr(executors, "available_workers", lambda: 2)
 
 
 def _square(value: int) -> int:
@@ -72,10 +80,20 @@ def test_cases_go_out_in_about_sixteen_chunks_per_worker(items, workers, size) -
     assert _chunksize(items, workers) == size
 
 
-@pytest.mark.parametrize("bad", [0, -1, 10**6, 1.5, True])
+@pytest.mark.parametrize("bad", [0, -1, 10**6, 1.5, True, "two", "", "-2"])
 def test_a_bad_worker_count_names_the_flag(bad) -> None:
-    with pytest.raises(ValueError, match=r"--workers: invalid value .*; allowed: an integer in"):
+    with pytest.raises(ValueError, match=r"--workers: invalid value .*; allowed: auto or an "
+                       r"integer in \[1, 8\] \(this machine has 2 cores\)"):
         check_workers(bad)
+
+
+@pytest.mark.parametrize(("value", "cases", "device", "workers"), [
+    ("auto", 182, "cpu", 2), ("auto", 520, "cpu", 2), ("auto", 47, "cpu", 1),
+    ("auto", 48, "cpu", 2), ("auto", 1, "cpu", 1), ("auto", 0, "cpu", 1),
+    ("auto", 182, "cuda", 1), ("3", 1, "cpu", 3), (2, 182, "cuda", 2), ("1", 520, "cpu", 1)])
+def test_auto_starts_a_worker_per_core_and_per_24_cases(value, cases, device, workers) -> None:
+    assert CASES_PER_AUTO_WORKER == 24
+    assert resolve_workers(value, cases, device) == workers
 
 
 def _outputs(config: Path, out: Path, *flags: str) -> tuple:
@@ -215,3 +233,61 @@ def test_nothing_to_map_starts_no_workers(executor, monkeypatch) -> None:
     assert list(ordered_map(_square, [], workers=2, executor=executor,
                             started=lambda: started.append(1))) == []
     assert started == []
+
+
+# two cases whose torch numbers depend on its intra-op threads (a convolution's weight
+# gradient, layer norm's statistics are reductions torch splits over them)
+THREAD_SENSITIVE = """
+[defaults]
+loss = "softmax_cross_entropy"
+dtype = "float32"
+optimizer = "adam"
+hyperparameters = { lr = 0.01 }
+
+[[case]]
+architecture = "cnn"
+
+[[case]]
+architecture = "resmlp-ln"
+"""
+
+
+def test_a_case_run_here_writes_what_a_worker_writes(tmp_path: Path) -> None:
+    require("torch")
+    require("jax")
+    import torch
+
+    config = tmp_path / "cases.toml"
+    config.write_text(THREAD_SENSITIVE, encoding="utf-8")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # this process as a 2-core machine has it
+    try:
+        here = _outputs(config, tmp_path / "here", "--workers", "1")
+        assert torch.get_num_threads() == 2  # restored after the cases
+    finally:
+        torch.set_num_threads(threads)
+    workers = _outputs(config, tmp_path / "workers", "--workers", "2")
+    assert here[0]["summary"]["cases"] == 2
+    assert here == workers
+
+
+def test_the_porting_table_is_the_same_from_workers() -> None:
+    require("torch")
+    require("jax")
+    import torch
+
+    from gradparity.harness.porting import port, porting_cases
+    from gradparity.harness.workers import run_cases
+
+    # the control and the three whose numbers depend on torch's threads
+    cases = [porting_cases()[0], *porting_cases()[-3:]]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        here = [port(case) for case in cases]
+    finally:
+        torch.set_num_threads(threads)
+    rows = list(run_cases([], ("numpy", "torch", "jax"), workers=2, porting=cases))
+    assert [row.case for row in rows] == cases
+    assert [row.verdict for row in rows] == ["agree", "explained", "explained", "explained"]
+    assert [repr(row) for row in rows] == [repr(row) for row in here]  # NaN reads as nan

@@ -11,8 +11,11 @@ Adapters are imported lazily: a framework that is not installed yields an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import sys
+from collections.abc import Iterable, Iterator
 
 from gradparity.adapters.base import (
     Adapter,
@@ -72,6 +75,29 @@ def check_frameworks_on_device(frameworks, device: str) -> None:
         raise ValueError(f"--device {device}: no framework can run there ({why})")
 
 
+@contextlib.contextmanager
+def one_torch_thread(frameworks: Iterable[str] = ("torch",)) -> Iterator[None]:
+    """torch computes with one intra-op thread inside the block (where ``frameworks``
+    names torch and it is installed); its thread count is restored after.
+
+    torch splits a reduction (a convolution's weight gradient, a norm's statistics)
+    over its intra-op threads, and a sum taken in another order differs in its last
+    bits. Worker processes run one thread per core, so without this a case run in this
+    process and the same case run by a worker would not write the same numbers: with it,
+    outputs do not depend on ``--workers``. Setting the count costs microseconds."""
+    torch = None
+    if "torch" in frameworks and get_adapter("torch").availability().available:
+        torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch is not None else 1
+    if previous != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if previous != 1:
+            torch.set_num_threads(previous)
+
+
 __all__ = [
     "DEVICES",
     "FRAMEWORKS",
@@ -83,4 +109,5 @@ __all__ = [
     "check_device",
     "check_frameworks_on_device",
     "get_adapter",
+    "one_torch_thread",
 ]

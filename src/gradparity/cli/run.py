@@ -13,13 +13,20 @@ from gradparity.adapters import (
     PrecisionError,
     check_frameworks_on_device,
     compile_cache,
-    get_adapter,
 )
 from gradparity.cli.common import usage_error
 from gradparity.compare.tolerances import TOLERANCE_MODES
 from gradparity.harness.audit import import_in_background
-from gradparity.harness.executors import EXECUTORS, check_executor, check_workers, ordered_map
-from gradparity.harness.porting import run_porting
+from gradparity.harness.executors import (
+    AUTO,
+    CASES_PER_AUTO_WORKER,
+    EXECUTORS,
+    check_executor,
+    check_workers,
+    ordered_map,
+    resolve_workers,
+)
+from gradparity.harness.porting import PortingRow, porting_cases
 from gradparity.harness.runner import CaseOutcome, validate_frameworks
 from gradparity.harness.workers import run_cases, sweep_outcome
 from gradparity.report.outputs import write_outputs
@@ -61,9 +68,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--case-timeout", type=float, default=600.0, metavar="SECONDS",
                      help="record a case that runs longer as an error and go on "
                      "(default 600; 0: no limit)")
-    run.add_argument("--workers", type=int, default=1, metavar="N",
+    run.add_argument("--workers", default=AUTO, metavar="N",
                      help="run cases in N worker processes; results are merged in case "
-                     "order, so the outputs do not depend on N (default 1)")
+                     "order, so the outputs do not depend on N. Default auto: one per "
+                     f"core, at most one per {CASES_PER_AUTO_WORKER} cases, one with "
+                     "--device cuda")
     run.add_argument("--tolerances", choices=TOLERANCE_MODES, default="full",
                      help="full: every check against its derived tolerance; screened: "
                      "against the tolerance model's floors first, deriving the full model "
@@ -161,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
                              "a number of seconds >= 0 (0: no limit)")
         cases, xor_cases = _cases(args)
         check_frameworks_on_device(frameworks, args.device)
+        workers = resolve_workers(args.workers, len(cases) + len(xor_cases), args.device)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -172,19 +182,24 @@ def run(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     progress.stage("cases", len(cases) + len(xor_cases))
     outcomes: list[CaseOutcome] = []
+    porting: list[PortingRow] = []
     try:
-        for outcome in run_cases([*cases, *xor_cases], frameworks, workers=args.workers,
-                                 time_limit=args.case_timeout or None,
-                                 tolerances=args.tolerances, device=args.device,
-                                 executor=executor, scheduler=args.scheduler,
-                                 started=import_in_background):
-            outcomes.append(outcome)
-            progress.update(outcome.case.id, outcome.passed)
+        for result in run_cases([*cases, *xor_cases], frameworks, workers=workers,
+                                time_limit=args.case_timeout or None,
+                                tolerances=args.tolerances, device=args.device,
+                                executor=executor, scheduler=args.scheduler,
+                                porting=porting_cases() if _ports(args, frameworks) else (),
+                                started=import_in_background):
+            if isinstance(result, CaseOutcome):
+                outcomes.append(result)
+                progress.update(result.case.id, result.passed)
+            elif result is not None:  # a porting row (None: torch or JAX is missing)
+                porting.append(result)
         sweeps = []
         items = ([(case, args.seeds, tuple(frameworks), args.device) for case in cases]
                  if args.seeds else [])
         progress.stage(f"seed sweeps ({args.seeds} seeds each)", len(items), "sweep")
-        swept = ordered_map(sweep_outcome, items, args.workers, executor, args.scheduler)
+        swept = ordered_map(sweep_outcome, items, workers, executor, args.scheduler)
         for (case, *_), (ratios, failures) in zip(items, swept, strict=True):
             sweeps.append((case.id, ratios, failures))
             progress.update(case.id, failures == 0)
@@ -193,7 +208,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         progress.close()
-    porting = _porting(args, frameworks)
     command = _command(args, frameworks)
     write_outputs(outcomes, len(cases), frameworks, command, sweeps, args.out,
                   plots=not args.no_plots, porting=porting, device=args.device)
@@ -212,14 +226,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _porting(args: argparse.Namespace, frameworks) -> list:
-    """The library-defaults porting table, for the default matrix with torch and jax."""
-    # the matrix question first: asking for availability imports torch and JAX
-    if args.config is not None or args.filter or args.case:
-        return []
-    both = {"torch", "jax"} <= set(frameworks) and all(
-        get_adapter(name).availability().available for name in ("torch", "jax"))
-    return run_porting() if both else []
+def _ports(args: argparse.Namespace, frameworks) -> bool:
+    """Whether the run writes the library-defaults porting table: the default matrix,
+    with torch and JAX among the frameworks (the rows say nothing where either is not
+    installed)."""
+    return (args.config is None and not args.filter and not args.case
+            and {"torch", "jax"} <= set(frameworks))
 
 
 def _command(args: argparse.Namespace, frameworks) -> str:

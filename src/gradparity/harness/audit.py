@@ -78,8 +78,9 @@ def numeric_audit(device: str = "cpu") -> dict[str, Any]:
         "threads (os.cpu_count)": os.cpu_count(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
         # the same text whatever --workers is, so outputs stay identical across N
-        "worker processes (--workers > 1)": "one thread each (OMP, MKL and OpenBLAS "
-                                            "threads 1, torch.set_num_threads(1))",
+        "threads per case": "torch: one intra-op thread, in this process and in worker "
+                            "processes alike (gradparity.adapters.one_torch_thread); worker "
+                            "processes: OMP, MKL and OpenBLAS threads 1",
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "unset"),
         "processor": platform.processor() or platform.machine(),
     }
@@ -93,7 +94,6 @@ def numeric_audit(device: str = "cpu") -> dict[str, Any]:
             "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
             "torch deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
-            "torch threads": torch.get_num_threads(),
             "torch devices": "cpu" + (f", cuda x{torch.cuda.device_count()}"
                                       if torch.cuda.is_available() else ""),
         })

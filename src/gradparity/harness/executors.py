@@ -53,13 +53,44 @@ def available_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def check_workers(value: Any) -> int:
-    """A worker count, or ``ValueError`` naming the flag and what is allowed."""
+AUTO = "auto"
+"""``gradparity run --workers auto`` (the default): see :func:`auto_workers`."""
+
+CASES_PER_AUTO_WORKER = 24
+"""``--workers auto`` starts at most one worker per this many cases. A spawned worker
+pays its own start-up (Python, NumPy, torch and JAX imported, about 2-3 s on 2 cores)
+before its first case, about what 24 of the default matrix's cases cost: a run of fewer
+cases is done sooner in this process."""
+
+
+def auto_workers(cases: int, device: str = "cpu") -> int:
+    """The worker count of ``--workers auto``: one per core this process may use, at most
+    one per :data:`CASES_PER_AUTO_WORKER` cases, and one where torch and JAX compute on a
+    GPU (every process would hold its own CUDA context, and JAX reserves most of the
+    GPU's memory for the first process by default)."""
+    if device != "cpu":
+        return 1
+    return max(1, min(available_workers(), cases // CASES_PER_AUTO_WORKER))
+
+
+def check_workers(value: Any) -> int | str:
+    """A worker count or ``"auto"``, or ``ValueError`` naming the flag and what is
+    allowed; the command line's text is read as a number here."""
     limit = 4 * available_workers()
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise ValueError(f"--workers: invalid value {value!r}; allowed: an integer in "
-                         f"[1, {limit}] (this machine has {available_workers()} cores)")
+        raise ValueError(f"--workers: invalid value {value!r}; allowed: {AUTO} or an integer "
+                         f"in [1, {limit}] (this machine has {available_workers()} cores)")
     return value
+
+
+def resolve_workers(value: Any, cases: int, device: str = "cpu") -> int:
+    """The number of workers ``--workers value`` means for a run of ``cases`` cases."""
+    checked = check_workers(value)
+    return auto_workers(cases, device) if checked == AUTO else checked
 
 
 def check_executor(executor: str, scheduler: str | None = None) -> str:

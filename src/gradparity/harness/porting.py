@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from gradparity.adapters import get_adapter
+from gradparity.adapters import get_adapter, one_torch_thread
 from gradparity.harness.runner import compare_pair
 from gradparity.spec.case import Case
 from gradparity.spec.data import make_problem
@@ -167,7 +167,13 @@ def _largest(differences, quantity: str) -> float:
 
 
 def port(case: Case) -> PortingRow:
-    """Run ``case`` at torch's and at optax's defaults and explain any difference."""
+    """Run ``case`` at torch's and at optax's defaults and explain any difference (torch
+    with one intra-op thread, as in :func:`gradparity.harness.runner.run_case`)."""
+    with one_torch_thread():
+        return _port(case)
+
+
+def _port(case: Case) -> PortingRow:
     torch_case, jax_case = library_case(case, "torch"), library_case(case, "jax")
     problem = make_problem(case)  # hyperparameters and options never change the data
     torch_result = get_adapter("torch").run(torch_case, problem)

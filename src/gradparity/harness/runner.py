@@ -25,7 +25,13 @@ from itertools import combinations
 
 import numpy as np
 
-from gradparity.adapters import FRAMEWORKS, RunResult, check_device, get_adapter
+from gradparity.adapters import (
+    FRAMEWORKS,
+    RunResult,
+    check_device,
+    get_adapter,
+    one_torch_thread,
+)
 from gradparity.adapters.base import run_teacher_forced
 from gradparity.compare.derivation import derive, floors
 from gradparity.compare.finite_differences import check_against_finite_differences
@@ -268,7 +274,18 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     :func:`gradparity.spec.data.problem_from_arrays`, which validates user data);
     ``tolerances`` is one of :data:`~gradparity.compare.tolerances.TOLERANCE_MODES`;
     ``device`` (see :data:`gradparity.adapters.DEVICES`) is where torch and JAX compute,
-    while the NumPy reference, the oracles and the tolerance model stay on the CPU."""
+    while the NumPy reference, the oracles and the tolerance model stay on the CPU.
+    torch computes with one intra-op thread (:func:`gradparity.adapters.one_torch_thread`:
+    the same numbers in this process as in a worker process)."""
+    with one_torch_thread(frameworks):
+        return _run_case(case, frameworks, explain=explain,
+                         finite_differences=finite_differences, problem=problem,
+                         tolerances=tolerances, device=device)
+
+
+def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
+              finite_differences: bool, problem: Problem | None, tolerances: str,
+              device: str) -> CaseOutcome:
     if tolerances not in TOLERANCE_MODES:
         raise ValueError(f"tolerances: invalid value {tolerances!r}; allowed: "
                          f"{', '.join(TOLERANCE_MODES)}")

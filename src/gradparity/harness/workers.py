@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from gradparity.adapters import FRAMEWORKS
+from gradparity.adapters import FRAMEWORKS, get_adapter
 from gradparity.harness.executors import check_workers, ordered_map
+from gradparity.harness.porting import PortingRow, port
 from gradparity.harness.runner import run_isolated, sweep_seeds
+from gradparity.spec.case import Case
 from gradparity.spec.case_files import load_cases
 
 
@@ -36,17 +38,34 @@ def sweep_outcome(arguments: tuple) -> Any:
     return sweep_seeds(case, seeds, frameworks, *device)
 
 
+def porting_row(case: Case) -> PortingRow | None:
+    """Worker entry point: one row of the library-defaults porting table
+    (``porting.port``), or None where torch or JAX is not installed."""
+    if not all(get_adapter(name).availability().available for name in ("torch", "jax")):
+        return None
+    return port(case)
+
+
+def _run_item(item: tuple[str, Any]) -> Any:
+    kind, arguments = item
+    return run_outcome(arguments) if kind == "case" else porting_row(arguments)
+
+
 def run_cases(cases: Iterable, frameworks: Sequence[str], *, workers: int = 1,
               time_limit: float | None = None, tolerances: str = "full",
               device: str = "cpu", executor: str = "local",
-              scheduler: str | None = None,
+              scheduler: str | None = None, porting: Sequence[Case] = (),
               started: Callable[[], object] | None = None) -> Iterator:
     """Every case's outcome for its report (:func:`run_outcome`), in case order, over
     ``workers`` workers of ``executor`` (``started``: see
     :func:`gradparity.harness.executors.ordered_map`; ``tolerances``, ``device``: see
-    :func:`gradparity.harness.runner.run_case`)."""
-    items = [(case, tuple(frameworks), time_limit, tolerances, device) for case in cases]
-    return ordered_map(run_outcome, items, workers, executor, scheduler, started)
+    :func:`gradparity.harness.runner.run_case`); then, for each of ``porting``, its row
+    of the porting table (:func:`porting_row`). The porting cases go to the same workers
+    after the cases, so that no core waits while one process computes them alone."""
+    items = [("case", (case, tuple(frameworks), time_limit, tolerances, device))
+             for case in cases]
+    items += [("porting", case) for case in porting]
+    return ordered_map(_run_item, items, workers, executor, scheduler, started)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
