@@ -20,9 +20,9 @@ def _counted(monkeypatch) -> list[str]:
     calls = []
     trajectories = derivation._with_trajectories
 
-    def with_trajectories(case, static, wide):
+    def with_trajectories(case, static, wide, recorded=None):
         calls.append(case.id)
-        return trajectories(case, static, wide)
+        return trajectories(case, static, wide, recorded)
 
     monkeypatch.setattr(derivation, "_with_trajectories", with_trajectories)
     return calls
@@ -53,13 +53,14 @@ def test_the_model_is_derived_before_the_frameworks_run(monkeypatch) -> None:
         return derive(*args, **kwargs)
 
     def ran(self, case, problem):
-        order.append(self.name)
+        order.append(f"{self.name} {case.dtype}")
         return run(self, case, problem)
 
     monkeypatch.setattr(runner, "derive", derived)
     monkeypatch.setattr(base.Adapter, "run", ran)
     assert run_case(CASE, ("numpy", "torch"), finite_differences=False).passed
-    assert order[:3] == ["model", "numpy", "torch"]
+    # the float64 oracle first (its run is the model's clean trajectory), and only once
+    assert order == ["numpy float64", "model", "numpy float32", "torch float32"]
 
 
 def test_one_framework_alone_derives_nothing(monkeypatch) -> None:

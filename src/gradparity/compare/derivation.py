@@ -15,8 +15,9 @@ Both are cached per case for generated data.
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,16 +44,25 @@ from gradparity.spec.case import Case
 from gradparity.spec.data import Batch, Problem, make_problem
 from gradparity.spec.evaluation import evaluate, layer_index
 
+if TYPE_CHECKING:
+    from gradparity.adapters.base import RunResult
+
+
+_DERIVED: OrderedDict[Case, Tolerances] = OrderedDict()
+"""The full models of generated data, the most recently used last."""
+
+DERIVED_CACHE_SIZE = 512
+
 
 def clear_caches() -> None:
     """Forget every derived model (after the reference was patched, or to time a run)."""
-    for cached in (_derived, _static):
-        cached.cache_clear()
+    _DERIVED.clear()
+    _static.cache_clear()
 
 
 def derived_cases() -> int:
     """How many cases' full models are cached (since the last :func:`clear_caches`)."""
-    return _derived.cache_info().currsize
+    return len(_DERIVED)
 
 
 def floors(case: Case, problem: Problem | None = None) -> Tolerances:
@@ -71,17 +81,28 @@ def floors(case: Case, problem: Problem | None = None) -> Tolerances:
     return _static(case) if problem is None else _static_of(case, problem)
 
 
-def derive(case: Case, problem: Problem | None = None) -> Tolerances:
+def derive(case: Case, problem: Problem | None = None,
+           clean: RunResult | None = None) -> Tolerances:
     """Evaluate the model on the case's weights and data (``problem``, or the generated
-    ones), in float64. Cached per case for generated data."""
+    ones), in float64. Cached per case for generated data.
+
+    ``clean``: the float64 oracle's run of this case on the same data (the reference in
+    float64 from the same inputs, ``gradparity.harness.runner.float64_oracle``). Its
+    steps are the model's clean trajectory, computed by the same code: where the case
+    has no kink to watch (the clean trajectory then only records its steps) they are
+    read from it instead of computed a second time. The same model, to the bit
+    (``tests/compare/test_derivation_reuse.py``)."""
     if problem is None:
-        return _derived(case)
-    return _with_trajectories(case, _static_of(case, problem), problem.as_float64())
-
-
-@functools.lru_cache(maxsize=512)
-def _derived(case: Case) -> Tolerances:
-    return _with_trajectories(case, _static(case), make_problem(case).as_float64())
+        cached = _DERIVED.get(case)
+        if cached is None:
+            cached = _with_trajectories(case, _static(case), make_problem(case).as_float64(),
+                                        clean)
+            if len(_DERIVED) >= DERIVED_CACHE_SIZE:
+                _DERIVED.popitem(last=False)
+        _DERIVED[case] = cached
+        _DERIVED.move_to_end(case)
+        return cached
+    return _with_trajectories(case, _static_of(case, problem), problem.as_float64(), clean)
 
 
 @functools.lru_cache(maxsize=512)
@@ -151,18 +172,23 @@ def _sequence_sums(case: Case) -> tuple[int, dict[int, float]]:
     return n_eff, {index: 1.0 for index in range(1, len(stack.layers) + 1)}
 
 
-def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
+def _with_trajectories(case: Case, static: Tolerances, wide,
+                       recorded: RunResult | None = None) -> Tolerances:
     """The model's trajectory terms, from the clean float64 trajectory and up to four
     perturbed ones. The trajectories run side by side, one step at a time, and only
     the current and previous step of each is held: memory stays a few copies of the
-    parameters and optimizer state, whatever the number of steps."""
+    parameters and optimizer state, whatever the number of steps. ``recorded``: the
+    clean trajectory already run (see :func:`derive`)."""
     params, n_eff, bias = wide.params, static.n_eff, static.bias_correction_eps
     sensitivity, moved, componentwise, branched = {}, {}, {}, {}
     # the clean run counts values within rounding of a kink; from the first pass with
     # one, a branch trajectory takes the other side of every such value (X_t)
     watch, forks = KinkFlip(case, flip=False), []
-    clean = _trajectory(case, wide, noise=None, kinks=watch if watch.active else None,
-                        forks=forks)
+    if recorded is not None and not watch.active:
+        clean = _steps_of(case, recorded)
+    else:
+        clean = _trajectory(case, wide, noise=None, kinks=watch if watch.active else None,
+                            forks=forks)
     first = next(clean, None)
     branch = None
     runs = {"gradient": _trajectory(case, wide, noise="gradient")}
@@ -231,6 +257,13 @@ def _with_trajectories(case: Case, static: Tolerances, wide) -> Tolerances:
                                      loss_sensitivity(update_losses),
                                      loss_sensitivity(entry_losses) * PERTURBATION
                                      / machine_epsilon(case.dtype)))
+
+
+def _steps_of(case: Case, run: RunResult):
+    """A run's steps as :func:`_trajectory` yields them: per step the parameters, optimizer
+    state slots and running statistics after it, and the loss there."""
+    for step in range(1, case.steps + 1):
+        yield {**run.parameters_after(step), **run.states[step - 1]}, float(run.losses[step])
 
 
 def _moved(perturbed, exact, scale, unit) -> dict[str, float]:

@@ -239,6 +239,7 @@ class _Models:
         self.case, self.problem = case, problem
         self._floors: Tolerances | None = None
         self._full: Tolerances | None = None
+        self.oracle: RunResult | None = None  # once run: the model's clean trajectory
 
     def floors(self) -> Tolerances:
         if self._floors is None:
@@ -247,7 +248,7 @@ class _Models:
 
     def full(self) -> Tolerances:
         if self._full is None:
-            self._full = derive(self.case, self.problem)
+            self._full = derive(self.case, self.problem, clean=self.oracle)
         return self._full
 
 
@@ -296,11 +297,20 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
     runnable, skipped = _runnable(case, frameworks, device)
     models = _Models(case, given)
     parameter_bytes = 8 * sum(value.size for value in problem.params.values())
+    needs_oracle = case.dtype == "float32" and (explain or (
+        finite_differences and "numpy" in runnable))
     if tolerances == "full" and given is None and (len(runnable) > 1 or (
             explain and runnable and case.dtype == "float32")):
         # the model before the runs are held: its float64 trajectories' memory then
         # comes and goes before the runs' arrives, not on top of it (a user's data is
-        # checked for divergence first, below)
+        # checked for divergence first, below); the float64 oracle first, whose run is
+        # the model's clean trajectory
+        try:
+            models.oracle = float64_oracle(case, problem) if needs_oracle else None
+        except CaseTimeout:
+            raise
+        except Exception:  # run again after the frameworks, which report its error
+            models.oracle = None
         models.full()
         release_freed_memory(parameter_bytes)
     results, errors = _run_all(case, problem, runnable, device)
@@ -318,9 +328,10 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
         differences += judged
         kink_pass = model.branch_from if kink_pass is None else kink_pass
     oracle_differences: list[Difference] = []
-    needs_oracle = case.dtype == "float32" and (explain or (
-        finite_differences and "numpy" in results))
-    oracle = float64_oracle(case, problem) if needs_oracle else None
+    needs_oracle = needs_oracle and (explain or "numpy" in results)
+    if needs_oracle and models.oracle is None:
+        models.oracle = float64_oracle(case, problem)
+    oracle = models.oracle if needs_oracle else None
     if oracle is not None and explain:
         for result in results.values():
             oracle_differences += _judged(result, oracle, case, tolerances, models)[0]
@@ -343,7 +354,9 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
                                           models.floors())
         if where is not None:
             localisation[(framework, baseline)] = where
-    del sides, oracle  # the teacher-forced reruns need neither: the float64 run goes first
+    # the teacher-forced reruns need neither: the float64 run goes first
+    del sides, oracle
+    models.oracle = None
     release_freed_memory(parameter_bytes)
     trajectories = _trajectory_errors(case, problem, results, device)
     return CaseOutcome(
