@@ -69,15 +69,26 @@ class RandomDirections(Sequence):
             yield chunk
 
 
+def projection(gradients: Mapping[str, np.ndarray], direction: Mapping[str, np.ndarray]
+               ) -> float:
+    """The directional derivative a gradient predicts: sum over parameters of g . v, in
+    float64."""
+    return sum(float((np.asarray(gradients[n], np.float64) * v).sum())
+               for n, v in direction.items())
+
+
 @dataclass(frozen=True)
 class DirectionalEstimate:
     """Directional derivatives along random unit directions, their error estimates, and
-    which crossed a kink."""
+    which crossed a kink. ``projected``: a gradient given while the directions were at
+    hand, and its :func:`projection` on each (a large network's directions are drawn
+    again from their seed whenever read)."""
 
     directions: Sequence[dict[str, np.ndarray]]
     estimates: np.ndarray
     crossed: np.ndarray
     errors: np.ndarray
+    projected: tuple[Mapping[str, np.ndarray], np.ndarray] | None = None
 
 
 def directional_differences(
@@ -90,16 +101,23 @@ def directional_differences(
     seed: int = 0,
     options: Mapping | None = None,
     masks: tuple[np.ndarray, ...] = (),
+    against: Mapping[str, np.ndarray] | None = None,
 ) -> DirectionalEstimate:
     """Ridders' differences along random unit directions (for networks too large to
-    probe every parameter)."""
+    probe every parameter); ``against``: a gradient to project on each direction while
+    it is drawn (``DirectionalEstimate.projected``)."""
     base, x64, y64, masks64 = widened(params, x, y, masks)
     vectors = RandomDirections(seed, {n: v.shape for n, v in base.items()}, directions)
     scale = max(1.0, max(float(np.abs(v).max()) for v in base.values()))
     widths = tuple(v.shape[-1] for v in base.values())
-    estimates, errors, crossed = [], [], []
+    estimates, errors, crossed, projections = [], [], [], []
+    if against is not None and any(np.shape(against.get(n)) != v.shape
+                                   for n, v in base.items()):
+        against = None  # a wrongly shaped gradient is reported, not projected
     size = chunk_size(directions, x64.shape[0], widths, sum(v.size for v in base.values()))
     for chosen in vectors.chunks(size):
+        if against is not None:
+            projections += [projection(against, v) for v in chosen]
         stacked = {n: np.stack([v[n] for v in chosen]) for n in base}
         evaluate = stacked_evaluator(base, lambda stacked=stacked: stacked, x64, y64, activations,
                               loss, options, masks64)
@@ -108,7 +126,8 @@ def directional_differences(
         errors.append(found[1])
         crossed.append(found[2])
     return DirectionalEstimate(vectors, np.concatenate(estimates), np.concatenate(crossed),
-                               np.concatenate(errors))
+                               np.concatenate(errors),
+                               None if against is None else (against, np.array(projections)))
 
 
 def _sequence_sides(layers, run) -> list[np.ndarray]:

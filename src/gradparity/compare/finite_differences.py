@@ -42,6 +42,7 @@ from gradparity.compare.directions import (
     DirectionalEstimate,
     RandomDirections,
     directional_differences,
+    projection,
     sequence_directional_differences,
 )
 from gradparity.compare.metrics import FINITE_DIFFERENCES, Difference, compare_arrays
@@ -121,12 +122,15 @@ def central_differences(
     return FiniteDifferenceResult(gradients, kinks, errors)
 
 
-def estimate_for(case, problem) -> FiniteDifferenceResult | DirectionalEstimate:
+def estimate_for(case, problem, against: Mapping[str, np.ndarray] | None = None
+                 ) -> FiniteDifferenceResult | DirectionalEstimate:
     """Every parameter of a network with at most ``MAX_FULL_PARAMETERS`` parameters,
     else ``RANDOM_DIRECTIONS`` random directional derivatives (computed once, compared
     with as many implementations as needed). A sequence network (convolutions,
     attention, ...) always takes the directional derivatives: its layers run one network
-    at a time, so probing every parameter would cost two passes per entry and step."""
+    at a time, so probing every parameter would cost two passes per entry and step.
+    ``against``: a gradient that will be compared with a dense network's directional
+    estimate, projected while the directions are drawn (not drawn again for it)."""
     if case.is_sequence:
         return sequence_directional_differences(case, problem)
     size = sum(value.size for value in problem.params.values())
@@ -136,7 +140,7 @@ def estimate_for(case, problem) -> FiniteDifferenceResult | DirectionalEstimate:
                                    case.all_options, masks)
     return directional_differences(
         problem.params, x, y, case.activations, case.loss, seed=case.seed,
-        options=case.all_options, masks=masks)
+        options=case.all_options, masks=masks, against=against)
 
 
 def _judged(mine: np.ndarray, estimate: np.ndarray, error: np.ndarray,
@@ -204,10 +208,10 @@ def compare_with_estimate(
     if wrong:  # no directional derivative of a wrongly shaped gradient: say so per parameter
         return [compare_arrays(np.asarray(gradients[n]), np.zeros(shapes[n]), quantity="gradient",
                                parameter=n, tolerance=tolerance, **common) for n in wrong]
-    predicted = np.array([
-        sum(float((np.asarray(gradients[n], np.float64) * v[n]).sum()) for n in v)
-        for v in estimate.directions
-    ])
+    if estimate.projected is not None and estimate.projected[0] is gradients:
+        predicted = estimate.projected[1]
+    else:
+        predicted = np.array([projection(gradients, v) for v in estimate.directions])
     oracle, allowed, inconclusive = _judged(predicted, estimate.estimates, estimate.errors,
                                             estimate.crossed, tolerance)
     label = f"{RANDOM_DIRECTIONS} random directions"
@@ -241,12 +245,12 @@ def check_against_finite_differences(case, problem, reference) -> list[Differenc
     on those rows; each row of the result says so."""
     rows = oracle_rows(case, problem)
     if rows is None:
-        return compare_with_estimate(case, estimate_for(case, problem), reference.gradients,
-                                     reference.framework)
+        return compare_with_estimate(case, estimate_for(case, problem, reference.gradients),
+                                     reference.gradients, reference.framework)
     total = problem.batch(0).x.shape[0]
     fewer = problem.first_rows(rows).as_float64()
     gradients = evaluate(case, fewer.params, fewer.batch(0), fewer.state).gradients
-    found = compare_with_estimate(case, estimate_for(case, fewer), gradients,
+    found = compare_with_estimate(case, estimate_for(case, fewer, gradients), gradients,
                                   reference.framework)
     return [replace(row, parameter=f"{row.parameter} (first {rows} of {total} examples)")
             for row in found]
