@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradparity.compare.metrics import compare_arrays, largest_difference
+from gradparity.compare.metrics import TILE, compare_arrays, largest_difference
 from gradparity.reference.blocks import BLOCK_ENTRIES
 
 ROWS = 3 * BLOCK_ENTRIES // 128 + 5  # several blocks of a (rows, 128) array and a partial one
@@ -50,6 +50,20 @@ def _layouts():
     tie_a[2, 5] = tie_a[ROWS - 1, 0] = 3.0  # the same difference in the first and last block
     tie_b[0, 0] = 1.0
     yield "a tie across blocks", tie_a, tie_b
+    # matrices whose layouts differ go in TILE x TILE squares, partial ones at both edges
+    square_a, square_b = _pair((2 * TILE + 7, 3 * TILE + 11), np.float32, seed=5)
+    yield "tiles: transposed against C order", np.asfortranarray(square_a), square_b
+    yield "tiles: C order against transposed", square_a, np.asfortranarray(square_b)
+    yield "tiles: both transposed, mixed dtypes", np.asfortranarray(square_a), \
+        np.asfortranarray(square_b.astype(np.float64))
+    yield "tiles: a strided view", square_a[:, ::2].copy(), _pair(
+        (2 * TILE + 7, 3 * TILE + 11), np.float32, seed=6)[1][:, ::2]
+    # the first C-order occurrence lies in a square visited after another that holds one
+    late_a, late_b = np.zeros((2 * TILE, 2 * TILE)), np.zeros((2 * TILE, 2 * TILE))
+    late_a[TILE - 1, 3] = late_a[0, TILE + 2] = late_a[2 * TILE - 1, 2 * TILE - 1] = 2.0
+    late_b[1, 1] = 1.0
+    yield "tiles: a tie whose first entry is in a later square", np.asfortranarray(late_a), \
+        late_b
 
 
 @pytest.mark.parametrize("a, b", [pytest.param(a, b, id=name) for name, a, b in _layouts()])
@@ -98,3 +112,14 @@ def test_largest_difference_of_different_shapes_is_refused_as_numpy_would() -> N
     with pytest.raises(ValueError, match="broadcast"):
         largest_difference(np.zeros((ROWS, 128)), np.zeros((128, ROWS)))
     assert largest_difference(np.zeros((ROWS, 128)), np.ones(128)) == 1.0  # broadcast
+
+
+def test_a_tie_across_squares_reports_the_first_entry_in_c_order() -> None:
+    a, b = np.zeros((2 * TILE, 2 * TILE)), np.ones((2 * TILE, 2 * TILE))
+    # the square (0, 0) is visited first and holds (TILE - 1, 3); (0, TILE + 2), in the
+    # square visited second, comes first in C order
+    a[TILE - 1, 3] = a[0, TILE + 2] = 4.0
+    d = compare_arrays(np.asfortranarray(a), b, case_id="c", dtype="float64", framework="x",
+                       baseline_name="y", quantity="gradient", parameter="W1", tolerance=1.0)
+    assert d.worst_index == (0, TILE + 2)
+    assert (d.max_abs, d.value, d.baseline_value) == (3.0, 4.0, 1.0)

@@ -132,25 +132,51 @@ def largest(values: np.ndarray) -> float:
     return max(float(values.max()), -float(values.min())) if values.size else 0.0
 
 
-def _row_blocks(array: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, int]], int]:
-    """``array`` (a 0-d array as one entry), its blocks and the entries of the largest.
+TILE = math.isqrt(BLOCK_ENTRIES)
+"""Rows and columns of a block of two matrices whose layouts differ (see :func:`_blocks`)."""
 
-    A pass over a large array block by block keeps its float64 temporaries in the cache.
-    Blocks are slices of the first axis of about ``BLOCK_ENTRIES`` entries, each with the
-    flat (C-order) index of its first entry: slicing the first axis copies nothing,
-    whatever the layout (a transposed weight), and each block is a run of consecutive
-    flat indices. An array that fits is one block."""
-    array = array.reshape(1) if not array.ndim else array
-    if array.size <= BLOCK_ENTRIES:
-        return array, [(slice(None), 0)], array.size
-    row = array.size // array.shape[0]
+
+class _Block(NamedTuple):
+    index: tuple[slice, ...]
+    row: int  # the block's first row and column: its entries' flat (C-order) indices
+    column: int
+
+
+def _blocks(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[_Block], int]:
+    """Two arrays of one shape (a 0-d array as one entry), their blocks and the entries
+    of the largest.
+
+    A pass over large arrays block by block keeps its float64 temporaries in the cache.
+    Blocks are slices of the first axis of about ``BLOCK_ENTRIES`` entries, which copy
+    nothing whatever the layout; an array that fits is one block. Two matrices of which
+    one is not in C order (torch's weights arrive transposed) are cut into ``TILE`` x
+    ``TILE`` squares instead: a slice of rows of a transposed matrix reads one entry per
+    row of its memory, a page apart, and the pass ran about four times slower."""
+    a = a.reshape(1) if not a.ndim else a
+    b = b.reshape(a.shape)
+    if a.size <= BLOCK_ENTRIES:
+        return a, b, [_Block((slice(None),), 0, 0)], a.size
+    if a.ndim == 2 and not (a.flags.c_contiguous and b.flags.c_contiguous):
+        rows, columns = a.shape
+        return a, b, [_Block((slice(r, r + TILE), slice(c, c + TILE)), r, c)
+                      for r in range(0, rows, TILE) for c in range(0, columns, TILE)], \
+            min(TILE, rows) * min(TILE, columns)
+    row = a.size // a.shape[0]
     rows = max(1, BLOCK_ENTRIES // row)
-    return (array, [(slice(start, start + rows), start * row)
-                    for start in range(0, array.shape[0], rows)], min(rows, array.shape[0]) * row)
+    return a, b, [_Block((slice(start, start + rows),), start, 0)
+                  for start in range(0, a.shape[0], rows)], min(rows, a.shape[0]) * row
 
 
 def _into(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return buffer[:math.prod(shape)].reshape(shape)
+
+
+def _flat_index(array: np.ndarray, block: _Block, local: int, shape: tuple[int, ...]) -> int:
+    """The flat (C-order) index in ``array`` of entry ``local`` of ``block`` (of ``shape``)."""
+    if array.ndim == 2 and block.index[1:]:
+        r, c = np.unravel_index(local, shape)
+        return (block.row + int(r)) * array.shape[1] + block.column + int(c)
+    return block.row * (array.size // array.shape[0]) + local
 
 
 def largest_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -163,17 +189,17 @@ def largest_difference(a: np.ndarray, b: np.ndarray) -> float:
     if a.size <= BLOCK_ENTRIES or a.shape != b.shape:
         with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
             return largest(np.subtract(a, b, dtype=np.float64))
-    a, blocks, entries = _row_blocks(a)
-    b = b.reshape(a.shape)
+    a, b, blocks, entries = _blocks(a, b)
     worst, buffer = 0.0, np.empty(entries)
     with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
-        for part, _ in blocks:
+        for block in blocks:
+            part = block.index
             difference = np.subtract(a[part], b[part], dtype=np.float64,
                                      out=_into(buffer, a[part].shape))
-            block = float(np.abs(difference, out=difference).max())
-            if not block <= worst:  # larger, or NaN, which no later block undoes
-                worst = block
-                if np.isnan(block):
+            largest_here = float(np.abs(difference, out=difference).max())
+            if not largest_here <= worst:  # larger, or NaN, which no later block undoes
+                worst = largest_here
+                if np.isnan(largest_here):
                     break
     return worst
 
@@ -190,23 +216,26 @@ class _Extremes(NamedTuple):
 def _extremes(a: np.ndarray, b: np.ndarray) -> _Extremes:
     """The extremes of two non-empty arrays of one shape, block by block: the same
     numbers as whole-array passes (maxima do not depend on the order they are taken
-    in; the first block with the largest maximum holds its first index)."""
-    a, blocks, entries = _row_blocks(a)
-    b = b.reshape(a.shape)
+    in; of the blocks with the largest maximum, the one whose first occurrence has the
+    lowest flat index holds the first index)."""
+    a, b, blocks, entries = _blocks(a, b)
     max_abs, worst, scale, max_rel = -np.inf, 0, 0.0, 0.0
     buffer, relative = np.empty(entries), np.empty(entries)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # Inf - Inf, x / 0
-        for part, first in blocks:
+        for block in blocks:
+            part = block.index
             diff = np.subtract(a[part], b[part], dtype=np.float64,
                                out=_into(buffer, a[part].shape))
             np.abs(diff, out=diff)
-            block = float(diff.max())
+            largest_here = float(diff.max())
             magnitude = np.abs(b[part])  # exact in b's own dtype
             scale = max(scale, float(magnitude.max()))
-            if not (np.isfinite(block) and np.isfinite(scale)):
-                return _Extremes(block, 0, scale, np.nan)  # the caller explains them
-            if block > max_abs:
-                max_abs, worst = block, first + int(np.argmax(diff))
+            if not (np.isfinite(largest_here) and np.isfinite(scale)):
+                return _Extremes(largest_here, 0, scale, np.nan)  # the caller explains them
+            if largest_here >= max_abs:
+                first = _flat_index(a, block, int(np.argmax(diff)), diff.shape)
+                if largest_here > max_abs or first < worst:
+                    max_abs, worst = largest_here, first
             ratio = np.divide(diff, magnitude, dtype=np.float64, out=_into(relative, diff.shape))
             ratio[diff == 0] = 0.0  # x/0 = inf, 0/0 = 0
             max_rel = max(max_rel, float(ratio.max()))
