@@ -69,3 +69,29 @@ def test_one_framework_alone_derives_nothing(monkeypatch) -> None:
     float64 = Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", steps=2)
     outcome = run_case(float64, ("numpy",), finite_differences=False)
     assert not outcome.compared and calls == []  # no pair, no oracle: no model needed
+
+
+def test_freed_memory_is_handed_back_once_after_the_oracles_run(monkeypatch) -> None:
+    """Once the float64 oracle's run is dropped, before the teacher-forced reruns: after
+    the tolerance model its pages stay in the heap for the runs (handing them back there
+    cost time and lowered no peak, docs/speed.md)."""
+    derivation.clear_caches()
+    order = []
+    run, forced = base.Adapter.run, runner.run_teacher_forced
+
+    def ran(self, case, problem):
+        order.append(f"{self.name} {case.dtype}")
+        return run(self, case, problem)
+
+    def rerun(adapter, *args):
+        order.append(f"{adapter.name} teacher-forced")
+        return forced(adapter, *args)
+
+    monkeypatch.setattr(base.Adapter, "run", ran)
+    monkeypatch.setattr(runner, "run_teacher_forced", rerun)
+    monkeypatch.setattr(runner, "release_freed_memory", lambda size: order.append("release"))
+    assert run_case(CASE, ("numpy", "torch")).passed
+    assert order.count("release") == 1
+    released = order.index("release")
+    assert order[released + 1:] == ["torch teacher-forced"]
+    assert order[:3] == ["numpy float64", "numpy float32", "torch float32"]

@@ -311,8 +311,10 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
             raise
         except Exception:  # run again after the frameworks, which report its error
             models.oracle = None
+        # (its freed pages stay in the heap for the runs: handing them back here and
+        # faulting them in again cost the MNIST-sized case 1-2 s, and its peak, set
+        # later, was the same; docs/speed.md)
         models.full()
-        release_freed_memory(parameter_bytes)
     results, errors = _run_all(case, problem, runnable, device)
     if given is not None and "numpy" in results:
         where = divergence(results["numpy"])
