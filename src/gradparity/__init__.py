@@ -15,7 +15,8 @@ from gradparity.check.assertions import BackpropMismatch, assert_backprop
 from gradparity.check.verifier import CaseCheck, CheckReport, verify
 from gradparity.compare.derivation import derive, floors
 from gradparity.compare.metrics import Difference, ParityError, assert_parity
-from gradparity.harness.runner import CaseOutcome, compare_pair, run_case, run_isolated
+from gradparity.harness.runner import CaseOutcome, compare_pair, run_case
+from gradparity.harness.workers import run_isolated
 from gradparity.spec.case import Case
 from gradparity.spec.case_files import ConfigError, load_cases
 from gradparity.spec.data import Problem, make_problem, problem_from_arrays

@@ -23,6 +23,9 @@ CASES = [
          optimizer="adamw", hyperparameters={"lr": 0.01}),
     Case(architecture="transformer", loss="softmax_cross_entropy", dtype="float32",
          optimizer="adam", hyperparameters={"lr": 0.01}),
+    # float64: the reference's own run is the clean trajectory
+    Case(hidden_activation="tanh", optimizer="adam", hyperparameters={"lr": 0.01},
+         **{**_MLP, "dtype": "float64"}),
     # kinks: the clean trajectory watches them, so it is computed whatever is given
     Case(hidden_activation="relu", optimizer="adam", hyperparameters={"lr": 0.01}, **_MLP),
     Case(architecture="cnn", loss="softmax_cross_entropy", dtype="float32",

@@ -15,7 +15,7 @@ import pytest
 
 from gradparity.adapters import FRAMEWORKS
 from gradparity.cli.main import main
-from gradparity.harness.runner import run_isolated
+from gradparity.harness.workers import run_isolated
 from gradparity.spec.case import Case
 from tests.conftest import require
 

@@ -14,7 +14,8 @@ from gradparity.compare.derivation import clear_caches, derive, floors
 from gradparity.compare.finite_differences import check_against_finite_differences
 from gradparity.compare.pairwise import compare_results, first_backward_divergence
 from gradparity.compare.tolerances import FixedTolerance
-from gradparity.harness.runner import ORACLE, compare_pair, rounding_or_bug, run_case, sweep_seeds
+from gradparity.harness.runner import ORACLE, compare_pair, rounding_or_bug, run_case
+from gradparity.harness.workers import sweep_seeds
 from gradparity.reference import activations
 from gradparity.spec.case import Case
 from gradparity.spec.data import make_problem

@@ -95,3 +95,30 @@ def test_freed_memory_is_handed_back_once_after_the_oracles_run(monkeypatch) -> 
     released = order.index("release")
     assert order[released + 1:] == ["torch teacher-forced"]
     assert order[:3] == ["numpy float64", "numpy float32", "torch float32"]
+
+
+def test_a_float64_case_reads_its_clean_trajectory_from_the_references_run(monkeypatch
+                                                                          ) -> None:
+    derivation.clear_caches()
+    order = []
+    run, trajectory = base.Adapter.run, derivation._trajectory
+
+    def ran(self, case, problem):
+        order.append(f"{self.name} {case.dtype}")
+        return run(self, case, problem)
+
+    def counted(case, problem, noise, *args, **kwargs):
+        order.append(f"trajectory {noise}")
+        return trajectory(case, problem, noise, *args, **kwargs)
+
+    monkeypatch.setattr(base.Adapter, "run", ran)
+    monkeypatch.setattr(derivation, "_trajectory", counted)
+    wide = Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", optimizer="adam",
+                hyperparameters={"lr": 1e-2}, steps=3, batch_size=8)
+    outcome = run_case(wide, ("numpy", "torch"), finite_differences=False)
+    assert outcome.passed and list(outcome.results) == ["numpy", "torch"]
+    # the reference first, the perturbed trajectories (no clean one), then torch
+    assert order[0] == "numpy float64" and order[-1] == "torch float64"
+    assert "trajectory None" not in order
+    assert {entry for entry in order[1:-1]} <= {"trajectory gradient", "trajectory state",
+                                                 "trajectory componentwise"}

@@ -16,8 +16,6 @@ implementation against independent oracles and says where things broke:
 
 from __future__ import annotations
 
-import signal
-import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
@@ -299,23 +297,33 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
     parameter_bytes = 8 * sum(value.size for value in problem.params.values())
     needs_oracle = case.dtype == "float32" and (explain or (
         finite_differences and "numpy" in runnable))
+    # the reference's run in float64 is the model's clean trajectory: in a float64 case
+    # the reference's own run, in a float32 case the float64 oracle's
+    wide = case.dtype == "float64" and "numpy" in runnable
+    results, errors = {}, {}
     if tolerances == "full" and given is None and (len(runnable) > 1 or (
             explain and runnable and case.dtype == "float32")):
-        # the model before the runs are held: its float64 trajectories' memory then
-        # comes and goes before the runs' arrives, not on top of it (a user's data is
-        # checked for divergence first, below); the float64 oracle first, whose run is
-        # the model's clean trajectory
-        try:
-            models.oracle = float64_oracle(case, problem) if needs_oracle else None
-        except CaseTimeout:
-            raise
-        except Exception:  # run again after the frameworks, which report its error
-            models.oracle = None
-        # (its freed pages stay in the heap for the runs: handing them back here and
-        # faulting them in again cost the MNIST-sized case 1-2 s, and its peak, set
-        # later, was the same; docs/speed.md)
+        # the model before the other runs are held: its float64 trajectories' memory
+        # then comes and goes before theirs arrives, not on top of it (a user's data is
+        # checked for divergence first, below); its pages stay in the heap for the runs
+        # (handing them back here lowered no peak and cost the MNIST-sized case 1-2 s of
+        # faulting them in again, docs/speed.md)
+        if wide:
+            results, errors = _run_all(case, problem, ["numpy"], device)
+            models.oracle = results.get("numpy")
+        else:
+            try:
+                models.oracle = float64_oracle(case, problem) if needs_oracle else None
+            except CaseTimeout:
+                raise
+            except Exception:  # run again after the frameworks, which report its error
+                models.oracle = None
         models.full()
-    results, errors = _run_all(case, problem, runnable, device)
+    more, failed = _run_all(case, problem, [n for n in runnable if n not in results
+                                            and n not in errors], device)
+    results, errors = {**results, **more}, {**errors, **failed}  # registry order
+    if wide:
+        models.oracle = results.get("numpy")
     if given is not None and "numpy" in results:
         where = divergence(results["numpy"])
         if where is not None:
@@ -366,45 +374,6 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
         verdicts=verdicts, localisation=localisation, trajectories=trajectories,
         kink_pass=kink_pass,
     )
-
-
-def run_isolated(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
-                 time_limit: float | None = None, **options) -> CaseOutcome:
-    """:func:`run_case`, but an exception or a case running past ``time_limit`` seconds
-    becomes an error of this case (``errors["case"]``) instead of ending the run.
-
-    The time limit uses ``SIGALRM``, so it applies only in the main thread of a
-    POSIX process; elsewhere the case runs without one.
-    """
-    use_alarm = (time_limit is not None and hasattr(signal, "setitimer")
-                 and threading.current_thread() is threading.main_thread())
-
-    def expire(signum, frame):
-        raise CaseTimeout(f"case {case.id} exceeded the per-case time limit of "
-                          f"{time_limit:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire) if use_alarm else None
-    if use_alarm:
-        signal.setitimer(signal.ITIMER_REAL, time_limit)
-    try:
-        return run_case(case, frameworks, **options)
-    except Exception as error:  # CaseTimeout included
-        message = str(error) if isinstance(error, CaseTimeout) else short_traceback(error)
-        return CaseOutcome(case, {}, errors={"case": message})
-    finally:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-
-
-def sweep_seeds(case: Case, seeds: int, frameworks: Sequence[str] = tuple(FRAMEWORKS),
-                device: str = "cpu"):
-    """Run ``case`` over seeds ``0..seeds-1``: the largest observed/allowed per run."""
-    outcomes = [run_case(replace(case, seed=seed), frameworks, explain=False, device=device)
-                for seed in range(seeds)]
-    ratios = np.array([max((d.headroom for d in o.checks), default=0.0) for o in outcomes])
-    failures = sum(not o.passed for o in outcomes)
-    return ratios, failures
 
 
 __all__ = ["ORACLE", "CaseOutcome", "compare_pair", "framework_pairs", "run_case"]

@@ -10,21 +10,66 @@ from the persistent compilation cache, :mod:`gradparity.adapters.compile_cache`)
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from gradparity.adapters import FRAMEWORKS, get_adapter
 from gradparity.harness.executors import check_workers, ordered_map
+from gradparity.harness.outcome import CaseOutcome, CaseTimeout
 from gradparity.harness.porting import PortingRow, port
-from gradparity.harness.runner import run_isolated, sweep_seeds
+from gradparity.harness.runner import run_case, short_traceback
 from gradparity.spec.case import Case
 from gradparity.spec.case_files import load_cases
 
 
+def run_isolated(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
+                 time_limit: float | None = None, **options) -> CaseOutcome:
+    """:func:`run_case`, but an exception or a case running past ``time_limit`` seconds
+    becomes an error of this case (``errors["case"]``) instead of ending the run.
+
+    The time limit uses ``SIGALRM``, so it applies only in the main thread of a
+    POSIX process; elsewhere the case runs without one.
+    """
+    use_alarm = (time_limit is not None and hasattr(signal, "setitimer")
+                 and threading.current_thread() is threading.main_thread())
+
+    def expire(signum, frame):
+        raise CaseTimeout(f"case {case.id} exceeded the per-case time limit of "
+                          f"{time_limit:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire) if use_alarm else None
+    if use_alarm:
+        signal.setitimer(signal.ITIMER_REAL, time_limit)
+    try:
+        return run_case(case, frameworks, **options)
+    except Exception as error:  # CaseTimeout included
+        message = str(error) if isinstance(error, CaseTimeout) else short_traceback(error)
+        return CaseOutcome(case, {}, errors={"case": message})
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def sweep_seeds(case: Case, seeds: int, frameworks: Sequence[str] = tuple(FRAMEWORKS),
+                device: str = "cpu"):
+    """Run ``case`` over seeds ``0..seeds-1``: the largest observed/allowed per run."""
+    outcomes = [run_case(replace(case, seed=seed), frameworks, explain=False, device=device)
+                for seed in range(seeds)]
+    ratios = np.array([max((d.headroom for d in o.checks), default=0.0) for o in outcomes])
+    failures = sum(not o.passed for o in outcomes)
+    return ratios, failures
+
+
 def run_outcome(arguments: tuple) -> Any:
-    """Worker entry point: one isolated case (``runner.run_isolated``), as much of its
+    """Worker entry point: one isolated case (:func:`run_isolated`), as much of its
     outcome as a report reads (:meth:`~gradparity.harness.outcome.CaseOutcome.for_report`),
     in this process and in a worker alike."""
     case, frameworks, time_limit, tolerances, device = arguments
@@ -33,7 +78,7 @@ def run_outcome(arguments: tuple) -> Any:
 
 
 def sweep_outcome(arguments: tuple) -> Any:
-    """Worker entry point: one case over seeds (``runner.sweep_seeds``)."""
+    """Worker entry point: one case over seeds (:func:`sweep_seeds`)."""
     case, seeds, frameworks, *device = arguments
     return sweep_seeds(case, seeds, frameworks, *device)
 
