@@ -28,6 +28,17 @@ def _counted(monkeypatch) -> list[str]:
     return calls
 
 
+def _recorded_runs(monkeypatch, order: list[str]) -> None:
+    """Every framework run appends "<framework> <dtype>" to ``order``."""
+    run = base.Adapter.run
+
+    def ran(self, case, problem):
+        order.append(f"{self.name} {case.dtype}")
+        return run(self, case, problem)
+
+    monkeypatch.setattr(base.Adapter, "run", ran)
+
+
 def test_a_users_data_is_derived_once_for_every_pair(monkeypatch) -> None:
     generated = make_problem(CASE)
     rng = np.random.default_rng(5)
@@ -46,18 +57,14 @@ def test_a_users_data_is_derived_once_for_every_pair(monkeypatch) -> None:
 def test_the_model_is_derived_before_the_frameworks_run(monkeypatch) -> None:
     derivation.clear_caches()
     order = []
-    derive, run = runner.derive, base.Adapter.run
+    derive = runner.derive
 
     def derived(*args, **kwargs):
         order.append("model")
         return derive(*args, **kwargs)
 
-    def ran(self, case, problem):
-        order.append(f"{self.name} {case.dtype}")
-        return run(self, case, problem)
-
     monkeypatch.setattr(runner, "derive", derived)
-    monkeypatch.setattr(base.Adapter, "run", ran)
+    _recorded_runs(monkeypatch, order)
     assert run_case(CASE, ("numpy", "torch"), finite_differences=False).passed
     # the float64 oracle first (its run is the model's clean trajectory), and only once
     assert order == ["numpy float64", "model", "numpy float32", "torch float32"]
@@ -77,17 +84,13 @@ def test_freed_memory_is_handed_back_once_after_the_oracles_run(monkeypatch) -> 
     cost time and lowered no peak, docs/speed.md)."""
     derivation.clear_caches()
     order = []
-    run, forced = base.Adapter.run, runner.run_teacher_forced
-
-    def ran(self, case, problem):
-        order.append(f"{self.name} {case.dtype}")
-        return run(self, case, problem)
+    forced = runner.run_teacher_forced
 
     def rerun(adapter, *args):
         order.append(f"{adapter.name} teacher-forced")
         return forced(adapter, *args)
 
-    monkeypatch.setattr(base.Adapter, "run", ran)
+    _recorded_runs(monkeypatch, order)
     monkeypatch.setattr(runner, "run_teacher_forced", rerun)
     monkeypatch.setattr(runner, "release_freed_memory", lambda size: order.append("release"))
     assert run_case(CASE, ("numpy", "torch")).passed
@@ -101,17 +104,13 @@ def test_a_float64_case_reads_its_clean_trajectory_from_the_references_run(monke
                                                                           ) -> None:
     derivation.clear_caches()
     order = []
-    run, trajectory = base.Adapter.run, derivation._trajectory
-
-    def ran(self, case, problem):
-        order.append(f"{self.name} {case.dtype}")
-        return run(self, case, problem)
+    trajectory = derivation._trajectory
 
     def counted(case, problem, noise, *args, **kwargs):
         order.append(f"trajectory {noise}")
         return trajectory(case, problem, noise, *args, **kwargs)
 
-    monkeypatch.setattr(base.Adapter, "run", ran)
+    _recorded_runs(monkeypatch, order)
     monkeypatch.setattr(derivation, "_trajectory", counted)
     wide = Case((3, 8, 2), "tanh", loss="softmax_cross_entropy", optimizer="adam",
                 hyperparameters={"lr": 1e-2}, steps=3, batch_size=8)
