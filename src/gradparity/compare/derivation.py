@@ -86,8 +86,9 @@ def derive(case: Case, problem: Problem | None = None,
     """Evaluate the model on the case's weights and data (``problem``, or the generated
     ones), in float64. Cached per case for generated data.
 
-    ``clean``: the float64 oracle's run of this case on the same data (the reference in
-    float64 from the same inputs, ``gradparity.harness.runner.float64_oracle``). Its
+    ``clean``: the reference's float64 run of this case on the same data (a float32
+    case's float64 oracle, ``gradparity.harness.runner.float64_oracle``, or a float64
+    case's own NumPy run: the reference in float64 from the same inputs). Its
     steps are the model's clean trajectory, computed by the same code: where the case
     has no kink to watch (the clean trajectory then only records its steps) they are
     read from it instead of computed a second time. The same model, to the bit
