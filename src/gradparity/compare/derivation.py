@@ -41,8 +41,8 @@ from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.reference.sequence import running_entries
 from gradparity.spec.case import Case
-from gradparity.spec.data import Batch, Problem, make_problem
-from gradparity.spec.evaluation import evaluate, layer_index
+from gradparity.spec.data import Problem, make_problem
+from gradparity.spec.evaluation import Pass, evaluate, layer_index
 
 if TYPE_CHECKING:
     from gradparity.adapters.base import RunResult
@@ -192,17 +192,23 @@ def _with_trajectories(case: Case, static: Tolerances, wide,
                             forks=forks)
     first = next(clean, None)
     branch = None
-    runs = {"gradient": _trajectory(case, wide, noise="gradient")}
+    # every perturbed trajectory starts with the same unperturbed pass: it is run once
+    # (with its forward cache, which the componentwise probe's absolute sums start from)
+    start = evaluate(case, wide.params, wide.batch(0), wide.state,
+                     keep_forward=not case.is_sequence) if case.steps else None
+    runs = {"gradient": _trajectory(case, wide, noise="gradient", initial=start)}
     # U_t only ever multiplies the bias-correction term A, which is zero outside the
     # Adam family and in float64; R_t exists only for optimizers that keep state
     if bias and case.dtype == "float32":
-        runs["update"] = _trajectory(case, wide, noise="update")
+        runs["update"] = _trajectory(case, wide, noise="update", initial=start)
     # at the size rounding really has in this dtype: RMSprop's g / sqrt(v) is far from
     # linear where v is tiny, so a 1e-7 probe would underestimate float32
     entry_size = SUM_SAFETY * np.sqrt(n_eff) * machine_epsilon(case.dtype)
-    runs["componentwise"] = _trajectory(case, wide, noise="componentwise", size=entry_size)
+    runs["componentwise"] = _trajectory(case, wide, noise="componentwise", size=entry_size,
+                                        initial=start)
     if first is not None and any("/" in name for name in first[0]):
-        runs["state"] = _trajectory(case, wide, noise="state")
+        runs["state"] = _trajectory(case, wide, noise="state", initial=start)
+    del start  # each trajectory holds it only until its first step
     losses = {name: [] for name in ("clean", *runs, "branch")}
     state_rounding, step_size, largest_update = {}, {}, {n: 0.0 for n in params}
     before = params
@@ -311,7 +317,8 @@ class _Fork:
 
 
 def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None = None,
-                forks: list[_Fork] | None = None, start: _Fork | None = None):
+                forks: list[_Fork] | None = None, start: _Fork | None = None,
+                initial: Pass | None = None):
     """The float64 reference trajectory, one step at a time: per step the parameters,
     optimizer state slots and running statistics after it, and the loss there; optionally
     with every gradient entry multiplied by
@@ -322,7 +329,11 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
 
     ``kinks`` is every pass's ``perturb``: a flipping :class:`KinkFlip` takes the other
     side of every kink within rounding (the branch trajectory, which begins at ``start``),
-    a counting one records in ``forks`` the first pass that has such a value."""
+    a counting one records in ``forks`` the first pass that has such a value.
+
+    ``initial``: the unperturbed first pass, already run (a trajectory without
+    ``kinks`` or ``start``; the componentwise one of an MLP needs its forward cache).
+    The last pass gives only the loss, so it runs no backward pass."""
     optimizer = reference.OPTIMIZERS[case.optimizer]
     rng = np.random.default_rng(case.seed)
     probe_rng = np.random.default_rng([case.seed, 2])  # its own stream: the signs stay
@@ -340,15 +351,20 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
     def rounded_state(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: v * (1 + PERTURBATION * signs(v.shape)) for n, v in values.items()}
 
+    # the componentwise probe of an MLP starts its absolute sums from each pass's forward
+    keep_forward = noise == "componentwise" and not case.is_sequence
+
     def evaluated(evaluation: int, entering: dict):
         result = evaluate(case, current, problem.batch(evaluation), entering,
-                          perturb=kinks.reset() if kinks is not None else None)
+                          perturb=kinks.reset() if kinks is not None else None,
+                          backward=evaluation < case.steps, keep_forward=keep_forward)
         if forks is not None and not forks and kinks is not None and kinks.found:
             forks.append(_Fork(evaluation, current, state, entering))
         return result
 
     entering = running  # the running statistics the last pass started from
-    result = evaluated(first, entering)
+    result = initial if initial is not None else evaluated(first, entering)
+    del initial
     for step in range(first, case.steps):
         grads, running = result.gradients, result.state or running
         if noise == "gradient":
@@ -356,7 +372,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
         elif noise == "componentwise":
             # an MLP's entries carry the rounding of the sums of their terms' absolute
             # values; a sequence network's are measured (conditioning probe) alone
-            scales = (_absolute_sums(case, current, problem.batch(step)) if not case.is_sequence
+            scales = (ABSOLUTE_BACKPROP.backward(result.forward).params if keep_forward
                       else {n: np.abs(g) for n, g in grads.items()})
             # each entry's rounding: the sum model, or the reference's own measured
             # rounding where that is larger (saturation, cancellation inside the loss)
@@ -367,6 +383,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
             # either way; the tolerance must (and the report flags it when it is loose)
             grads = {n: g + np.maximum(size * scales[n], measured[n]) * signs(g.shape)
                      for n, g in grads.items()}
+        result = None  # the pass's activations are not held through the update
         hp = step_hyperparameters(case.hparams, options, step, case.steps)
         new, state = optimizer.update(current, grads, state, hp)
         if noise == "update":
@@ -384,12 +401,3 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
         result = evaluated(step + 1, entering)
         yield ({**current, **state_arrays(case.optimizer, state, case.hparams, copy=False),
                 **running_entries(running)}, float(result.loss))
-
-
-def _absolute_sums(case: Case, params, batch: Batch) -> dict[str, np.ndarray]:
-    """Per gradient entry of a dense MLP, the sum of the absolute values of its terms (see
-    :class:`AbsoluteBackprop`)."""
-    x, y, masks = batch
-    cache = reference.forward(params, x, y, case.activations, case.loss, case.all_options,
-                              masks)
-    return ABSOLUTE_BACKPROP.backward(cache).params

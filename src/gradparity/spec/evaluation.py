@@ -28,24 +28,27 @@ Perturb = Callable[[np.ndarray], np.ndarray]
 class Pass:
     """One evaluation: the loss, dL/dparams, the backward signals, the running statistics
     after the pass (a sequence network's BatchNorm; empty otherwise) and the network's
-    output (the loss's input)."""
+    output (the loss's input); ``forward``: a dense MLP's forward cache, where asked for
+    (another backward pass can then start from it without a second forward pass)."""
 
     loss: np.ndarray
     gradients: dict[str, np.ndarray]
     deltas: dict[str, np.ndarray]
     state: dict[str, np.ndarray]
     output: np.ndarray
+    forward: network.ForwardCache | None = None
 
 
 def evaluate(case: Case, params: Mapping[str, np.ndarray], batch: Batch,
              state: Mapping[str, np.ndarray] | None = None, perturb: Perturb | None = None,
              options: Mapping[str, Any] | None = None, backward: bool = True,
-             overrides: Mapping[str, Any] | None = None) -> Pass:
+             overrides: Mapping[str, Any] | None = None, keep_forward: bool = False) -> Pass:
     """The reference's forward pass (and, unless ``backward=False``, its backward pass) of
     ``case`` at ``params`` on ``batch``. ``perturb`` is applied to every intermediate
     (every z_l and a_l of an MLP, every layer output of a sequence); ``options``
     replaces the case's options (conventions set to another framework's);
-    ``overrides`` replaces layer types' backward rules (the bug catalogue)."""
+    ``overrides`` replaces layer types' backward rules (the bug catalogue);
+    ``keep_forward``: a dense MLP's pass keeps its forward cache (``Pass.forward``)."""
     options = dict(case.all_options if options is None else options)
     x, y, masks = batch
     if case.is_sequence:
@@ -57,11 +60,12 @@ def evaluate(case: Case, params: Mapping[str, np.ndarray], batch: Batch,
         return Pass(cache.loss, result.params, result.deltas, cache.state, cache.output)
     cache = network.forward(params, x, y, case.activations, case.loss, options, masks,
                             perturb=perturb)
+    kept = cache if keep_forward else None
     if not backward:
-        return Pass(cache.loss, {}, {}, {}, cache.output)
+        return Pass(cache.loss, {}, {}, {}, cache.output, kept)
     result = network.BACKPROP.backward(cache)
     deltas = {f"z{layer}": d for layer, d in enumerate(result.deltas, start=1)}
-    return Pass(cache.loss, dict(result.params), deltas, {}, cache.output)
+    return Pass(cache.loss, dict(result.params), deltas, {}, cache.output, kept)
 
 
 def loss_only(case: Case, params: Mapping[str, np.ndarray], batch: Batch,
