@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradparity import reference
+from gradparity.compare import random_signs
 from gradparity.compare.branches import KinkFlip
 from gradparity.compare.metrics import largest, largest_difference, machine_epsilon
 from gradparity.compare.probes import (
@@ -345,11 +346,8 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
                                           start.running)
     options = case.all_options
 
-    def signs(shape):
-        return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
-
     def rounded_state(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {n: v * (1 + PERTURBATION * signs(v.shape)) for n, v in values.items()}
+        return {n: random_signs.scaled(v, PERTURBATION, rng) for n, v in values.items()}
 
     # the componentwise probe of an MLP starts its absolute sums from each pass's forward
     keep_forward = noise == "componentwise" and not case.is_sequence
@@ -368,7 +366,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
     for step in range(first, case.steps):
         grads, running = result.gradients, result.state or running
         if noise == "gradient":
-            grads = {n: g * (1 + PERTURBATION * signs(g.shape)) for n, g in grads.items()}
+            grads = {n: random_signs.scaled(g, PERTURBATION, rng) for n, g in grads.items()}
         elif noise == "componentwise":
             # an MLP's entries carry the rounding of the sums of their terms' absolute
             # values; a sequence network's are measured (conditioning probe) alone
@@ -381,7 +379,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
             # unclipped: an entry smaller than its own rounding level has no reliable
             # sign, and an optimizer that normalises by sqrt(v) turns that into a full step
             # either way; the tolerance must (and the report flags it when it is loose)
-            grads = {n: g + np.maximum(size * scales[n], measured[n]) * signs(g.shape)
+            grads = {n: random_signs.moved(g, np.maximum(size * scales[n], measured[n]), rng)
                      for n, g in grads.items()}
         result = None  # the pass's activations are not held through the update
         hp = step_hyperparameters(case.hparams, options, step, case.steps)
