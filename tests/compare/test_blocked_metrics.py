@@ -9,7 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradparity.compare.metrics import TILE, compare_arrays, largest_difference
+from gradparity.compare.metrics import (
+    TILE,
+    compare_arrays,
+    largest_difference,
+    largest_difference_and_scale,
+)
 from gradparity.reference.blocks import BLOCK_ENTRIES
 
 ROWS = 3 * BLOCK_ENTRIES // 128 + 5  # several blocks of a (rows, 128) array and a partial one
@@ -70,6 +75,7 @@ def _layouts():
 def test_blocked_comparison_equals_whole_array_formulas(a, b) -> None:
     max_abs, worst, scale, max_rel = _whole(a, b)
     assert largest_difference(a, b) == max_abs
+    assert largest_difference_and_scale(a, b) == (max_abs, scale)
     d = compare_arrays(a, b, case_id="c", dtype="float64", framework="x", baseline_name="y",
                        quantity="gradient", parameter="W1", tolerance=1.0)
     assert (d.max_abs, d.max_rel) == (max_abs, max_rel)
@@ -96,6 +102,11 @@ def test_a_non_finite_entry_in_a_late_block_is_found(bad) -> None:
     assert "non-finite" in d.note
     difference = largest_difference(a, b)
     assert np.isnan(difference) if np.isnan(bad) else difference == np.inf
+    with_scale = largest_difference_and_scale(a, b)
+    assert (np.isnan(with_scale).all() if np.isnan(bad)
+            else with_scale == (np.inf, float(np.abs(b).max())))
+    swapped = largest_difference_and_scale(b, a)  # the entry in the baseline: its scale
+    assert np.isnan(swapped).all() if np.isnan(bad) else swapped == (np.inf, np.inf)
 
 
 def test_largest_difference_of_equal_infinities_is_nan_and_of_empty_arrays_zero() -> None:
@@ -104,6 +115,9 @@ def test_largest_difference_of_equal_infinities_is_nan_and_of_empty_arrays_zero(
     assert np.isnan(largest_difference(a, a.copy()))  # Inf - Inf: not a match
     assert largest_difference(np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
     assert largest_difference(np.float32(1.5), np.float64(1.25)) == 0.25  # 0-d sides
+    assert np.isnan(largest_difference_and_scale(a, a.copy())).all()
+    assert largest_difference_and_scale(np.zeros((0, 3)), np.zeros((0, 3))) == (0.0, 0.0)
+    assert largest_difference_and_scale(np.float32(1.5), np.float64(-1.25)) == (2.75, 1.25)
 
 
 def test_largest_difference_of_different_shapes_is_refused_as_numpy_would() -> None:

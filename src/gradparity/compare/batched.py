@@ -21,8 +21,7 @@ import numpy as np
 from gradparity.compare.metrics import (
     Difference,
     compare_arrays,
-    largest,
-    largest_difference,
+    largest_difference_and_scale,
     machine_epsilon,
     within,
 )
@@ -122,8 +121,8 @@ def _step_maxima(mine: list[dict], theirs: list[dict], names: tuple[str, ...]
             if not sizes[column]:
                 continue
             # |b|'s maximum is exact in b's own dtype
-            max_abs[step, column] = largest_difference(m[name], t[name])
-            scale[step, column] = largest(t[name])
+            max_abs[step, column], scale[step, column] = largest_difference_and_scale(
+                m[name], t[name])
     # a NaN or Inf on either side makes its step's maximum NaN or Inf
     if not (np.isfinite(max_abs).all() and np.isfinite(scale).all()):
         return None

@@ -183,14 +183,26 @@ def largest_difference(a: np.ndarray, b: np.ndarray) -> float:
     """max |a - b| of two arrays of one shape, in float64 (each side converted first,
     which is exact for float32), block by block: no float64 copy of either side.
     NaN where either side has a NaN or both the same Inf; 0 for empty arrays."""
+    return _difference_pass(a, b, scaled=False)[0]
+
+
+def largest_difference_and_scale(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """``(largest_difference(a, b), largest(b))`` in one pass, each block of ``b`` read
+    once while it is in the cache; both NaN where the difference is NaN (a NaN or an
+    Inf on either side makes the difference NaN or Inf)."""
+    return _difference_pass(a, b, scaled=True)
+
+
+def _difference_pass(a: np.ndarray, b: np.ndarray, scaled: bool) -> tuple[float, float]:
     a, b = np.asarray(a), np.asarray(b)
     # one pass where its float64 temporary is small, or where the shapes differ (NumPy
     # broadcasts them or says why not; blocks would pair the wrong entries)
     if a.size <= BLOCK_ENTRIES or a.shape != b.shape:
         with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
-            return largest(np.subtract(a, b, dtype=np.float64))
+            worst = largest(np.subtract(a, b, dtype=np.float64))
+        return (worst, worst) if np.isnan(worst) else (worst, largest(b) if scaled else 0.0)
     a, b, blocks, entries = _blocks(a, b)
-    worst, buffer = 0.0, np.empty(entries)
+    worst, scale, buffer = 0.0, 0.0, np.empty(entries)
     with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf
         for block in blocks:
             part = block.index
@@ -200,8 +212,10 @@ def largest_difference(a: np.ndarray, b: np.ndarray) -> float:
             if not largest_here <= worst:  # larger, or NaN, which no later block undoes
                 worst = largest_here
                 if np.isnan(largest_here):
-                    break
-    return worst
+                    return worst, worst
+            if scaled:  # |b|'s maximum is exact in b's own dtype
+                scale = max(scale, largest(b[part]))
+    return worst, scale
 
 
 class _Extremes(NamedTuple):

@@ -37,8 +37,7 @@ from gradparity.compare.metrics import (
     FINITE_DIFFERENCES,
     ORACLE,
     Difference,
-    largest,
-    largest_difference,
+    largest_difference_and_scale,
     machine_epsilon,
 )
 from gradparity.compare.pairwise import compare_results, first_backward_divergence
@@ -139,8 +138,8 @@ def _trajectory_errors(case, problem, results, device="cpu") -> dict[str, Trajec
 
     def error(params, step):
         target = reference.parameters_after(step)
-        return max(largest_difference(params[n], target[n])
-                   / max(largest(target[n]), np.finfo(float).tiny) for n in target) / eps
+        return max(difference / max(scale, np.finfo(float).tiny) for difference, scale in (
+            largest_difference_and_scale(params[n], target[n]) for n in target)) / eps
 
     errors = {}
     for name, result in results.items():
