@@ -1,10 +1,13 @@
-"""Freed memory reused: large temporaries stop costing a page fault per page."""
+"""Freed memory reused: large temporaries stop costing a page fault per page; a case's
+garbage collected and the survivors frozen before the next."""
 
 from __future__ import annotations
 
+import gc
 import platform
 import subprocess
 import sys
+import weakref
 
 import pytest
 
@@ -66,3 +69,28 @@ def test_freed_memory_goes_back_when_released():
 
     assert returned("keep") < 16  # MiB: the heap keeps what was freed, for reuse
     assert returned("release") > 150  # most of the 192 MiB back to the system
+
+
+class _Node:
+    """A plain object the cyclic collector tracks."""
+
+
+def test_a_case_starts_with_the_garbage_collected_and_the_survivors_frozen():
+    from gradparity.harness.workers import run_outcome
+    from gradparity.spec.case import Case
+
+    survivor = _Node()
+    cycle = _Node()
+    cycle.itself = cycle  # garbage only a collection frees
+    dropped = weakref.ref(cycle)
+    del cycle
+    try:
+        outcome = run_outcome((Case((3, 4, 2), steps=1), ("numpy",), None, "full", "cpu"))
+        assert outcome.passed
+        assert dropped() is None  # collected, not frozen
+        # frozen: in no generation, so no later collection walks it
+        assert gc.get_freeze_count() > 0
+        assert not any(tracked is survivor for tracked in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert any(tracked is survivor for tracked in gc.get_objects())

@@ -22,6 +22,7 @@ import numpy as np
 
 from gradparity.adapters import FRAMEWORKS, get_adapter
 from gradparity.harness.executors import check_workers, ordered_map
+from gradparity.harness.memory import freeze_survivors
 from gradparity.harness.outcome import CaseOutcome, CaseTimeout
 from gradparity.harness.porting import PortingRow, port
 from gradparity.harness.runner import run_case, short_traceback
@@ -71,8 +72,13 @@ def sweep_seeds(case: Case, seeds: int, frameworks: Sequence[str] = tuple(FRAMEW
 def run_outcome(arguments: tuple) -> Any:
     """Worker entry point: one isolated case (:func:`run_isolated`), as much of its
     outcome as a report reads (:meth:`~gradparity.harness.outcome.CaseOutcome.for_report`),
-    in this process and in a worker alike."""
+    in this process and in a worker alike. The garbage of the cases before is collected
+    and what survives is frozen first (:func:`~gradparity.harness.memory.freeze_survivors`)."""
     case, frameworks, time_limit, tolerances, device = arguments
+    for name in frameworks:  # imported first: their objects are the bulk of what is frozen
+        if name in FRAMEWORKS:
+            get_adapter(name)
+    freeze_survivors()
     return run_isolated(case, frameworks, time_limit=time_limit, tolerances=tolerances,
                         device=device).for_report()
 
