@@ -31,6 +31,7 @@ tolerances, whose denominator is only the three implementations' own runs.
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ from gradparity.compare import ridders
 from gradparity.compare.derivation import clear_caches, derived_cases
 from gradparity.harness import runner
 from gradparity.harness.audit import environment
-from gradparity.harness.memory import peak_mib, reuse_freed_memory
+from gradparity.harness.memory import freeze_survivors, peak_mib, reuse_freed_memory
 from gradparity.harness.runner import run_case
 from gradparity.harness.size_scan import FULL_BATCHES, FULL_WIDTHS, QUICK_SIZES, STEPS, size_scan
 from gradparity.harness.stages import stage_table
@@ -149,11 +150,13 @@ def overhead(cases: Sequence[Case], **options) -> tuple[float, float, float]:
 
 def _timed_run(cases: Sequence[Case], **options) -> tuple[float, _FrameworkClock]:
     """The tolerance model's caches are emptied first: deriving it is harness work that
-    every run does once per case."""
+    every run does once per case. Each case starts as in a run, with the garbage before
+    it collected and the survivors frozen (timed with the cases)."""
     clear_caches()
     with _FrameworkClock() as clock:
         started = time.perf_counter()
         for case in cases:
+            freeze_survivors()  # between cases, as every run does (workers.run_outcome)
             run_case(case, **options)
         wall = time.perf_counter() - started
     return wall, clock
@@ -244,13 +247,24 @@ def anchors(width: int = 16, repeats: int = 20) -> list[str]:
 
 
 def _new_and_repeated(function, repeats: int) -> tuple[float, float]:
-    started = time.perf_counter()
-    function(0)
-    new = time.perf_counter() - started
-    started = time.perf_counter()
-    for seed in range(1, repeats + 1):
-        function(seed)
-    return new, (time.perf_counter() - started) / repeats
+    """Seconds of ``function(0)`` and the mean of ``function(1..repeats)``, each of the
+    anchors alike with the garbage collector off, as ``timeit`` times: one full
+    collection of this process's heap (every earlier table's objects) took 0.22 s and
+    made one of 20 repeats a hundred times slower than the others."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        function(0)
+        new = time.perf_counter() - started
+        started = time.perf_counter()
+        for seed in range(1, repeats + 1):
+            function(seed)
+        return new, (time.perf_counter() - started) / repeats
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def model_size(widths: Sequence[int], batches: Sequence[int]) -> list[str]:
