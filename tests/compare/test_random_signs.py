@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from gradparity.compare import random_signs
+from gradparity.reference.blocks import BLOCK_ENTRIES
 
-SHAPES = [(), (0, 4), (7,), (301, 257), (3, 1 << 15)]  # 0-d, empty, one block, several
+SHAPES = [(), (0, 4), (7,), (301, 257), (3, BLOCK_ENTRIES)]  # 0-d, empty, one block, several
 
 
 def _values(shape, dtype="float64", layout="C"):

@@ -4,9 +4,10 @@ The tolerance model's trajectories move every gradient entry, optimizer state en
 running statistic by a relative or absolute amount with a random sign (one uniform draw
 per entry: below 1/2 is minus). Written as ``values * (1 + delta * signs)``, that is
 five passes over the whole array, and on a large model each pass is a trip to memory.
-Here each slice of ``BLOCK_ENTRIES`` entries is drawn and applied while it is in the
-cache. The draws are the same (a generator's uniforms come in the same order whatever
-the sizes they are asked for in) and so is the arithmetic: ``1 + delta * (-1.0)`` is
+Here each slice of ``BLOCK_ENTRIES`` entries (the blocked optimizer update's block) is
+drawn and applied while it is in the cache. The draws are the same (a generator's
+uniforms come in the same order whatever the sizes they are asked for in) and so is the
+arithmetic: ``1 + delta * (-1.0)`` is
 ``1 - delta`` to the bit, and ``x + a * (-1.0)`` is ``x - a``.
 """
 
@@ -14,16 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-BLOCK_ENTRIES = 1 << 15
-"""Entries drawn and applied at a time: 256 KiB of float64 per array."""
+from gradparity.reference.blocks import BLOCK_ENTRIES
 
 
 def _blocked(values: np.ndarray, rng: np.random.Generator, apply) -> np.ndarray:
     flat = np.reshape(values, -1)
     out = np.empty(flat.shape, np.result_type(values, np.float64))
     for start in range(0, flat.size, BLOCK_ENTRIES):
-        part = slice(start, start + BLOCK_ENTRIES)
-        apply(flat[part], rng.random(flat[part].size) < 0.5, part, out[part])
+        block = slice(start, start + BLOCK_ENTRIES)
+        apply(flat[block], rng.random(flat[block].size) < 0.5, block, out[block])
     return out.reshape(np.shape(values))
 
 
@@ -31,8 +31,8 @@ def scaled(values: np.ndarray, relative: float, rng: np.random.Generator) -> np.
     """``values * (1 + relative * s)``, one random sign ``s`` per entry (in float64)."""
     down, up = 1 + relative * -1.0, 1 + relative * 1.0
 
-    def apply(part, negative, _, out):
-        np.multiply(part, np.where(negative, down, up), out=out)
+    def apply(entries, negative, _, out):
+        np.multiply(entries, np.where(negative, down, up), out=out)
 
     return _blocked(values, rng, apply)
 
@@ -42,8 +42,8 @@ def moved(values: np.ndarray, amounts: np.ndarray, rng: np.random.Generator) -> 
     ``amounts`` is shaped like ``values``."""
     flat_amounts = np.reshape(np.broadcast_to(amounts, np.shape(values)), -1)
 
-    def apply(part, negative, where, out):
-        amount = flat_amounts[where]
-        np.add(part, np.where(negative, -amount, amount), out=out)
+    def apply(entries, negative, block, out):
+        amount = flat_amounts[block]
+        np.add(entries, np.where(negative, -amount, amount), out=out)
 
     return _blocked(values, rng, apply)

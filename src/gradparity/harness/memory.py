@@ -48,9 +48,10 @@ def freeze_survivors() -> None:
     """Collect the cyclic garbage now, then move every object that survives into the
     collector's permanent generation (``gc.freeze``), where no later collection walks it.
 
-    Importing torch and JAX leaves some 400,000 objects the cyclic garbage collector
-    tracks, and every full collection walks all of them again: the default matrix in one
-    process ran 10 full collections, 1.2 s of its 23 s. Called between cases (by
+    Importing torch and JAX leaves some 260,000 objects the cyclic garbage collector
+    tracks (400,000 once a case has run), and every full collection walks all of them
+    again: the default matrix in one process ran 10 full collections, 1.2 s of its 23 s
+    (docs/speed.md has the command). Called between cases (by
     :func:`gradparity.harness.workers.run_outcome`, after the frameworks are imported),
     a collection walks only what the cases since allocated. A frozen object is still
     freed when nothing refers to it; only a reference cycle among frozen objects that
