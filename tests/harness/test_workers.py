@@ -219,6 +219,23 @@ def test_workers_are_single_threaded_and_this_process_is_not(executor, monkeypat
     assert "OMP_NUM_THREADS" not in os.environ
 
 
+def test_a_local_dask_cluster_runs_beside_another_on_the_usual_port() -> None:
+    """A second run's cluster (here: something holding Dask's default HTTP port) neither
+    warns nor fails: the scheduler's HTTP server takes a free port."""
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    import socket
+
+    with socket.socket() as holder:
+        try:
+            holder.bind(("", 8787))
+        except OSError:
+            pytest.skip("port 8787 is taken here already: nothing to hold")
+        holder.listen()
+        # the suite turns every warning into an error, "Port 8787 is already in use" too
+        assert list(ordered_map(_threads_setting, [0, 1], workers=2,
+                                executor="dask")) == ["1", "1"]
+
+
 @pytest.mark.parametrize("executor", ["local", "dask"])
 def test_nothing_to_map_starts_no_workers(executor, monkeypatch) -> None:
     # a run without --seeds maps its seed sweeps over no items: on Dask that once

@@ -205,11 +205,14 @@ def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
             # single-threaded settings into this process's environment: undone on exit);
             # memory_limit=0: no memory manager, which would pause or kill a worker past
             # a share of this machine's memory that the local pool does not impose, and
-            # polls every 100 ms (520 cases on 2 cores: 31.9 -> 30.8 s)
+            # polls every 100 ms (520 cases on 2 cores: 31.9 -> 30.8 s); no dashboard,
+            # and the scheduler's HTTP server (which it starts even so) on a free port:
+            # on its default, 8787, a second run at the same time got a warning
             with _single_threaded_environment(), dask.config.set(QUIET_LOCAL_WORKERS):
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, memory_limit=0))
+                    dashboard_address=None, memory_limit=0,
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"}))
             client = stack.enter_context(Client(cluster))
         client.run(prepare_worker)
         if started is not None:
