@@ -30,6 +30,7 @@ from gradparity.harness.porting import PortingRow, porting_cases
 from gradparity.harness.runner import CaseOutcome, validate_frameworks
 from gradparity.harness.workers import run_cases, sweep_outcome
 from gradparity.report.outputs import write_outputs
+from gradparity.report.records import CaseRecord, case_record
 from gradparity.spec.case_files import ConfigError, load_cases
 from gradparity.spec.matrix import default_cases, filter_cases, xor_case
 
@@ -182,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     progress.stage("cases", len(cases) + len(xor_cases))
     outcomes: list[CaseOutcome] = []
+    records: list[CaseRecord] = []
     porting: list[PortingRow] = []
     try:
         for result in run_cases([*cases, *xor_cases], frameworks, workers=workers,
@@ -192,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
                                 started=import_in_background):
             if isinstance(result, CaseOutcome):
                 outcomes.append(result)
+                # formatted now, while later cases run, not all at the end (docs/speed.md)
+                records.append(case_record(result))
                 progress.update(result.case.id, result.passed)
             elif result is not None:  # a porting row (None: torch or JAX is missing)
                 porting.append(result)
@@ -210,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     command = _command(args, frameworks)
     write_outputs(outcomes, len(cases), frameworks, command, sweeps, args.out,
-                  plots=not args.no_plots, porting=porting, device=args.device)
+                  plots=not args.no_plots, porting=porting, device=args.device,
+                  records=records)
     failed = [o.case.id for o in outcomes if not o.passed]
     failed += [f"porting {row.case.id}" for row in porting if row.verdict.startswith("unexp")]
     total = len(outcomes)

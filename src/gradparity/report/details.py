@@ -17,8 +17,12 @@ from gradparity.report.markdown import markdown_table
 
 def render_details(outcomes: Sequence[CaseOutcome], xor_outcomes: Sequence[CaseOutcome],
                    frameworks: Sequence[str],
-                   sweeps: Sequence[tuple[str, np.ndarray, int]] = ()) -> str:
-    """DETAILS.md as Markdown text (no timestamp: identical runs give identical text)."""
+                   sweeps: Sequence[tuple[str, np.ndarray, int]] = (),
+                   case_sections: Sequence[str] | None = None) -> str:
+    """DETAILS.md as Markdown text (no timestamp: identical runs give identical text).
+
+    ``case_sections``: each case's :func:`case_section`, in the order of ``outcomes``
+    then ``xor_outcomes``, where already made (as each outcome arrived); else made here."""
     all_outcomes = [*outcomes, *xor_outcomes]
     lines = ["# gradparity report: details", "",
              "Every case of the run behind [REPORT.md](REPORT.md). Each cell: observed / "
@@ -65,12 +69,19 @@ def render_details(outcomes: Sequence[CaseOutcome], xor_outcomes: Sequence[CaseO
               "this run aligned them (gradparity.adapters.conventions).", "",
               markdown_table(conventions_table()), ""]
     lines += ["## Per-parameter differences", ""]
-    for outcome in all_outcomes:
-        lines += [f"### {outcome.case.id}", ""]
-        for name, reason in outcome.skipped.items():
-            lines += [f"- {name} skipped: {reason}"]
-        if outcome.skipped:
-            lines += [""]
-        if outcome.checks:
-            lines += [markdown_table(parameter_table(outcome)), ""]
+    lines += (list(case_sections) if case_sections is not None
+              else [case_section(outcome) for outcome in all_outcomes])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def case_section(outcome: CaseOutcome) -> str:
+    """One case's section of "Per-parameter differences": its skipped frameworks and every
+    check's observed / allowed per pair; it ends with an empty line."""
+    lines = [f"### {outcome.case.id}", ""]
+    for name, reason in outcome.skipped.items():
+        lines += [f"- {name} skipped: {reason}"]
+    if outcome.skipped:
+        lines += [""]
+    if outcome.checks:
+        lines += [markdown_table(parameter_table(outcome)), ""]
+    return "\n".join(lines)

@@ -43,13 +43,12 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from gradparity.harness.runner import CaseOutcome
-from gradparity.report.files import write_report
 
 SCHEMA_VERSION = 1
 CHECK_FIELDS = (
@@ -89,36 +88,58 @@ def _check(difference, verdict: str, localisation: str = "") -> dict[str, Any]:
     return row
 
 
+def case_entry(outcome: CaseOutcome) -> dict[str, Any]:
+    """One case's object in ``results.json``'s ``cases`` list."""
+    checks = [
+        _check(d, outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
+                                       ""), _localised(outcome, d))
+        for d in outcome.checks
+    ]
+    return {
+        "id": outcome.case.id,
+        "case": outcome.case.to_dict(),
+        "passed": outcome.passed,
+        "skipped": dict(outcome.skipped),
+        "errors": dict(outcome.errors),
+        "localisation": [
+            {"framework": f, "baseline": b, "step": step, "layer": layer}
+            for (f, b), (step, layer) in outcome.localisation.items()
+        ],
+        "trajectories": {
+            name: {"free_running": [_number(v) for v in errors.free_running],
+                   "teacher_forced": [_number(v) for v in errors.teacher_forced]}
+            for name, errors in outcome.trajectories.items()
+        },
+        "kink_pass": outcome.kink_pass,
+        "checks": checks,
+    }
+
+
 def build_results(
     outcomes: Sequence[CaseOutcome], frameworks: Sequence[str], command: str,
     audit: dict[str, Any], timestamp: str | None = None, porting: Sequence = (),
 ) -> dict[str, Any]:
-    cases = []
-    for outcome in outcomes:
-        checks = [
-            _check(d, outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
-                                           ""), _localised(outcome, d))
-            for d in outcome.checks
-        ]
-        cases.append({
-            "id": outcome.case.id,
-            "case": outcome.case.to_dict(),
-            "passed": outcome.passed,
-            "skipped": dict(outcome.skipped),
-            "errors": dict(outcome.errors),
-            "localisation": [
-                {"framework": f, "baseline": b, "step": step, "layer": layer}
-                for (f, b), (step, layer) in outcome.localisation.items()
-            ],
-            "trajectories": {
-                name: {"free_running": [_number(v) for v in errors.free_running],
-                       "teacher_forced": [_number(v) for v in errors.teacher_forced]}
-                for name, errors in outcome.trajectories.items()
-            },
-            "kink_pass": outcome.kink_pass,
-            "checks": checks,
-        })
-    all_checks = [c for case in cases for c in case["checks"]]
+    """``results.json``'s content (see the module docstring)."""
+    cases = [case_entry(outcome) for outcome in outcomes]
+    tally = [CaseTally(c["id"], c["passed"], len(c["checks"]),
+                       sum(not check["passed"] for check in c["checks"])) for c in cases]
+    return {**results_head(frameworks, command, audit, tally, timestamp), "cases": cases,
+            "porting": porting_entries(porting)}
+
+
+class CaseTally(NamedTuple):
+    """What ``results.json``'s summary counts of one case."""
+
+    case_id: str
+    passed: bool
+    checks: int
+    failed_checks: int
+
+
+def results_head(frameworks: Sequence[str], command: str, audit: dict[str, Any],
+                 cases: Sequence[CaseTally], timestamp: str | None = None) -> dict[str, Any]:
+    """``results.json`` before its ``cases``: the schema, the run, the audit, the
+    frameworks and the summary of ``cases``."""
     return {
         "schema_version": SCHEMA_VERSION,
         "run": {"timestamp": timestamp or datetime.datetime.now(datetime.UTC).isoformat(
@@ -127,21 +148,24 @@ def build_results(
         "frameworks": list(frameworks),
         "summary": {
             "cases": len(cases),
-            "failed_cases": [c["id"] for c in cases if not c["passed"]],
-            "checks": len(all_checks),
-            "failed_checks": sum(not c["passed"] for c in all_checks),
+            "failed_cases": [c.case_id for c in cases if not c.passed],
+            "checks": sum(c.checks for c in cases),
+            "failed_checks": sum(c.failed_checks for c in cases),
         },
-        "cases": cases,
-        "porting": [
-            {"case": row.case.id, "torch_case": row.torch_case.id, "jax_case": row.jax_case.id,
-             "gradient": _number(row.gradient), "after_first": _number(row.after_first),
-             "after_last": _number(row.after_last),
-             "state": _number(row.state),
-             "conventions": list(row.conventions),
-             "verdict": row.verdict}
-            for row in porting
-        ],
     }
+
+
+def porting_entries(porting: Sequence) -> list[dict[str, Any]]:
+    """``results.json``'s ``porting`` list: one entry per row of the porting table."""
+    return [
+        {"case": row.case.id, "torch_case": row.torch_case.id, "jax_case": row.jax_case.id,
+         "gradient": _number(row.gradient), "after_first": _number(row.after_first),
+         "after_last": _number(row.after_last),
+         "state": _number(row.state),
+         "conventions": list(row.conventions),
+         "verdict": row.verdict}
+        for row in porting
+    ]
 
 
 def checks_frame(results: dict[str, Any]) -> pd.DataFrame:
@@ -165,9 +189,31 @@ def checks_csv(results: dict[str, Any]) -> str:
     columns = list(rows[0])
     if any(list(row) != columns for row in rows):  # ragged rows: let pandas align them
         return checks_frame(results).to_csv(index=False, lineterminator="\n")
+    return _csv_text(columns, rows, header=True)
+
+
+CSV_COLUMNS = ("case", "dtype", *CHECK_FIELDS, "verdict", "localisation")
+"""The columns of ``checks.csv`` as :func:`build_results` makes its checks."""
+
+
+def csv_header() -> str:
+    """The first line of ``checks.csv``."""
+    return _csv_text(list(CSV_COLUMNS), [], header=True)
+
+
+def case_csv_rows(entry: dict[str, Any]) -> str:
+    """One case's rows of ``checks.csv`` (``entry``: its :func:`case_entry`), without the
+    header: :func:`checks_csv` writes the same lines for it."""
+    rows = [{"case": entry["id"], "dtype": entry["case"]["dtype"], **check}
+            for check in entry["checks"]]
+    return _csv_text(list(rows[0]), rows, header=False) if rows else ""
+
+
+def _csv_text(columns: list[str], rows: list[dict[str, Any]], header: bool) -> str:
     stream = io.StringIO()
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(columns)
+    if header:
+        writer.writerow(columns)
     at = columns.index("worst_index") if "worst_index" in columns else None
     for row in rows:
         values = list(row.values())
@@ -177,13 +223,9 @@ def checks_csv(results: dict[str, Any]) -> str:
     return stream.getvalue()
 
 
-def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """``results.json`` and ``checks.csv``, each written atomically."""
-    text = json.dumps(results, indent=None, separators=(",", ":"), allow_nan=False) + "\n"
-    json_path = write_report(text, out_dir, name="results.json")
-    csv_text = checks_csv(results)
-    csv_path = write_report(csv_text, out_dir, name="checks.csv")
-    return json_path, csv_path
+def json_text(value: Any) -> str:
+    """``value`` as ``results.json`` writes it: compact, no NaN or Inf literals."""
+    return json.dumps(value, indent=None, separators=(",", ":"), allow_nan=False)
 
 
 def load_results(path: Path) -> dict[str, Any]:
