@@ -176,17 +176,21 @@ def _label(name: str, kinks: int, inconclusive: int, total: int) -> str:
 def compare_with_estimate(
     case, estimate: FiniteDifferenceResult | DirectionalEstimate,
     gradients: Mapping[str, np.ndarray], framework: str,
-    tolerance: float = FINITE_DIFFERENCE_TOLERANCE,
+    tolerance: float | Mapping[str, float] = FINITE_DIFFERENCE_TOLERANCE,
 ) -> list[Difference]:
     """``gradients`` against the estimate, as ``Difference`` rows.
 
-    Each row allows the oracle's own error estimate (at least ``tolerance``). Entries
+    Each row allows the oracle's own error estimate (at least ``tolerance``: one for
+    every parameter, or one per parameter name; a row of random directions, which mixes
+    every parameter, takes the largest). Entries
     whose stencil crosses a kink, and entries where the estimate is too uncertain to
     judge, are not compared (the gradient is compared with itself there); each row's
     ``parameter`` says how many were left out and why.
     """
     common = {"case_id": case.id, "dtype": case.dtype, "framework": framework,
               "baseline_name": FINITE_DIFFERENCES}
+    least = (tolerance.get if isinstance(tolerance, Mapping)
+             else lambda name, default=None: tolerance)
     if isinstance(estimate, FiniteDifferenceResult):
         rows = []
         for name, fd in estimate.gradients.items():
@@ -194,10 +198,12 @@ def compare_with_estimate(
             kinks = estimate.kink_elements[name]
             if mine.shape != fd.shape:
                 rows.append(compare_arrays(mine, fd, quantity="gradient", parameter=name,
-                                           tolerance=tolerance, **common))
+                                           tolerance=least(name, FINITE_DIFFERENCE_TOLERANCE),
+                                           **common))
                 continue
-            oracle, allowed, inconclusive = _judged(mine, fd, estimate.errors[name], kinks,
-                                                    tolerance)
+            oracle, allowed, inconclusive = _judged(
+                mine, fd, estimate.errors[name], kinks,
+                least(name, FINITE_DIFFERENCE_TOLERANCE))
             label = _label(name, int(kinks.sum()), inconclusive, fd.size)
             rows.append(compare_arrays(mine, oracle, quantity="gradient", parameter=label,
                                        tolerance=allowed, **common))
@@ -207,13 +213,15 @@ def compare_with_estimate(
     wrong = [n for n in shapes if np.shape(gradients[n]) != shapes[n]]
     if wrong:  # no directional derivative of a wrongly shaped gradient: say so per parameter
         return [compare_arrays(np.asarray(gradients[n]), np.zeros(shapes[n]), quantity="gradient",
-                               parameter=n, tolerance=tolerance, **common) for n in wrong]
+                               parameter=n, tolerance=least(n, FINITE_DIFFERENCE_TOLERANCE),
+                               **common) for n in wrong]
     if estimate.projected is not None and estimate.projected[0] is gradients:
         predicted = estimate.projected[1]
     else:
         predicted = np.array([projection(gradients, v) for v in estimate.directions])
-    oracle, allowed, inconclusive = _judged(predicted, estimate.estimates, estimate.errors,
-                                            estimate.crossed, tolerance)
+    oracle, allowed, inconclusive = _judged(
+        predicted, estimate.estimates, estimate.errors, estimate.crossed,
+        max(least(n, FINITE_DIFFERENCE_TOLERANCE) for n in shapes))
     label = f"{RANDOM_DIRECTIONS} random directions"
     notes = _label("", int(estimate.crossed.sum()), inconclusive, predicted.size).strip()
     if notes:
