@@ -50,6 +50,21 @@ def scaled(x: float = 1.0, weights: float = 1.0, y: float = 1.0, bias: float | N
     return build
 
 
+def pixels(seed: int = 0) -> Callable[[Case], Problem]:
+    """Raw 8-bit pixel values (integers 0..255, not normalised) as inputs and random class
+    labels, the case's generated weights: data as a user who skipped the scaling would
+    give it (a class-index loss)."""
+
+    def build(case: Case) -> Problem:
+        rows = case.batch_size * int(case.option("batches"))
+        rng = np.random.default_rng(seed)
+        x = rng.integers(0, 256, (rows, case.layer_sizes[0]))
+        return problem_from_arrays(case, x.astype(np.float64),
+                                   rng.integers(0, case.layer_sizes[-1], rows))
+
+    return build
+
+
 def _dead_unit(params: dict, x: np.ndarray) -> None:
     """Unit 0 of layer 1 sits exactly at z = 0 for every row (a kink, exactly)."""
     params["W1"][:, 0] = 0.0
@@ -84,6 +99,10 @@ def scenarios() -> list[Scenario]:
             scaled(y=1000))
         add("adam on user data", "user data", Case((4, 16, 3), "tanh", optimizer="adam",
             hyperparameters={"lr": 0.01}, **ce), scaled(x=30))
+        # a gradient entry far below its own float32 rounding (saturated softmax), which
+        # Adam divides by sqrt(v) + eps: the float32 runs step where float64 barely moves
+        add("raw pixels, relu, adam", "user data", Case((16, 32, 4), "relu", optimizer="adam",
+            batch_size=32, steps=5, **ce), pixels())
         # catalogued conventions at the data where they act
         add("leaky_relu at z == 0", "convention", Case((4, 16, 16, 3), "leaky_relu", **ce),
             scaled(edit=_dead_unit))

@@ -138,13 +138,16 @@ def reference_rounding(case: Case, wide: Problem, exact: Pass) -> dict[str, floa
 def entry_rounding(case: Case, current, batch: Batch, state, grads,
                     rng) -> dict[str, np.ndarray]:
     """Per gradient entry, the componentwise probe's second estimate of its rounding: the
-    conditioning probe's change (every z and a moved by one eps of the case dtype,
-    random signs) times G and, for a network of layers, the larger of that and the
-    reference's own rounding of the entry (the same pass in float32 against float64, in
-    the case's eps) times G. The first sees what the sum model cannot, such as
-    1 - tanh^2 where tanh saturates; the second the sums themselves where their terms
-    cancel, in every layer type (a network of layers has no sum-of-absolute-terms model;
-    an MLP's is :class:`~gradparity.compare.derivation.AbsoluteBackprop`). Both keep
+    larger of the conditioning probe's change (every z and a moved by one eps of the case
+    dtype, random signs) times G and the reference's own rounding of the entry (the same
+    pass in float32 against float64, in the case's eps) times G. The first sees what the
+    sum model cannot, such as 1 - tanh^2 where tanh saturates; the second the sums
+    themselves where their terms cancel, in every layer type (a network of layers has no
+    sum-of-absolute-terms model; an MLP's is
+    :class:`~gradparity.compare.derivation.AbsoluteBackprop`), and, in an MLP too, an
+    entry made of differences that vanish below their own rounding (``p - 1`` of a
+    saturated softmax: about 1e-12 in float64, 0 in float32), which the sums of the
+    differences' absolute values miss and Adam divides by ``sqrt(v) + eps``. Both keep
     every kink's side; :mod:`gradparity.compare.branches` takes the other side."""
     eps = machine_epsilon(case.dtype)
 
@@ -152,17 +155,17 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
         return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
 
     moved = evaluate(case, current, batch, state, perturb=rounded)
-    # an MLP's sums have their model (the absolute sums of their terms); a network of
-    # layers has none, so there each entry's own float32 rounding is measured
-    narrow = _in_float32(case, current, batch, state) if case.is_sequence else None
+    # measured in every network: a network of layers has no model of its sums, and an
+    # MLP's (the absolute sums of their terms) misses a loss gradient that is a
+    # difference below its own rounding (raw 0..255 pixels, relu, Adam: the float32 runs
+    # were 25 times their tolerance from the float64 oracle after one step)
+    narrow = _in_float32(case, current, batch, state)
     found = {}
     with np.errstate(all="ignore"):
         for name, value in grads.items():
             probed = np.abs(moved.gradients[name] - value)
             found[name] = CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0)
-            if narrow is not None:
-                own = (np.abs(np.asarray(narrow.gradients[name], np.float64) - value)
-                       * (eps / EPS32))
-                found[name] = np.maximum(
-                    found[name], REFERENCE_ROUNDING_SAFETY * np.where(np.isfinite(own), own, 0.0))
+            own = np.abs(np.asarray(narrow.gradients[name], np.float64) - value) * (eps / EPS32)
+            found[name] = np.maximum(
+                found[name], REFERENCE_ROUNDING_SAFETY * np.where(np.isfinite(own), own, 0.0))
     return found
