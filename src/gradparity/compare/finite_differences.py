@@ -189,8 +189,12 @@ def compare_with_estimate(
     """
     common = {"case_id": case.id, "dtype": case.dtype, "framework": framework,
               "baseline_name": FINITE_DIFFERENCES}
-    least = (tolerance.get if isinstance(tolerance, Mapping)
-             else lambda name, default=None: tolerance)
+
+    def least(name: str) -> float:
+        if isinstance(tolerance, Mapping):
+            return tolerance.get(name, FINITE_DIFFERENCE_TOLERANCE)
+        return tolerance
+
     if isinstance(estimate, FiniteDifferenceResult):
         rows = []
         for name, fd in estimate.gradients.items():
@@ -198,12 +202,10 @@ def compare_with_estimate(
             kinks = estimate.kink_elements[name]
             if mine.shape != fd.shape:
                 rows.append(compare_arrays(mine, fd, quantity="gradient", parameter=name,
-                                           tolerance=least(name, FINITE_DIFFERENCE_TOLERANCE),
-                                           **common))
+                                           tolerance=least(name), **common))
                 continue
-            oracle, allowed, inconclusive = _judged(
-                mine, fd, estimate.errors[name], kinks,
-                least(name, FINITE_DIFFERENCE_TOLERANCE))
+            oracle, allowed, inconclusive = _judged(mine, fd, estimate.errors[name], kinks,
+                                                    least(name))
             label = _label(name, int(kinks.sum()), inconclusive, fd.size)
             rows.append(compare_arrays(mine, oracle, quantity="gradient", parameter=label,
                                        tolerance=allowed, **common))
@@ -213,15 +215,14 @@ def compare_with_estimate(
     wrong = [n for n in shapes if np.shape(gradients[n]) != shapes[n]]
     if wrong:  # no directional derivative of a wrongly shaped gradient: say so per parameter
         return [compare_arrays(np.asarray(gradients[n]), np.zeros(shapes[n]), quantity="gradient",
-                               parameter=n, tolerance=least(n, FINITE_DIFFERENCE_TOLERANCE),
-                               **common) for n in wrong]
+                               parameter=n, tolerance=least(n), **common) for n in wrong]
     if estimate.projected is not None and estimate.projected[0] is gradients:
         predicted = estimate.projected[1]
     else:
         predicted = np.array([projection(gradients, v) for v in estimate.directions])
     oracle, allowed, inconclusive = _judged(
         predicted, estimate.estimates, estimate.errors, estimate.crossed,
-        max(least(n, FINITE_DIFFERENCE_TOLERANCE) for n in shapes))
+        max(least(n) for n in shapes))
     label = f"{RANDOM_DIRECTIONS} random directions"
     notes = _label("", int(estimate.crossed.sum()), inconclusive, predicted.size).strip()
     if notes:
