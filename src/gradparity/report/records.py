@@ -47,9 +47,8 @@ class CaseRecord:
 def case_record(outcome: CaseOutcome) -> CaseRecord:
     """``outcome`` formatted for the files (see :class:`CaseRecord`)."""
     entry = case_entry(outcome)
-    tally = CaseTally(entry["id"], entry["passed"], len(entry["checks"]),
-                      sum(not check["passed"] for check in entry["checks"]))
-    return CaseRecord(tally, json_text(entry), case_csv_rows(entry), case_section(outcome))
+    return CaseRecord(CaseTally.of(entry), json_text(entry), case_csv_rows(entry),
+                      case_section(outcome))
 
 
 def results_texts(records: Sequence[CaseRecord], frameworks: Sequence[str], command: str,

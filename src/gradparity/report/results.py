@@ -121,8 +121,7 @@ def build_results(
 ) -> dict[str, Any]:
     """``results.json``'s content (see the module docstring)."""
     cases = [case_entry(outcome) for outcome in outcomes]
-    tally = [CaseTally(c["id"], c["passed"], len(c["checks"]),
-                       sum(not check["passed"] for check in c["checks"])) for c in cases]
+    tally = [CaseTally.of(entry) for entry in cases]
     return {**results_head(frameworks, command, audit, tally, timestamp), "cases": cases,
             "porting": porting_entries(porting)}
 
@@ -134,6 +133,12 @@ class CaseTally(NamedTuple):
     passed: bool
     checks: int
     failed_checks: int
+
+    @classmethod
+    def of(cls, entry: dict[str, Any]) -> CaseTally:
+        """The tally of one :func:`case_entry`."""
+        return cls(entry["id"], entry["passed"], len(entry["checks"]),
+                   sum(not check["passed"] for check in entry["checks"]))
 
 
 def results_head(frameworks: Sequence[str], command: str, audit: dict[str, Any],
