@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradparity.check.textbook import Textbook
-from gradparity.compare.derivation import AbsoluteBackprop
+from gradparity.compare.probes import AbsoluteBackprop
 from gradparity.reference import BACKPROP, Backprop, forward
 from gradparity.spec.case import Case
 from gradparity.spec.data import make_problem

@@ -26,6 +26,7 @@ from gradparity.compare import random_signs
 from gradparity.compare.branches import KinkFlip
 from gradparity.compare.metrics import largest, largest_difference, machine_epsilon
 from gradparity.compare.probes import (
+    ABSOLUTE_BACKPROP,
     conditioning,
     entry_rounding,
     loss_terms,
@@ -37,7 +38,7 @@ from gradparity.compare.tolerances import (
     Tolerances,
     cancellation,
 )
-from gradparity.reference.network import Backprop, freeze
+from gradparity.reference.network import freeze
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.reference.sequence import running_entries
@@ -83,7 +84,7 @@ def floors(case: Case, problem: Problem | None = None) -> Tolerances:
 
 
 def derive(case: Case, problem: Problem | None = None,
-           clean: RunResult | None = None) -> Tolerances:
+           clean: RunResult | None = None, draw: int = 0) -> Tolerances:
     """Evaluate the model on the case's weights and data (``problem``, or the generated
     ones), in float64. Cached per case for generated data.
 
@@ -93,7 +94,14 @@ def derive(case: Case, problem: Problem | None = None,
     steps are the model's clean trajectory, computed by the same code: where the case
     has no kink to watch (the clean trajectory then only records its steps) they are
     read from it instead of computed a second time. The same model, to the bit
-    (``tests/compare/test_derivation_reuse.py``)."""
+    (``tests/compare/test_derivation_reuse.py``).
+
+    ``draw``: which random draw of the perturbations the trajectory terms come from; 0
+    is the model every check is judged against, the others confirm a disagreement
+    (:mod:`gradparity.compare.confirmation`; not cached)."""
+    if draw:
+        return _with_trajectories(case, floors(case, problem),
+                                  (problem or make_problem(case)).as_float64(), clean, draw)
     if problem is None:
         cached = _DERIVED.get(case)
         if cached is None:
@@ -175,12 +183,12 @@ def _sequence_sums(case: Case) -> tuple[int, dict[int, float]]:
 
 
 def _with_trajectories(case: Case, static: Tolerances, wide,
-                       recorded: RunResult | None = None) -> Tolerances:
+                       recorded: RunResult | None = None, draw: int = 0) -> Tolerances:
     """The model's trajectory terms, from the clean float64 trajectory and up to four
     perturbed ones. The trajectories run side by side, one step at a time, and only
     the current and previous step of each is held: memory stays a few copies of the
     parameters and optimizer state, whatever the number of steps. ``recorded``: the
-    clean trajectory already run (see :func:`derive`)."""
+    clean trajectory already run; ``draw``: the perturbations' draw (see :func:`derive`)."""
     params, n_eff, bias = wide.params, static.n_eff, static.bias_correction_eps
     sensitivity, moved, componentwise, branched = {}, {}, {}, {}
     # the clean run counts values within rounding of a kink; from the first pass with
@@ -197,18 +205,18 @@ def _with_trajectories(case: Case, static: Tolerances, wide,
     # (with its forward cache, which the componentwise probe's absolute sums start from)
     start = evaluate(case, wide.params, wide.batch(0), wide.state,
                      keep_forward=not case.is_sequence) if case.steps else None
-    runs = {"gradient": _trajectory(case, wide, noise="gradient", initial=start)}
+    runs = {"gradient": _trajectory(case, wide, noise="gradient", initial=start, draw=draw)}
     # U_t only ever multiplies the bias-correction term A, which is zero outside the
     # Adam family and in float64; R_t exists only for optimizers that keep state
     if bias and case.dtype == "float32":
-        runs["update"] = _trajectory(case, wide, noise="update", initial=start)
+        runs["update"] = _trajectory(case, wide, noise="update", initial=start, draw=draw)
     # at the size rounding really has in this dtype: RMSprop's g / sqrt(v) is far from
     # linear where v is tiny, so a 1e-7 probe would underestimate float32
     entry_size = SUM_SAFETY * np.sqrt(n_eff) * machine_epsilon(case.dtype)
     runs["componentwise"] = _trajectory(case, wide, noise="componentwise", size=entry_size,
-                                        initial=start)
+                                        initial=start, draw=draw)
     if first is not None and any("/" in name for name in first[0]):
-        runs["state"] = _trajectory(case, wide, noise="state", initial=start)
+        runs["state"] = _trajectory(case, wide, noise="state", initial=start, draw=draw)
     del start  # each trajectory holds it only until its first step
     losses = {name: [] for name in ("clean", *runs, "branch")}
     state_rounding, step_size, largest_update = {}, {}, {n: 0.0 for n in params}
@@ -279,33 +287,6 @@ def _moved(perturbed, exact, scale, unit) -> dict[str, float]:
     return {n: largest_difference(perturbed[n], exact[n]) / (unit * scale[n]) for n in exact}
 
 
-class AbsoluteBackprop(Backprop):
-    """The reference's backward pass on absolute values: every gradient entry's terms
-    summed in absolute value, |a_{l-1}|^T |delta_l| and sum |delta_l|, with the deltas
-    below the output propagated as (|delta_l| |W_l|^T) * |f'(z_{l-1})| * m.
-
-    Rounding errors scale with these sums, not with the entry itself: where terms
-    cancel, a tiny gradient carries an absolute error of the size of its terms (which
-    RMSprop and Adam, dividing by sqrt(v), amplify)."""
-
-    def delta(self, grad_output, layer, cache):
-        if layer == cache.num_layers:
-            return np.abs(super().delta(grad_output, layer, cache))
-        slope = np.abs(self.activation_derivative(layer, cache))
-        if cache.masks:
-            slope = slope * cache.masks[layer - 1]
-        return grad_output * slope
-
-    def propagate(self, delta, weight):
-        return delta @ np.abs(weight).T
-
-    def weight_gradient(self, a_prev, delta):
-        return np.abs(a_prev).T @ delta
-
-
-ABSOLUTE_BACKPROP = AbsoluteBackprop()
-
-
 @dataclass(frozen=True)
 class _Fork:
     """Where the clean trajectory first met a value near a kink: the pass's index and
@@ -319,7 +300,7 @@ class _Fork:
 
 def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None = None,
                 forks: list[_Fork] | None = None, start: _Fork | None = None,
-                initial: Pass | None = None):
+                initial: Pass | None = None, draw: int = 0):
     """The float64 reference trajectory, one step at a time: per step the parameters,
     optimizer state slots and running statistics after it, and the loss there; optionally
     with every gradient entry multiplied by
@@ -334,10 +315,12 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
 
     ``initial``: the unperturbed first pass, already run (a trajectory without
     ``kinks`` or ``start``; the componentwise one of an MLP needs its forward cache).
-    The last pass gives only the loss, so it runs no backward pass."""
+    The last pass gives only the loss, so it runs no backward pass. ``draw``: 0 for the
+    model's own streams of random signs, any other number for streams of their own."""
     optimizer = reference.OPTIMIZERS[case.optimizer]
-    rng = np.random.default_rng(case.seed)
-    probe_rng = np.random.default_rng([case.seed, 2])  # its own stream: the signs stay
+    rng = np.random.default_rng(case.seed if not draw else [case.seed, 3, draw])
+    # the float32 probe's own stream: the signs drawn from ``rng`` stay what they were
+    probe_rng = np.random.default_rng([case.seed, 2] if not draw else [case.seed, 2, draw])
     if start is None:
         first, current = 0, dict(problem.params)
         state, running = optimizer.init(problem.params), dict(problem.state)

@@ -17,6 +17,7 @@ from gradparity.compare.tolerances import (
     REFERENCE_ROUNDING_SAFETY,
 )
 from gradparity.reference.losses import LOSSES
+from gradparity.reference.network import Backprop
 from gradparity.reference.sequence import RUNNING_SLOT, flat
 from gradparity.spec.case import Case
 from gradparity.spec.data import Batch, Problem
@@ -144,7 +145,7 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
     sum model cannot, such as 1 - tanh^2 where tanh saturates; the second the sums
     themselves where their terms cancel, in every layer type (a network of layers has no
     sum-of-absolute-terms model; an MLP's is
-    :class:`~gradparity.compare.derivation.AbsoluteBackprop`), and, in an MLP too, an
+    :class:`AbsoluteBackprop`), and, in an MLP too, an
     entry made of differences that vanish below their own rounding (``p - 1`` of a
     saturated softmax: about 1e-12 in float64, 0 in float32), which the sums of the
     differences' absolute values miss and Adam divides by ``sqrt(v) + eps``. Both keep
@@ -169,3 +170,30 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
             found[name] = np.maximum(
                 found[name], REFERENCE_ROUNDING_SAFETY * np.where(np.isfinite(own), own, 0.0))
     return found
+
+
+class AbsoluteBackprop(Backprop):
+    """The reference's backward pass on absolute values: every gradient entry's terms
+    summed in absolute value, |a_{l-1}|^T |delta_l| and sum |delta_l|, with the deltas
+    below the output propagated as (|delta_l| |W_l|^T) * |f'(z_{l-1})| * m.
+
+    Rounding errors scale with these sums, not with the entry itself: where terms
+    cancel, a tiny gradient carries an absolute error of the size of its terms (which
+    RMSprop and Adam, dividing by sqrt(v), amplify)."""
+
+    def delta(self, grad_output, layer, cache):
+        if layer == cache.num_layers:
+            return np.abs(super().delta(grad_output, layer, cache))
+        slope = np.abs(self.activation_derivative(layer, cache))
+        if cache.masks:
+            slope = slope * cache.masks[layer - 1]
+        return grad_output * slope
+
+    def propagate(self, delta, weight):
+        return delta @ np.abs(weight).T
+
+    def weight_gradient(self, a_prev, delta):
+        return np.abs(a_prev).T @ delta
+
+
+ABSOLUTE_BACKPROP = AbsoluteBackprop()
