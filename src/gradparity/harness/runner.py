@@ -31,6 +31,7 @@ from gradparity.adapters import (
     one_torch_thread,
 )
 from gradparity.adapters.base import run_teacher_forced
+from gradparity.compare.confirmation import CONFIRMING_DRAWS, widest, worth_another_draw
 from gradparity.compare.derivation import derive, floors
 from gradparity.compare.finite_differences import check_against_finite_differences
 from gradparity.compare.metrics import (
@@ -236,6 +237,7 @@ class _Models:
         self.case, self.problem = case, problem
         self._floors: Tolerances | None = None
         self._full: Tolerances | None = None
+        self._draws: list[Tolerances] = []  # the full model's, then the confirming ones
         self.oracle: RunResult | None = None  # once run: the model's clean trajectory
 
     def floors(self) -> Tolerances:
@@ -248,18 +250,36 @@ class _Models:
             self._full = derive(self.case, self.problem, clean=self.oracle)
         return self._full
 
+    def widest(self, draws: int) -> Tolerances:
+        """The widest of the first ``draws`` draws of the model's probes
+        (:mod:`gradparity.compare.confirmation`)."""
+        if not self._draws:
+            self._draws.append(self.full())
+        while len(self._draws) < draws:
+            self._draws.append(derive(self.case, self.problem, clean=self.oracle,
+                                      draw=len(self._draws)))
+        return widest(self._draws[:draws])
+
 
 def _judged(result: RunResult, baseline: RunResult, case: Case, tolerances: str,
             models: _Models, steps: Sequence[int] | None = None
             ) -> tuple[list[Difference], Tolerances]:
-    """:func:`compare_pair`'s checks and the model they were judged against."""
+    """:func:`compare_pair`'s checks and the model they were judged against: a pair
+    that fails the full model is judged again against more draws of its probes before
+    its disagreement stands (:mod:`gradparity.compare.confirmation`)."""
     if tolerances == "screened":
         model = models.floors()
         screened = compare_results(result, baseline, case, model, steps=steps)
         if all(d.passed for d in screened):
             return screened, model
     model = models.full()
-    return compare_results(result, baseline, case, model, steps=steps), model
+    checks = compare_results(result, baseline, case, model, steps=steps)
+    draws = 1
+    while draws < CONFIRMING_DRAWS and worth_another_draw(checks):
+        draws += 1
+        model = models.widest(draws)
+        checks = compare_results(result, baseline, case, model, steps=steps)
+    return checks, model
 
 
 def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
