@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness.adversarial import Scenario, evaluate, scenarios
+from tests.harness.adversarial import Scenario, chaotic_scenarios, evaluate, scenarios
 
 SCENARIOS = scenarios()
+CHAOTIC = chaotic_scenarios()
 
 
 def test_the_suite_covers_every_kind_with_enough_cases() -> None:
@@ -30,3 +31,11 @@ def test_the_suite_covers_every_kind_with_enough_cases() -> None:
 def test_scenario(scenario: Scenario, verifier) -> None:
     ok, what = evaluate(scenario, verifier)
     assert ok, f"{scenario.name} ({scenario.expect} expected): {what}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", CHAOTIC, ids=lambda s: s.name)
+def test_chaotic_scenario(scenario: Scenario) -> None:
+    """No false alarm where training amplifies rounding tenfold per step."""
+    ok, what = evaluate(scenario)
+    assert ok, f"{scenario.name}: {what}"
