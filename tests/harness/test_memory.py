@@ -94,3 +94,21 @@ def test_a_case_starts_with_the_garbage_collected_and_the_survivors_frozen():
     finally:
         gc.unfreeze()
     assert any(tracked is survivor for tracked in gc.get_objects())
+
+
+EXIT_PROBE = """
+import atexit, gc
+from gradparity.harness.memory import no_collection_at_exit
+# exit handlers run last-registered first: this one runs after the freeze
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0))
+before = atexit._ncallbacks()
+no_collection_at_exit()
+no_collection_at_exit()  # registered once
+print("handlers added:", atexit._ncallbacks() - before)
+"""
+
+
+def test_the_objects_are_frozen_before_the_last_collection_at_exit():
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["handlers added: 1", "frozen at exit: True"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -308,3 +309,32 @@ def test_the_porting_table_is_the_same_from_workers() -> None:
     assert [row.case for row in rows] == cases
     assert [row.verdict for row in rows] == ["agree", "explained", "explained", "explained"]
     assert [repr(row) for row in rows] == [repr(row) for row in here]  # NaN reads as nan
+
+
+class _RecordingPool:
+    """A ProcessPoolExecutor stand-in that maps in this process and records how it was
+    shut down."""
+
+    shutdowns: ClassVar[list[dict]] = []
+
+    def __init__(self, **options) -> None:
+        pass
+
+    def map(self, function, items, chunksize=1):
+        return map(function, items)
+
+    def shutdown(self, **how) -> None:
+        _RecordingPool.shutdowns.append(how)
+
+
+def test_the_workers_exit_while_the_report_is_written(monkeypatch) -> None:
+    """After the last result the pool is shut down without waiting for its workers'
+    teardown; a map abandoned early waits and cancels what is left."""
+    monkeypatch.setattr(executors, "ProcessPoolExecutor", _RecordingPool)
+    _RecordingPool.shutdowns = []
+    assert list(ordered_map(_square, [1, 2, 3], workers=2)) == [1, 4, 9]
+    assert _RecordingPool.shutdowns == [{"wait": False, "cancel_futures": False}]
+    abandoned = ordered_map(_square, [1, 2, 3], workers=2)
+    assert next(abandoned) == 1
+    abandoned.close()
+    assert _RecordingPool.shutdowns[1:] == [{"wait": True, "cancel_futures": True}]

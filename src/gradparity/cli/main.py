@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from gradparity.cli import cache, check, diff, figures, listing, mutants, run
-from gradparity.harness.memory import reuse_freed_memory
+from gradparity.harness.memory import no_collection_at_exit, reuse_freed_memory
 
 COMMANDS = {"run": run, "diff": diff, "list": listing, "check": check, "mutants": mutants,
             "figures": figures, "cache": cache}
@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradparity`` console script."""
     args = _parser().parse_args(argv)
     reuse_freed_memory()  # large temporaries without a page fault per page
+    no_collection_at_exit()
     if args.command in COMMANDS:
         try:
             return COMMANDS[args.command].run(args)

@@ -11,8 +11,8 @@ import numpy as np
 
 from gradparity.harness.runner import CaseOutcome
 from gradparity.report import sections
-from gradparity.report.document import conventions_table, parameter_table, summary_table
-from gradparity.report.markdown import markdown_table
+from gradparity.report.document import conventions_table, parameter_rows, summary_table
+from gradparity.report.markdown import markdown_rows, markdown_table
 
 
 def render_details(outcomes: Sequence[CaseOutcome], xor_outcomes: Sequence[CaseOutcome],
@@ -83,5 +83,5 @@ def case_section(outcome: CaseOutcome) -> str:
     if outcome.skipped:
         lines += [""]
     if outcome.checks:
-        lines += [markdown_table(parameter_table(outcome)), ""]
+        lines += [markdown_rows(*parameter_rows(outcome)), ""]
     return "\n".join(lines)

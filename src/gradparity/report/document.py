@@ -67,8 +67,9 @@ def summary_table(outcomes: Sequence[CaseOutcome], frameworks: Sequence[str]) ->
     return pd.DataFrame(rows)
 
 
-def parameter_table(outcome: CaseOutcome) -> pd.DataFrame:
-    """One row per (quantity, parameter): normwise difference per pair, and max |diff|."""
+def parameter_rows(outcome: CaseOutcome) -> tuple[list[str], list[list[str]]]:
+    """One row per (quantity, parameter): the normwise difference per pair ("-" where a
+    pair has no such check), and max |diff|; the columns and the rows."""
     rows: dict[tuple[str, str], dict[str, str]] = {}
     worst_abs: dict[tuple[str, str], float] = {}
     for difference in outcome.checks:
@@ -78,7 +79,9 @@ def parameter_table(outcome: CaseOutcome) -> pd.DataFrame:
         worst_abs[key] = max(worst_abs.get(key, 0.0), difference.max_abs)
     for key, row in rows.items():
         row["max abs diff (any pair)"] = f"{worst_abs[key]:.2e}"
-    return pd.DataFrame(list(rows.values())).fillna("-")
+    # every column where some row first has it (a table of the rows as dicts)
+    columns = list(dict.fromkeys(column for row in rows.values() for column in row))
+    return columns, [[row.get(c, "-") for c in columns] for row in rows.values()]
 
 
 def xor_table(outcome: CaseOutcome) -> pd.DataFrame:

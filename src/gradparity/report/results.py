@@ -74,14 +74,19 @@ def _localised(outcome: CaseOutcome, difference) -> str:
     return "" if where is None else f"step {where[0]}, layer {where[1]}"
 
 
+_FLOATS = (float, np.floating)
+
+
 def _check(difference, verdict: str, localisation: str = "") -> dict[str, Any]:
     row = {}
-    for field in CHECK_FIELDS:
+    for field in CHECK_FIELDS:  # a run has tens of thousands of checks: the common case first
         value = getattr(difference, field)
-        if field == "worst_index":
+        if isinstance(value, _FLOATS):
+            value = float(value)
+            if not math.isfinite(value):
+                value = _number(value)
+        elif field == "worst_index":
             value = list(value)
-        elif isinstance(value, float | np.floating):
-            value = _number(value)
         row[field] = value
     row["verdict"] = verdict
     row["localisation"] = localisation
