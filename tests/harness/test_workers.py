@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -338,3 +339,34 @@ def test_the_workers_exit_while_the_report_is_written(monkeypatch) -> None:
     assert next(abandoned) == 1
     abandoned.close()
     assert _RecordingPool.shutdowns[1:] == [{"wait": True, "cancel_futures": True}]
+
+
+def _recording_cluster(monkeypatch) -> list[str]:
+    """The names of the threads that close a local Dask cluster."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    closed = []
+
+    class Recording(distributed.LocalCluster):
+        def close(self, *args, **kwargs):
+            closed.append(threading.current_thread().name)
+            return super().close(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "LocalCluster", Recording)
+    return closed
+
+
+def test_a_local_dask_cluster_closes_while_the_report_is_written(monkeypatch) -> None:
+    closed = _recording_cluster(monkeypatch)
+    assert list(ordered_map(_square, [1, 2, 3], workers=2, executor="dask")) == [1, 4, 9]
+    for thread in threading.enumerate():
+        if thread.name == "gradparity-dask-close":
+            thread.join()
+    assert closed[:1] == ["gradparity-dask-close"]
+
+
+def test_an_abandoned_dask_map_closes_its_cluster_before_it_returns(monkeypatch) -> None:
+    closed = _recording_cluster(monkeypatch)
+    abandoned = ordered_map(_square, [1, 2, 3], workers=2, executor="dask")
+    assert next(abandoned) == 1
+    abandoned.close()
+    assert closed[:1] == [threading.current_thread().name]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -207,9 +208,11 @@ def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
     import dask
     from distributed import Client, LocalCluster
 
-    with contextlib.ExitStack() as stack:
+    client = cluster = None
+    finished = False
+    try:
         if scheduler:
-            client = stack.enter_context(Client(scheduler))
+            client = Client(scheduler)
         else:
             # the workers are spawned here (their nannies also write Dask's
             # single-threaded settings into this process's environment: undone on exit);
@@ -219,11 +222,11 @@ def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
             # and the scheduler's HTTP server (which it starts even so) on a free port:
             # on its default, 8787, a second run at the same time got a warning
             with _single_threaded_environment(), dask.config.set(QUIET_LOCAL_WORKERS):
-                cluster = stack.enter_context(LocalCluster(
+                cluster = LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
                     dashboard_address=None, memory_limit=0,
-                    scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"}))
-            client = stack.enter_context(Client(cluster))
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
+            client = Client(cluster)
         client.run(prepare_worker)
         if started is not None:
             started()
@@ -234,3 +237,13 @@ def _dask_map(function: Callable[[T], R], items: Sequence[T], workers: int,
         futures = client.map(_mapped, [function] * len(chunks), chunks, pure=False)
         for future in futures:
             yield from future.result()
+        finished = True
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None and finished:
+            # the local cluster closes (its workers' teardown, about 0.2 s) while this
+            # process writes the report; its exit waits for the thread
+            threading.Thread(target=cluster.close, name="gradparity-dask-close").start()
+        elif cluster is not None:
+            cluster.close()
