@@ -38,6 +38,8 @@ def test_draw_zero_is_the_model_and_other_draws_move_only_the_trajectory_terms()
     # what no random sign enters is the same in every draw
     for field in ("n_eff", "kappa", "step_size", "branched", "conditioning", "rounding"):
         assert getattr(other, field) == getattr(model, field), field
+    # and a draw that reuses the model's terms without a trajectory is the same draw
+    assert derivation.derive(CASE, draw=1, like=model) == other
 
 
 def test_the_widest_draw_allows_at_least_what_each_draw_allows():
@@ -99,9 +101,9 @@ def _derivations(monkeypatch) -> list[int]:
     calls = []
     derive = derivation.derive
 
-    def counted(case, problem=None, clean=None, draw=0):
+    def counted(case, problem=None, clean=None, draw=0, like=None):
         calls.append(draw)
-        return derive(case, problem, clean, draw)
+        return derive(case, problem, clean, draw, like)
 
     monkeypatch.setattr(runner, "derive", counted)
     return calls

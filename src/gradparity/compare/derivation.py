@@ -84,7 +84,8 @@ def floors(case: Case, problem: Problem | None = None) -> Tolerances:
 
 
 def derive(case: Case, problem: Problem | None = None,
-           clean: RunResult | None = None, draw: int = 0) -> Tolerances:
+           clean: RunResult | None = None, draw: int = 0,
+           like: Tolerances | None = None) -> Tolerances:
     """Evaluate the model on the case's weights and data (``problem``, or the generated
     ones), in float64. Cached per case for generated data.
 
@@ -98,10 +99,13 @@ def derive(case: Case, problem: Problem | None = None,
 
     ``draw``: which random draw of the perturbations the trajectory terms come from; 0
     is the model every check is judged against, the others confirm a disagreement
-    (:mod:`gradparity.compare.confirmation`; not cached)."""
+    (:mod:`gradparity.compare.confirmation`; not cached). ``like``: a model of the same
+    case and data whose terms without a trajectory a draw reuses instead of measuring
+    them again."""
     if draw:
-        return _with_trajectories(case, floors(case, problem),
-                                  (problem or make_problem(case)).as_float64(), clean, draw)
+        static = like if like is not None else floors(case, problem)
+        return _with_trajectories(case, static, (problem or make_problem(case)).as_float64(),
+                                  clean, draw)
     if problem is None:
         cached = _DERIVED.get(case)
         if cached is None:

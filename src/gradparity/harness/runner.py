@@ -257,7 +257,7 @@ class _Models:
             self._draws.append(self.full())
         while len(self._draws) < draws:
             self._draws.append(derive(self.case, self.problem, clean=self.oracle,
-                                      draw=len(self._draws)))
+                                      draw=len(self._draws), like=self._draws[0]))
         return widest(self._draws[:draws])
 
 
