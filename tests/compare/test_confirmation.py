@@ -31,15 +31,20 @@ def test_draw_zero_is_the_model_and_other_draws_move_only_the_trajectory_terms()
     model = derivation.derive(CASE)
     assert derivation.derive(CASE, draw=0) is model  # the cached model itself
     other = derivation.derive(CASE, draw=1)
-    again = derivation.derive(CASE, draw=1)
-    assert other.sensitivity == again.sensitivity  # a draw is reproducible
-    assert other.componentwise != model.componentwise  # and its own stream
+    assert derivation.derive(CASE, draw=1) is other  # cached, as the model is
+    assert derivation.derived_cases() == 1  # the draws are not counted as cases
+    assert other.componentwise != model.componentwise  # its own stream
     assert other.sensitivity != model.sensitivity
     # what no random sign enters is the same in every draw
     for field in ("n_eff", "kappa", "step_size", "branched", "conditioning", "rounding"):
         assert getattr(other, field) == getattr(model, field), field
-    # and a draw that reuses the model's terms without a trajectory is the same draw
-    assert derivation.derive(CASE, draw=1, like=model) == other
+    # a draw is reproducible on a user's data too (not cached), and one that reuses
+    # the model's terms without a trajectory is the same draw
+    problem = make_problem(CASE)
+    mine = derivation.derive(CASE, problem, draw=1)
+    assert mine == derivation.derive(CASE, problem, draw=1) == other
+    assert derivation.derive(CASE, problem, draw=1,
+                             like=derivation.derive(CASE, problem)) == mine
 
 
 def test_the_widest_draw_allows_at_least_what_each_draw_allows():

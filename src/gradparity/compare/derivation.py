@@ -50,8 +50,9 @@ if TYPE_CHECKING:
     from gradparity.adapters.base import RunResult
 
 
-_DERIVED: OrderedDict[Case, Tolerances] = OrderedDict()
-"""The full models of generated data, the most recently used last."""
+_DERIVED: OrderedDict[Case | tuple[Case, int], Tolerances] = OrderedDict()
+"""The full models of generated data (a case, or a case and another draw), the most
+recently used last."""
 
 DERIVED_CACHE_SIZE = 512
 
@@ -63,8 +64,9 @@ def clear_caches() -> None:
 
 
 def derived_cases() -> int:
-    """How many cases' full models are cached (since the last :func:`clear_caches`)."""
-    return len(_DERIVED)
+    """How many cases' full models are cached (since the last :func:`clear_caches`; the
+    confirming draws not counted)."""
+    return sum(isinstance(key, Case) for key in _DERIVED)
 
 
 def floors(case: Case, problem: Problem | None = None) -> Tolerances:
@@ -99,24 +101,23 @@ def derive(case: Case, problem: Problem | None = None,
 
     ``draw``: which random draw of the perturbations the trajectory terms come from; 0
     is the model every check is judged against, the others confirm a disagreement
-    (:mod:`gradparity.compare.confirmation`; not cached). ``like``: a model of the same
-    case and data whose terms without a trajectory a draw reuses instead of measuring
-    them again."""
-    if draw:
-        static = like if like is not None else floors(case, problem)
-        return _with_trajectories(case, static, (problem or make_problem(case)).as_float64(),
-                                  clean, draw)
-    if problem is None:
-        cached = _DERIVED.get(case)
-        if cached is None:
-            cached = _with_trajectories(case, _static(case), make_problem(case).as_float64(),
-                                        clean)
-            if len(_DERIVED) >= DERIVED_CACHE_SIZE:
-                _DERIVED.popitem(last=False)
-        _DERIVED[case] = cached
-        _DERIVED.move_to_end(case)
-        return cached
-    return _with_trajectories(case, _static_of(case, problem), problem.as_float64(), clean)
+    (:mod:`gradparity.compare.confirmation`). ``like``: a model of the same case and
+    data whose terms without a trajectory a draw reuses instead of measuring them
+    again (the same model either way)."""
+    if problem is not None:
+        static = like if draw and like is not None else _static_of(case, problem)
+        return _with_trajectories(case, static, problem.as_float64(), clean, draw)
+    key = (case, draw) if draw else case
+    cached = _DERIVED.get(key)
+    if cached is None:
+        static = like if draw and like is not None else _static(case)
+        cached = _with_trajectories(case, static, make_problem(case).as_float64(), clean,
+                                    draw)
+        if len(_DERIVED) >= DERIVED_CACHE_SIZE:
+            _DERIVED.popitem(last=False)
+    _DERIVED[key] = cached
+    _DERIVED.move_to_end(key)
+    return cached
 
 
 @functools.lru_cache(maxsize=512)
