@@ -20,9 +20,9 @@ def _counted(monkeypatch) -> list[str]:
     calls = []
     trajectories = derivation._with_trajectories
 
-    def with_trajectories(case, static, wide, recorded=None):
+    def with_trajectories(case, static, wide, recorded=None, draw=0):
         calls.append(case.id)
-        return trajectories(case, static, wide, recorded)
+        return trajectories(case, static, wide, recorded, draw)
 
     monkeypatch.setattr(derivation, "_with_trajectories", with_trajectories)
     return calls
