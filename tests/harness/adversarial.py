@@ -4,7 +4,8 @@ Each scenario builds a case and a problem (the user's arrays, validated by
 problem_from_arrays) and says what a correct harness must conclude: ``agree`` (no
 false alarm), ``refused`` (the data cannot be represented: a clear error, no verdict),
 or a planted bug that must fail and be named. tests/harness/test_adversarial.py runs
-them all; run this module to print the counts the README quotes.
+them all; run this module to print the counts (``--chaotic``: the counts
+docs/tolerances.md quotes).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the data where they act, ill-conditioned elementwise steps, the finite-differenc
 oracle off its scale, overflow, optimizer guards, extreme shapes, in both dtypes):
 zero false alarms, data that cannot be represented refused with a clear error, and
 every planted bug caught and named. ``python -m tests.harness.adversarial`` prints the
-counts the README quotes.
+counts; the chaotic sweep's (``--chaotic``) are quoted in docs/tolerances.md.
 """
 
 from __future__ import annotations

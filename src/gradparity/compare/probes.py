@@ -1,9 +1,11 @@
-"""The measurements of one pass that the tolerance model needs besides its sums: how
+"""The measurements of one pass that the tolerance model needs besides its trajectories: how
 much rounding every elementwise step by one eps moves each quantity (``Gamma``), the
 reference's own float32 rounding (``Rho``), the size of a logit loss's cancelling terms
-(``Lambda``) and, per gradient entry, the conditioning probe's change (the componentwise
-trajectory probe's second estimate). The formulas that use them are in
-:mod:`gradparity.compare.tolerances`; :mod:`gradparity.compare.derivation` runs them."""
+(``Lambda``), per gradient entry the conditioning probe's change (the componentwise
+trajectory probe's second estimate), and an MLP's sums of its gradient terms' absolute
+values (:class:`AbsoluteBackprop`, the componentwise probe's first estimate). The
+formulas that use them are in :mod:`gradparity.compare.tolerances`;
+:mod:`gradparity.compare.derivation` runs them."""
 
 from __future__ import annotations
 
@@ -144,9 +146,8 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
     pass in float32 against float64, in the case's eps) times G. The first sees what the
     sum model cannot, such as 1 - tanh^2 where tanh saturates; the second the sums
     themselves where their terms cancel, in every layer type (a network of layers has no
-    sum-of-absolute-terms model; an MLP's is
-    :class:`AbsoluteBackprop`), and, in an MLP too, an
-    entry made of differences that vanish below their own rounding (``p - 1`` of a
+    sum-of-absolute-terms model; an MLP's is :class:`AbsoluteBackprop`), and, in an MLP
+    too, an entry made of differences that vanish below their own rounding (``p - 1`` of a
     saturated softmax: about 1e-12 in float64, 0 in float32), which the sums of the
     differences' absolute values miss and Adam divides by ``sqrt(v) + eps``. Both keep
     every kink's side; :mod:`gradparity.compare.branches` takes the other side."""
