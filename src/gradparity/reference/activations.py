@@ -8,6 +8,9 @@ and tanh use their output, relu uses its input.
 Kink conventions (the value of the derivative where the function is not
 differentiable) are stated per activation and pinned by tests. They match
 PyTorch autograd and ``jax.grad`` so a disagreement there is a real difference.
+
+Every function takes arrays of any array API namespace (NumPy, CuPy, ...) and
+computes in it (:mod:`gradparity.reference.namespace`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+
+from gradparity.reference.namespace import erf, namespace
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def identity(z: np.ndarray) -> np.ndarray:
 
 def identity_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``da/dz = 1``."""
-    return np.ones_like(z)
+    return namespace(z).ones_like(z)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -80,8 +85,9 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     ``exp(-|z|)`` is at most 1, so neither branch overflows: for z >= 0 use
     1 / (1 + e^-z), for z < 0 the algebraically equal e^z / (1 + e^z).
     """
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    xp = namespace(z)
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def sigmoid_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -91,7 +97,7 @@ def sigmoid_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 def tanh(z: np.ndarray) -> np.ndarray:
     """Hyperbolic tangent: ``a = tanh(z)``."""
-    return np.tanh(z)
+    return namespace(z).tanh(z)
 
 
 def tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -101,7 +107,7 @@ def tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 def relu(z: np.ndarray) -> np.ndarray:
     """Rectified linear unit: ``a = max(z, 0)``."""
-    return np.maximum(z, 0)
+    return namespace(z).maximum(z, 0)
 
 
 def relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -110,7 +116,7 @@ def relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     That is the subgradient PyTorch (``threshold_backward``) and ``jax.nn.relu``
     both return at exactly zero.
     """
-    return (z > 0).astype(z.dtype)
+    return namespace(z).astype(z > 0, z.dtype)
 
 
 LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu and jax.nn.leaky_relu default
@@ -118,7 +124,7 @@ LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu and jax.nn.leaky_relu defau
 
 def leaky_relu(z: np.ndarray, negative_slope: float = LEAKY_SLOPE) -> np.ndarray:
     """Leaky relu: ``a = z if z >= 0 else s z`` (``s = negative_slope``, default 0.01)."""
-    return np.where(z >= 0, z, negative_slope * z)
+    return namespace(z).where(z >= 0, z, negative_slope * z)
 
 
 def leaky_relu_derivative(
@@ -133,9 +139,12 @@ def leaky_relu_derivative(
     z == 0 exactly. The harness sets "slope" to reproduce PyTorch when it explains a
     difference.
     """
+    xp = namespace(z)
+    # ones in z's dtype and the slope a weak scalar: the slope is rounded to that dtype
+    # once, as a where in float64 followed by a cast would round it
     if leaky_relu_derivative_at_zero == "slope":
-        return np.where(z > 0, 1.0, negative_slope).astype(z.dtype)
-    return np.where(z >= 0, 1.0, negative_slope).astype(z.dtype)
+        return xp.where(z > 0, xp.ones_like(z), negative_slope)
+    return xp.where(z >= 0, xp.ones_like(z), negative_slope)
 
 
 ELU_ALPHA = 1.0  # torch and jax default
@@ -143,56 +152,53 @@ ELU_ALPHA = 1.0  # torch and jax default
 
 def elu(z: np.ndarray, elu_alpha: float = ELU_ALPHA) -> np.ndarray:
     """ELU: ``a = z if z > 0 else alpha (e^z - 1)`` (``alpha = elu_alpha``, default 1)."""
-    return np.where(z > 0, z, elu_alpha * np.expm1(np.minimum(z, 0)))
+    xp = namespace(z)
+    return xp.where(z > 0, z, elu_alpha * xp.expm1(xp.minimum(z, 0)))
 
 
 def elu_derivative(z: np.ndarray, a: np.ndarray, elu_alpha: float = ELU_ALPHA) -> np.ndarray:
     """``da/dz = 1 if z > 0 else alpha e^z = a + alpha``: **alpha** at the kink (both
     frameworks). For alpha != 1 the derivative jumps there (1 versus alpha)."""
-    return np.where(z > 0, 1.0, a + elu_alpha).astype(z.dtype)
+    return namespace(z).where(z > 0, 1.0, a + elu_alpha)
 
 
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 GELU_TANH_CUBIC = 0.044715  # the tanh approximation's coefficient (both frameworks)
 
 
-def _erf(values: np.ndarray) -> np.ndarray:
-    """``math.erf`` of every entry, in float64, in ``values``' shape. NumPy has no erf,
-    and ``math.erf`` (the C library's, within an ulp) is called once per entry: through
-    a list of floats, which is twice as fast as ``np.frompyfunc`` and its object arrays."""
-    values = np.asarray(values, dtype=np.float64)
-    return np.fromiter(map(math.erf, values.ravel().tolist()), np.float64,
-                       values.size).reshape(values.shape)
+def _float64(z: np.ndarray) -> np.ndarray:
+    xp = namespace(z)
+    return xp.astype(z, xp.float64, copy=False)
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
     """Phi(z) = (1 + erf(z / sqrt(2))) / 2, in float64."""
-    return 0.5 * (1 + _erf(np.asarray(z, dtype=np.float64) / math.sqrt(2)))
+    return 0.5 * (1 + erf(_float64(z) / math.sqrt(2)))
 
 
 def gelu(z: np.ndarray) -> np.ndarray:
     """GELU, the exact form: ``a = z Phi(z)`` with Phi the standard normal CDF
     (``F.gelu`` default; ``jax.nn.gelu(approximate=False)``)."""
-    return (z * _normal_cdf(z)).astype(z.dtype)
+    return namespace(z).astype(z * _normal_cdf(z), z.dtype)
 
 
 def gelu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``da/dz = Phi(z) + z phi(z)``, phi the standard normal density."""
-    z64 = np.asarray(z, dtype=np.float64)
-    density = np.exp(-0.5 * z64 * z64) / math.sqrt(2 * math.pi)
-    return (_normal_cdf(z) + z64 * density).astype(z.dtype)
+    xp, z64 = namespace(z), _float64(z)
+    density = xp.exp(-0.5 * z64 * z64) / math.sqrt(2 * math.pi)
+    return xp.astype(_normal_cdf(z) + z64 * density, z.dtype)
 
 
 def gelu_tanh(z: np.ndarray) -> np.ndarray:
     """GELU, the tanh approximation: ``a = z/2 (1 + tanh(u))``,
     ``u = c (z + 0.044715 z^3)``, ``c = sqrt(2/pi)`` (``jax.nn.gelu`` default;
     ``F.gelu(approximate="tanh")``)."""
-    return 0.5 * z * (1 + np.tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3)))
+    return 0.5 * z * (1 + namespace(z).tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3)))
 
 
 def gelu_tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``da/dz = (1 + t)/2 + z/2 (1 - t^2) c (1 + 3 * 0.044715 z^2)``, ``t = tanh(u)``."""
-    t = np.tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3))
+    t = namespace(z).tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3))
     return (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * SQRT_2_OVER_PI
             * (1 + 3 * GELU_TANH_CUBIC * z * z))
 
@@ -213,15 +219,16 @@ def softplus(z: np.ndarray, softplus_threshold: float = 0.0) -> np.ndarray:
     (jax.nn.softplus). PyTorch's default ``threshold=20`` returns z itself above 20: the
     catalogued convention ``softplus_threshold`` (0: exact; 20: PyTorch's), about 2e-9
     relative there."""
-    exact = np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-    return np.where(z > softplus_threshold, z, exact) if softplus_threshold else exact
+    xp = namespace(z)
+    exact = xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+    return xp.where(z > softplus_threshold, z, exact) if softplus_threshold else exact
 
 
 def softplus_derivative(z: np.ndarray, a: np.ndarray, softplus_threshold: float = 0.0
                         ) -> np.ndarray:
     """``da/dz = sigmoid(z)`` (1 above the threshold in PyTorch's convention)."""
     if softplus_threshold:
-        return np.where(z > softplus_threshold, 1.0, sigmoid(z)).astype(z.dtype)
+        return namespace(z).where(z > softplus_threshold, 1.0, sigmoid(z))
     return sigmoid(z)
 
 

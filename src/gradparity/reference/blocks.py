@@ -7,7 +7,8 @@ on the whole gradient). Written as textbook array expressions, Adam makes about 
 temporaries the size of the parameters, and a 6M-parameter model's do not fit in any
 cache: every operation is a trip to memory. Run on slices of a few hundred KiB, the same
 expressions stay in the cache. The arithmetic of every entry is unchanged, so the result
-is the same to the bit (a test holds every optimizer to that).
+is the same to the bit (a test holds every optimizer to that). Only NumPy's arrays are
+blocked: the caches are the CPU's (a GPU's arrays go to the update whole).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from gradparity.reference.namespace import namespace
 
 BLOCK_ENTRIES = 1 << 15
 """Entries per block: 256 KiB per float64 array, so an update's dozen arrays fit in L2."""
@@ -33,7 +36,8 @@ def in_blocks(update: Callable[..., tuple[dict[str, np.ndarray], Any]],
 
     ``state`` is a NamedTuple whose per-parameter slots are dicts keyed like ``params``
     (or None); its other fields (the step count) are taken from the update's answer."""
-    if sum(np.size(value) for value in params.values()) < BLOCKED_FROM:
+    if (namespace(*params.values()) is not np
+            or sum(np.size(value) for value in params.values()) < BLOCKED_FROM):
         return update(params, grads, state, hp, **variant)
     slots = {field: value for field, value in state._asdict().items()
              if isinstance(value, dict)}

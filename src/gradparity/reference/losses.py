@@ -9,10 +9,13 @@ layer *after* the output activation; the two ``*_with_logits`` style losses
 require the identity output activation, so there ``y_hat`` are the logits.
 
 Reductions follow PyTorch's defaults (``reduction='mean'``), stated per loss.
+Every function takes arrays of any array API namespace and computes in it
+(:mod:`gradparity.reference.namespace`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from gradparity.reference.activations import bind_parameter, sigmoid
+from gradparity.reference.namespace import namespace
 
 
 @dataclass(frozen=True)
@@ -49,54 +53,70 @@ class Loss:
         return bind_parameter(self, options, "value", "gradient")
 
 
+def _count(array: np.ndarray) -> int:
+    """The number of entries (``math.prod`` of the shape: torch's ``size`` is a method)."""
+    return math.prod(array.shape)
+
+
 def mean_squared_error(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Mean squared error, reduction='mean' over ALL elements (batch B * outputs K):
     ``L = 1/(B*K) sum_ij (y_hat_ij - y_ij)^2``."""
     diff = y_hat - y
-    return np.mean(diff * diff, axis=(-2, -1))
+    return namespace(diff).mean(diff * diff, axis=(-2, -1))
 
 
 def mean_squared_error_gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``dL/dy_hat = 2 (y_hat - y) / (B*K)``."""
-    return 2 * (y_hat - y) / y_hat.size
+    return 2 * (y_hat - y) / _count(y_hat)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     # Subtracting the row max keeps exp() from overflowing; log-softmax is
     # invariant to that shift.
-    shifted = logits - np.max(logits, axis=-1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    xp = namespace(logits)
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 def _picked(log_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """log_probs[..., i, labels[i]] for every row i."""
-    return log_probs[..., np.arange(labels.shape[0]), labels]
+    """log_probs[..., i, labels[i]] for every row i (of every network of a stack)."""
+    xp = namespace(log_probs)
+    index = xp.broadcast_to(xp.reshape(labels, (-1, 1)), (*log_probs.shape[:-1], 1))
+    return xp.take_along_axis(log_probs, index, axis=-1)[..., 0]
+
+
+def _onehot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
+    """``onehot[i, k] = 1 if labels[i] == k else 0``, in ``dtype``."""
+    xp = namespace(labels)
+    return xp.astype(xp.reshape(labels, (-1, 1)) == xp.arange(classes), dtype)
+
+
+def _softmax_minus_onehot(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``softmax(z) - onehot(y)`` (subtracting 0 elsewhere changes no entry)."""
+    probs = namespace(logits).exp(_log_softmax(logits))
+    return probs - _onehot(labels, logits.shape[-1], logits.dtype)
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Softmax cross-entropy with integer labels, mean over the batch:
     ``L = -1/B sum_i log softmax(z_i)[y_i]`` (max-subtracted log-softmax)."""
-    return -np.mean(_picked(_log_softmax(logits), labels), axis=-1)
+    return -namespace(logits).mean(_picked(_log_softmax(logits), labels), axis=-1)
 
 
 def softmax_cross_entropy_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``dL/dz = (softmax(z) - onehot(y)) / B``."""
-    probs = np.exp(_log_softmax(logits))
-    probs[np.arange(logits.shape[0]), labels] -= 1
-    return probs / logits.shape[0]
+    return _softmax_minus_onehot(logits, labels) / logits.shape[0]
 
 
 def softmax_cross_entropy_sum(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Softmax cross-entropy with integer labels, summed over the batch (two of five
     from-scratch projects reduce so): ``L = -sum_i log softmax(z_i)[y_i]``."""
-    return -np.sum(_picked(_log_softmax(logits), labels), axis=-1)
+    return -namespace(logits).sum(_picked(_log_softmax(logits), labels), axis=-1)
 
 
 def softmax_cross_entropy_sum_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``dL/dz = softmax(z) - onehot(y)``."""
-    probs = np.exp(_log_softmax(logits))
-    probs[np.arange(logits.shape[0]), labels] -= 1
-    return probs
+    return _softmax_minus_onehot(logits, labels)
 
 
 def binary_cross_entropy_with_logits(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -104,13 +124,14 @@ def binary_cross_entropy_with_logits(logits: np.ndarray, y: np.ndarray) -> np.nd
     ``L = 1/(B*K) sum_ij [max(z,0) - z*y + log(1 + exp(-|z|))]``, algebraically
     ``-[y log s(z) + (1-y) log(1-s(z))]``, written so that no exp overflows and no log
     sees 0."""
-    per_element = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
-    return np.mean(per_element, axis=(-2, -1))
+    xp = namespace(logits)
+    per_element = xp.maximum(logits, 0) - logits * y + xp.log1p(xp.exp(-xp.abs(logits)))
+    return xp.mean(per_element, axis=(-2, -1))
 
 
 def binary_cross_entropy_with_logits_gradient(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``dL/dz = (sigmoid(z) - y) / (B*K)``."""
-    return (sigmoid(logits) - y) / logits.size
+    return (sigmoid(logits) - y) / _count(logits)
 
 
 def _squared_error_loss(half: bool, reduction: str) -> tuple[Callable, Callable]:
@@ -129,7 +150,7 @@ def _squared_error_loss(half: bool, reduction: str) -> tuple[Callable, Callable]
 
     def value(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
         diff = y_hat - y
-        return factor * np.sum(diff * diff, axis=(-2, -1)) / divisor(y_hat)
+        return factor * namespace(diff).sum(diff * diff, axis=(-2, -1)) / divisor(y_hat)
 
     def gradient(y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
         return 2 * factor * (y_hat - y) / divisor(y_hat)
@@ -144,8 +165,9 @@ SMOOTH_L1_BETA = 1.0  # torch.nn.functional.smooth_l1_loss default
 def huber(y_hat: np.ndarray, y: np.ndarray, huber_delta: float = HUBER_DELTA) -> np.ndarray:
     """Huber loss (``delta = huber_delta``, default 1), mean over all elements:
     ``l(d) = d^2 / 2 if |d| <= delta else delta (|d| - delta / 2)``, ``d = y_hat - y``."""
-    d = np.abs(y_hat - y)
-    return np.mean(np.where(d <= huber_delta, 0.5 * d * d, huber_delta * (d - 0.5 * huber_delta)),
+    xp = namespace(y_hat)
+    d = xp.abs(y_hat - y)
+    return xp.mean(xp.where(d <= huber_delta, 0.5 * d * d, huber_delta * (d - 0.5 * huber_delta)),
                    axis=(-2, -1))
 
 
@@ -154,7 +176,7 @@ def huber_gradient(y_hat: np.ndarray, y: np.ndarray,
     """``dl/dd = d if |d| <= delta else delta sign(d)``, over the element count; continuous
     at ``|d| = delta``."""
     d = y_hat - y
-    return np.clip(d, -huber_delta, huber_delta) / y_hat.size
+    return namespace(d).clip(d, -huber_delta, huber_delta) / _count(y_hat)
 
 
 def smooth_l1(y_hat: np.ndarray, y: np.ndarray,
@@ -162,8 +184,9 @@ def smooth_l1(y_hat: np.ndarray, y: np.ndarray,
     """Smooth L1 (``beta = smooth_l1_beta``, default 1), mean over all elements:
     ``l(d) = d^2 / (2 beta) if |d| < beta else |d| - beta / 2`` (= huber with
     ``delta = beta``, divided by beta)."""
-    d = np.abs(y_hat - y)
-    return np.mean(np.where(d < smooth_l1_beta, 0.5 * d * d / smooth_l1_beta,
+    xp = namespace(y_hat)
+    d = xp.abs(y_hat - y)
+    return xp.mean(xp.where(d < smooth_l1_beta, 0.5 * d * d / smooth_l1_beta,
                             d - 0.5 * smooth_l1_beta), axis=(-2, -1))
 
 
@@ -171,7 +194,7 @@ def smooth_l1_gradient(y_hat: np.ndarray, y: np.ndarray,
                        smooth_l1_beta: float = SMOOTH_L1_BETA) -> np.ndarray:
     """``dl/dd = clip(d / beta, -1, 1)``, over the element count."""
     d = y_hat - y
-    return np.clip(d / smooth_l1_beta, -1, 1) / y_hat.size
+    return namespace(d).clip(d / smooth_l1_beta, -1, 1) / _count(y_hat)
 
 
 BCE_LOG_FLOOR = -100.0  # torch clamps each log here (catalogued convention)
@@ -182,34 +205,34 @@ def binary_cross_entropy(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Binary cross-entropy on probabilities (output activation sigmoid), mean over all:
     ``L = -mean[y log p + (1 - y) log(1 - p)]``, each log clamped at -100 like PyTorch
     (so saturated outputs give a finite loss that compares)."""
-    with np.errstate(divide="ignore"):
-        log_p = np.maximum(np.log(p), BCE_LOG_FLOOR)
-        log_q = np.maximum(np.log1p(-p), BCE_LOG_FLOOR)
-    return -np.mean(y * log_p + (1 - y) * log_q, axis=(-2, -1))
+    xp = namespace(p)
+    with np.errstate(divide="ignore"):  # log(0) is -inf, then clamped
+        log_p = xp.maximum(xp.log(p), BCE_LOG_FLOOR)
+        log_q = xp.maximum(xp.log1p(-p), BCE_LOG_FLOOR)
+    return -xp.mean(y * log_p + (1 - y) * log_q, axis=(-2, -1))
 
 
 def binary_cross_entropy_gradient(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``dL/dp = (p - y) / max(p (1 - p), 1e-12) / n`` (PyTorch's clamp)."""
-    return (p - y) / np.maximum(p * (1 - p), BCE_DENOMINATOR_FLOOR) / p.size
+    return (p - y) / namespace(p).maximum(p * (1 - p), BCE_DENOMINATOR_FLOOR) / _count(p)
 
 
 def softmax_cross_entropy_soft(logits: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Softmax cross-entropy with probability targets q (rows sum to 1), mean over the
     batch: ``L = -1/B sum_i sum_k q_ik log softmax(z_i)_k``."""
-    return -np.sum(q * _log_softmax(logits), axis=(-2, -1)) / logits.shape[-2]
+    return -namespace(logits).sum(q * _log_softmax(logits), axis=(-2, -1)) / logits.shape[-2]
 
 
 def softmax_cross_entropy_soft_gradient(logits: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``dL/dz = (softmax(z) - q) / B``."""
-    return (np.exp(_log_softmax(logits)) - q) / logits.shape[0]
+    return (namespace(logits).exp(_log_softmax(logits)) - q) / logits.shape[0]
 
 
 LABEL_SMOOTHING = 0.1  # the default epsilon of softmax_cross_entropy_smoothed
 
 
 def _smoothed(labels: np.ndarray, classes: int, dtype: np.dtype, epsilon: float) -> np.ndarray:
-    onehot = np.eye(classes, dtype=dtype)[labels]
-    return (1 - epsilon) * onehot + epsilon / classes
+    return (1 - epsilon) * _onehot(labels, classes, dtype) + epsilon / classes
 
 
 def softmax_cross_entropy_smoothed(logits: np.ndarray, labels: np.ndarray,
@@ -228,24 +251,29 @@ def softmax_cross_entropy_smoothed_gradient(
     return softmax_cross_entropy_soft_gradient(logits, q)
 
 
-def class_weights(classes: int, dtype: np.dtype) -> np.ndarray:
-    """The class weights of ``softmax_cross_entropy_weighted``: ``w_k = linspace(0.5, 2, K)``."""
-    return np.linspace(0.5, 2.0, classes).astype(dtype)
+def class_weights(classes: int, dtype: np.dtype, xp: Any = np) -> np.ndarray:
+    """The class weights of ``softmax_cross_entropy_weighted``: ``w_k = linspace(0.5, 2, K)``
+    (in float64, then rounded to ``dtype``), arrays of the namespace ``xp``."""
+    return xp.astype(xp.linspace(0.5, 2.0, classes, dtype=xp.float64), dtype)
+
+
+def _label_weights(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``w_{y_i}`` for every row i."""
+    xp = namespace(logits)
+    return xp.take(class_weights(logits.shape[-1], logits.dtype, xp), labels)
 
 
 def softmax_cross_entropy_weighted(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Class-weighted softmax cross-entropy, PyTorch's weighted mean:
     ``L = sum_i w_{y_i} ce_i / sum_i w_{y_i}``."""
-    w = class_weights(logits.shape[-1], logits.dtype)[labels]
-    return -np.sum(w * _picked(_log_softmax(logits), labels), axis=-1) / np.sum(w)
+    xp, w = namespace(logits), _label_weights(logits, labels)
+    return -xp.sum(w * _picked(_log_softmax(logits), labels), axis=-1) / xp.sum(w)
 
 
 def softmax_cross_entropy_weighted_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``dL/dz_i = w_{y_i} (softmax(z_i) - onehot_i) / sum_i w_{y_i}``."""
-    w = class_weights(logits.shape[1], logits.dtype)[labels]
-    probs = np.exp(_log_softmax(logits))
-    probs[np.arange(logits.shape[0]), labels] -= 1
-    return w[:, None] * probs / np.sum(w)
+    xp, w = namespace(logits), _label_weights(logits, labels)
+    return xp.reshape(w, (-1, 1)) * _softmax_minus_onehot(logits, labels) / xp.sum(w)
 
 
 def _mse_family() -> dict[str, Loss]:

@@ -26,6 +26,11 @@ backward pass of the project: the reference runs it as it is, the plug-in
 textbook (``gradparity.check.textbook``) and every known bug
 (``gradparity.check.bugs``) override single steps of it, and the tolerance model
 runs it on absolute values (``gradparity.compare.metrics.derivation``).
+
+The arrays may be NumPy's or any other array API namespace's (CuPy on a GPU): every
+step computes in the namespace of its inputs (:mod:`gradparity.reference.namespace`).
+Only NumPy arrays can be marked read-only; the cache of another namespace keeps a copy
+of each weight.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import numpy as np
 
 from gradparity.reference.activations import ACTIVATIONS
 from gradparity.reference.losses import LOSSES
+from gradparity.reference.namespace import namespace
 
 Params = Mapping[str, np.ndarray]
 
@@ -52,9 +58,22 @@ def parameter_names(num_layers: int, bias: bool = True) -> tuple[str, ...]:
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
+    """A read-only view of a NumPy array; any other namespace's array as it is."""
+    if not isinstance(array, (np.ndarray, np.generic)):
+        return array
     view = np.asarray(array).view()
     view.setflags(write=False)
     return view
+
+
+def _kept(weight: np.ndarray) -> np.ndarray:
+    """The weight as the forward cache keeps it: itself where nothing can write to it,
+    otherwise a read-only copy (any other namespace's: a copy)."""
+    if unchangeable(weight):
+        return weight
+    if isinstance(weight, np.ndarray):
+        return _frozen(np.array(weight, copy=True))
+    return namespace(weight).asarray(weight, copy=True)
 
 
 def unchangeable(array: np.ndarray) -> bool:
@@ -151,7 +170,7 @@ def forward(
         # the cache keeps the weights of this pass, so an optimizer that later updates
         # them in place cannot change the backward pass; an unchangeable array is kept
         # without a copy
-        weights.append(weight if unchangeable(weight) else _frozen(np.array(weight, copy=True)))
+        weights.append(_kept(weight))
         a = ACTIVATIONS[activation_name].bound(options).forward(z)
         if perturb is not None:
             a = perturb(a)
@@ -220,7 +239,7 @@ class Backprop:
 
     def bias_gradient(self, delta: np.ndarray) -> np.ndarray:
         """dL/db_l = the sum of delta_l over the batch (dz/db is 1 per row)."""
-        return np.sum(delta, axis=0)
+        return namespace(delta).sum(delta, axis=0)
 
     def weight_for_propagation(self, layer: int, weight_gradient: np.ndarray,
                                cache: ForwardCache) -> np.ndarray:
@@ -234,7 +253,7 @@ class Backprop:
     def backward(self, cache: ForwardCache) -> Gradients:
         """Walk from layer L down to 1: every parameter gradient and every delta."""
         grads: dict[str, np.ndarray] = {}
-        deltas: list[np.ndarray] = [np.empty(0)] * cache.num_layers
+        deltas: list[np.ndarray] = [None] * cache.num_layers  # type: ignore[list-item]
         grad_output = self.output_gradient(cache)
         for layer in range(cache.num_layers, 0, -1):
             delta = self.delta(grad_output, layer, cache)

@@ -5,6 +5,8 @@ returns a state, ``update(params, grads, state, hyperparameters)`` returns
 ``(new_params, new_state)``. Nothing is updated in place. ``t`` counts steps
 from 1. The equations follow ``torch.optim``; where optax writes the same
 method differently the result is mathematically identical (noted per optimizer).
+The arrays may be of any array API namespace; each update computes in theirs
+(:mod:`gradparity.reference.namespace`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gradparity.reference.blocks import in_blocks
+from gradparity.reference.namespace import namespace
 
 Params = Mapping[str, np.ndarray]
 Hyper = Mapping[str, Any]
@@ -49,7 +52,7 @@ def sgd_update(
     buffers = None
     if momentum != 0:
         if state.momentum_buffer is None:
-            buffers = {n: decayed[n].copy() for n in params}
+            buffers = {n: _copy(decayed[n]) for n in params}
         else:
             buffers = {
                 n: momentum * state.momentum_buffer[n] + (1 - dampening) * decayed[n]
@@ -71,10 +74,18 @@ class AdamState(NamedTuple):
     second_moment: dict[str, np.ndarray]  # v
 
 
+def _copy(array: np.ndarray) -> np.ndarray:
+    return namespace(array).asarray(array, copy=True)
+
+
 def _zeros(params: Params) -> dict[str, np.ndarray]:
-    # np.zeros, not zeros_like: calloc hands over zeroed pages without writing a copy's
-    # worth of zeros first (about 2.5 ms per 32 MiB array here)
-    return {n: np.zeros(np.shape(p), np.result_type(p)) for n, p in params.items()}
+    # zeros, not zeros_like: NumPy's calloc hands over zeroed pages without writing a
+    # copy's worth of zeros first (about 2.5 ms per 32 MiB array here)
+    zeros = {}
+    for n, p in params.items():
+        xp = namespace(p)
+        zeros[n] = np.zeros(np.shape(p), np.result_type(p)) if xp is np else xp.zeros_like(p)
+    return zeros
 
 
 def adam_init(params: Params) -> AdamState:
@@ -121,10 +132,11 @@ def adam_update(
     for n in params:
         m_hat = m[n] / (1 - beta1**power) if bias_correction else m[n]
         v_hat = v[n] / (1 - beta2**power) if bias_correction else v[n]
+        xp = namespace(v_hat)
         if eps_placement == "outside_sqrt":
-            denominator = np.sqrt(v_hat) + eps
+            denominator = xp.sqrt(v_hat) + eps
         else:
-            denominator = np.sqrt(v_hat + eps)
+            denominator = xp.sqrt(v_hat + eps)
         new_params[n] = start[n] - lr * m_hat / denominator
     return new_params, AdamState(step=t, first_moment=m, second_moment=v)
 
@@ -138,7 +150,8 @@ def adamw_update(
 
 def _denominator(second: np.ndarray, eps: float, eps_in_sqrt: bool) -> np.ndarray:
     # torch.optim: sqrt(v) + eps; optax (rmsprop default, adagrad always): sqrt(v + eps)
-    return np.sqrt(second + eps) if eps_in_sqrt else np.sqrt(second) + eps
+    xp = namespace(second)
+    return xp.sqrt(second + eps) if eps_in_sqrt else xp.sqrt(second) + eps
 
 
 class RMSpropState(NamedTuple):
@@ -195,7 +208,7 @@ class AdagradState(NamedTuple):
 
 
 def adagrad_init(params: Params, initial: float = 0.0) -> AdagradState:
-    return AdagradState(0, {n: np.full_like(p, initial) for n, p in params.items()})
+    return AdagradState(0, {n: namespace(p).full_like(p, initial) for n, p in params.items()})
 
 
 def adagrad_update(
@@ -216,7 +229,7 @@ def adagrad_update(
             # catalogued convention adagrad_zero_accumulator_guard
             with np.errstate(invalid="ignore", divide="ignore"):
                 step = hp["lr"] * grads[n] / _denominator(total[n], hp["eps"], True)
-                step = np.where(total[n] > 0, step, 0.0).astype(step.dtype)
+                step = namespace(step).where(total[n] > 0, step, 0.0)
         else:
             step = hp["lr"] * grads[n] / _denominator(total[n], hp["eps"], False)
         new_params[n] = params[n] - step
@@ -251,14 +264,15 @@ def amsgrad_update(
     correction1, correction2 = 1 - beta1**t, 1 - beta2**t
     new_params, maxima = {}, {}
     for n in params:
+        xp = namespace(v[n])
         if hp["max_of_bias_corrected"]:
-            maxima[n] = np.maximum(state.max_second_moment[n], v[n] / correction2)
-            denominator = np.sqrt(maxima[n]) + eps
+            maxima[n] = xp.maximum(state.max_second_moment[n], v[n] / correction2)
+            denominator = xp.sqrt(maxima[n]) + eps
         else:
-            maxima[n] = np.maximum(state.max_second_moment[n], v[n])
-            # math.sqrt keeps a Python float (weak), np.sqrt would make the
+            maxima[n] = xp.maximum(state.max_second_moment[n], v[n])
+            # math.sqrt keeps a Python float (weak), a NumPy sqrt would make the
             # float32 arithmetic float64
-            denominator = np.sqrt(maxima[n]) / math.sqrt(correction2) + eps
+            denominator = xp.sqrt(maxima[n]) / math.sqrt(correction2) + eps
         new_params[n] = params[n] - hp["lr"] * (m[n] / correction1) / denominator
     return new_params, AMSGradState(t, m, v, maxima)
 
@@ -283,7 +297,7 @@ def state_arrays(optimizer: str, state: Any, hp: Hyper, *,
     arrays = {}
     for slot, value in state._asdict().items():
         if isinstance(value, dict) and slot not in unused:
-            arrays.update({f"{slot}/{name}": np.array(array) if copy else np.asarray(array)
+            arrays.update({f"{slot}/{name}": _copy(array) if copy else array
                            for name, array in value.items()})
     return arrays
 
@@ -300,13 +314,20 @@ def clip_gradients(grads: Params, hp: Hyper) -> dict[str, np.ndarray]:
     """
     clipped = dict(grads)
     if hp.get("clip_value"):
-        clipped = {n: np.clip(g, -hp["clip_value"], hp["clip_value"]) for n, g in clipped.items()}
+        clipped = {n: namespace(g).clip(g, -hp["clip_value"], hp["clip_value"])
+                   for n, g in clipped.items()}
     if hp.get("clip_norm"):
-        norm = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in clipped.values()))
+        norm = math.sqrt(sum(float(_squared_sum(g)) for g in clipped.values()))
         scale = hp["clip_norm"] / (norm + hp["clip_norm_eps"])
         if scale < 1:
             clipped = {n: g * scale for n, g in clipped.items()}
     return clipped
+
+
+def _squared_sum(g: np.ndarray) -> np.ndarray:
+    """sum(g^2) in float64."""
+    xp = namespace(g)
+    return xp.sum(xp.astype(g, xp.float64) ** 2)
 
 
 def _clipping_first(update: Callable[..., Any]) -> Callable[..., Any]:
