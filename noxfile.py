@@ -137,16 +137,19 @@ except ValueError as error:
 
 @nox.session(default=False)
 def gpu(session: nox.Session) -> None:
-    """Run the default matrix and the bench on CUDA (CUDA builds: constraints-gpu.txt)."""
+    """Run the default matrix, the bench and the oracle on CUDA (constraints-gpu.txt)."""
     # a local CPU wheel of torch (find-links) must not stand in for the CUDA build
     session.env["PIP_FIND_LINKS"] = ""
-    session.install("-c", "constraints-gpu.txt", "-e", ".[torch,jax]", "jax[cuda12]")
+    session.install("-c", "constraints-gpu.txt", "-e", ".[torch,jax]", "jax[cuda12]",
+                    "cupy-cuda12x")  # CuPy: the float64 oracle on the GPU
     probe = session.run("python", "-c", GPU_PROBE, silent=True) or ""
     if "gpu: available" not in probe:
         session.skip(probe.strip().removeprefix("gpu: unavailable: ") or "no CUDA device")
     session.run("gradparity", "run", "--device", "cuda",
                 *(session.posargs or ["--out", "reports/gpu"]))
     session.run("python", "-m", "gradparity.harness.bench", "--device", "cuda", "--scan")
+    session.run("python", "-m", "gradparity.harness.bench", "--oracle",
+                "examples/mnist_sized.toml")
 
 
 @nox.session

@@ -34,8 +34,10 @@ FRAMEWORKS: dict[str, str] = {
 
 
 DEVICES: dict[str, str] = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
-"""Where the framework adapters compute (``gpu`` is another name for ``cuda``). The
-NumPy reference, the oracles and the tolerance model always run on the CPU."""
+"""Where the framework adapters compute (``gpu`` is another name for ``cuda``). On
+``cuda`` the float64 oracle of a dense MLP computes with CuPy where it can
+(:func:`gradparity.harness.oracle.oracle_namespace`); the NumPy reference's own run,
+the finite differences and the tolerance model run on the CPU."""
 
 
 def check_device(device: str) -> str:

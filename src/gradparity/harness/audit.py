@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from gradparity.harness.oracle import cupy_device_count
+
 
 def _version(distribution: str) -> str:
     try:
@@ -67,12 +69,23 @@ def import_in_background() -> threading.Thread:
     return thread
 
 
+def _where(device: str) -> str:
+    """Where each part of a run computes."""
+    if device == "cpu":
+        return ("cpu (torch, jax); the NumPy reference, the oracles and the tolerance model "
+                "on the CPU")
+    oracle = ("CuPy on the GPU" if cupy_device_count()
+              else "NumPy on the CPU (CuPy is missing or sees no GPU)")
+    return (f"{device} (torch, jax); the float64 oracle of dense MLPs with {oracle}; the "
+            "NumPy reference's own run, the finite differences and the tolerance model on "
+            "the CPU")
+
+
 def numeric_audit(device: str = "cpu") -> dict[str, Any]:
     """The settings that change results, and any non-IEEE float32 mode that is active
     (``device``: where torch and JAX computed, :data:`gradparity.adapters.DEVICES`)."""
     settings: dict[str, Any] = {
-        "device": f"{device} (torch, jax); the NumPy reference, the oracles and the "
-                  "tolerance model on the CPU",
+        "device": _where(device),
         "dtype policy": "each case runs in its own dtype; inputs are rounded once from float64",
         "BLAS (numpy)": _numpy_blas(),
         "threads (os.cpu_count)": os.cpu_count(),

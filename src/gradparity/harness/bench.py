@@ -47,9 +47,11 @@ from gradparity.compare.derivation import clear_caches, derived_cases
 from gradparity.harness import runner
 from gradparity.harness.audit import environment
 from gradparity.harness.memory import freeze_survivors, peak_mib, reuse_freed_memory
+from gradparity.harness.oracle import oracle_timing
 from gradparity.harness.runner import run_case
 from gradparity.harness.size_scan import FULL_BATCHES, FULL_WIDTHS, QUICK_SIZES, STEPS, size_scan
 from gradparity.harness.stages import stage_table
+from gradparity.reference.namespace import NAMESPACES
 from gradparity.spec.case import Case
 from gradparity.spec.case_files import load_cases
 from gradparity.spec.data import make_problem
@@ -288,6 +290,15 @@ def model_size(widths: Sequence[int], batches: Sequence[int]) -> list[str]:
     return lines
 
 
+def _namespaces(text: str) -> list[str]:
+    names = text.split(",")
+    unknown = [name for name in names if name not in NAMESPACES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"invalid value {unknown[0]!r}; allowed: "
+                                         f"{', '.join(NAMESPACES)}")
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gradparity.harness.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,9 +314,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stages", type=Path, metavar="CASES.toml",
                         help="only the stage-by-stage time and memory of each case in this "
                         "file (e.g. examples/mnist_sized.toml)")
+    parser.add_argument("--oracle", type=Path, metavar="CASES.toml",
+                        help="only the float64 oracle of each case in this file, with NumPy "
+                        "and (where CuPy sees a GPU) with CuPy, or with --namespaces")
+    parser.add_argument("--namespaces", metavar="A,B", type=_namespaces,
+                        help="with --oracle: these array namespaces (of "
+                        f"{', '.join(NAMESPACES)}; NumPy first, the others are set beside it)")
     args = parser.parse_args(argv)
     device = check_device(args.device)
     reuse_freed_memory()  # as the command line does
+    if args.oracle is not None:
+        print("\n".join(oracle_timing(load_cases(args.oracle), args.namespaces)), flush=True)
+        return 0
     if args.stages is not None:
         for case in load_cases(args.stages):
             print("\n".join(stage_table(case)), "\n", flush=True)

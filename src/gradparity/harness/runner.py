@@ -45,6 +45,7 @@ from gradparity.compare.pairwise import compare_results, first_backward_divergen
 from gradparity.compare.tolerances import ROUNDING_SHRINK_SLACK, TOLERANCE_MODES, Tolerances
 from gradparity.harness.explain import explain_by_conventions
 from gradparity.harness.memory import release_freed_memory
+from gradparity.harness.oracle import float64_oracle, oracle_namespace
 from gradparity.harness.outcome import CaseOutcome, CaseTimeout, TrajectoryErrors
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem, make_problem
@@ -123,12 +124,6 @@ def divergence(result: RunResult) -> str | None:
         if not np.isfinite(loss):
             return f"{who}'s loss becomes non-finite after step {step} (training diverges)"
     return None
-
-
-def float64_oracle(case: Case, problem: Problem) -> RunResult:
-    """The NumPy reference in float64 from the (already rounded) inputs of ``problem``."""
-    result = get_adapter("numpy").run(replace(case, dtype="float64"), problem.as_float64())
-    return replace(result, framework=ORACLE, case_id=case.id)
 
 
 def _trajectory_errors(case, problem, results, device="cpu") -> dict[str, TrajectoryErrors]:
@@ -285,25 +280,29 @@ def _judged(result: RunResult, baseline: RunResult, case: Case, tolerances: str,
 def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
              explain: bool = True, finite_differences: bool = True,
              problem: Problem | None = None, tolerances: str = "full",
-             device: str = "cpu") -> CaseOutcome:
+             device: str = "cpu", reference_namespace: str | None = None) -> CaseOutcome:
     """Run ``case`` on each available framework, compare all pairs and the oracles.
 
     ``problem`` replaces the generated weights and data (see
     :func:`gradparity.spec.data.problem_from_arrays`, which validates user data);
     ``tolerances`` is one of :data:`~gradparity.compare.tolerances.TOLERANCE_MODES`;
-    ``device`` (see :data:`gradparity.adapters.DEVICES`) is where torch and JAX compute,
-    while the NumPy reference, the oracles and the tolerance model stay on the CPU.
+    ``device`` (see :data:`gradparity.adapters.DEVICES`) is where torch and JAX compute;
+    the float64 oracle computes with ``reference_namespace`` (by default CuPy where
+    ``device`` is ``cuda`` and CuPy sees a GPU, :func:`gradparity.harness.oracle.
+    oracle_namespace`), while the NumPy reference's own run, the finite differences and
+    the tolerance model stay on the CPU.
     torch computes with one intra-op thread (:func:`gradparity.adapters.one_torch_thread`:
     the same numbers in this process as in a worker process)."""
     with one_torch_thread(frameworks):
         return _run_case(case, frameworks, explain=explain,
                          finite_differences=finite_differences, problem=problem,
-                         tolerances=tolerances, device=device)
+                         tolerances=tolerances, device=device,
+                         oracle_on=oracle_namespace(case, device, reference_namespace))
 
 
 def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
               finite_differences: bool, problem: Problem | None, tolerances: str,
-              device: str) -> CaseOutcome:
+              device: str, oracle_on: str) -> CaseOutcome:
     if tolerances not in TOLERANCE_MODES:
         raise ValueError(f"tolerances: invalid value {tolerances!r}; allowed: "
                          f"{', '.join(TOLERANCE_MODES)}")
@@ -332,7 +331,8 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
             models.oracle = results.get("numpy")
         else:
             try:
-                models.oracle = float64_oracle(case, problem) if needs_oracle else None
+                models.oracle = (float64_oracle(case, problem, oracle_on) if needs_oracle
+                                 else None)
             except CaseTimeout:
                 raise
             except Exception:  # run again after the frameworks, which report its error
@@ -359,7 +359,7 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
     oracle_differences: list[Difference] = []
     needs_oracle = needs_oracle and (explain or "numpy" in results)
     if needs_oracle and models.oracle is None:
-        models.oracle = float64_oracle(case, problem)
+        models.oracle = float64_oracle(case, problem, oracle_on)
     oracle = models.oracle if needs_oracle else None
     if oracle is not None and explain:
         for result in results.values():
