@@ -27,10 +27,16 @@ NAMESPACES = ("numpy", "cupy", "torch", "array_api_strict")
 calls nothing else)."""
 
 
+_NUMPY = (np.ndarray, np.generic, int, float)
+
+
 def namespace(*arrays: Any) -> ModuleType:
     """The array API namespace of ``arrays``: ``numpy`` itself for NumPy arrays and
     Python scalars, ``array_api_compat.array_namespace`` for anything else."""
-    if all(isinstance(a, (np.ndarray, np.generic, int, float)) for a in arrays):
+    for array in arrays:  # a loop, not all(...): this runs for every operation
+        if not isinstance(array, _NUMPY):
+            break
+    else:
         return np
     try:
         from array_api_compat import array_namespace
