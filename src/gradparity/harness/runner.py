@@ -287,10 +287,10 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     :func:`gradparity.spec.data.problem_from_arrays`, which validates user data);
     ``tolerances`` is one of :data:`~gradparity.compare.tolerances.TOLERANCE_MODES`;
     ``device`` (see :data:`gradparity.adapters.DEVICES`) is where torch and JAX compute;
-    the float64 oracle computes with ``reference_namespace`` (by default CuPy where
-    ``device`` is ``cuda`` and CuPy sees a GPU, :func:`gradparity.harness.oracle.
-    oracle_namespace`), while the NumPy reference's own run, the finite differences and
-    the tolerance model stay on the CPU.
+    the float64 oracle computes with the array namespace ``reference_namespace``, by
+    default CuPy where ``device`` is ``cuda`` and CuPy sees a GPU
+    (:func:`~gradparity.harness.oracle.oracle_namespace`), while the NumPy reference's
+    own run, the finite differences and the tolerance model stay on the CPU.
     torch computes with one intra-op thread (:func:`gradparity.adapters.one_torch_thread`:
     the same numbers in this process as in a worker process)."""
     with one_torch_thread(frameworks):
