@@ -3,7 +3,7 @@
 The names below are the stable public API; everything else is internal and may move.
 The package is laid out as the pipeline runs, one folder per stage:
 
-    reference/  the textbook (NumPy, array API)spec/     cases, options, data, matrices
+    reference/  the textbook (array API, NumPy)  spec/     cases, options, data, matrices
     adapters/   numpy, torch, jax; conventions   compare/  metrics, tolerances, oracles
     harness/    running and judging cases        check/    users' code, bugs, diagnosis
     report/     REPORT.md, results, plots        cli/      the gradparity command
