@@ -106,9 +106,9 @@ def _derivations(monkeypatch) -> list[int]:
     calls = []
     derive = derivation.derive
 
-    def counted(case, problem=None, clean=None, draw=0, like=None):
+    def counted(case, problem=None, clean=None, draw=0, like=None, namespace="numpy"):
         calls.append(draw)
-        return derive(case, problem, clean, draw, like)
+        return derive(case, problem, clean, draw, like, namespace)
 
     monkeypatch.setattr(runner, "derive", counted)
     return calls

@@ -20,9 +20,9 @@ def _counted(monkeypatch) -> list[str]:
     calls = []
     trajectories = derivation._with_trajectories
 
-    def with_trajectories(case, static, wide, recorded=None, draw=0):
+    def with_trajectories(case, static, wide, recorded=None, draw=0, xp=np):
         calls.append(case.id)
-        return trajectories(case, static, wide, recorded, draw)
+        return trajectories(case, static, wide, recorded, draw, xp)
 
     monkeypatch.setattr(derivation, "_with_trajectories", with_trajectories)
     return calls

@@ -191,7 +191,8 @@ def test_the_oracle_runs_on_the_gpu_only_where_cupy_can(monkeypatch, device, dev
 def test_the_audit_says_where_the_oracle_ran(monkeypatch, devices) -> None:
     monkeypatch.setattr(audit, "cupy_device_count", lambda: devices)
     where = audit._where("cuda")
-    assert ("float64 oracle of dense MLPs with CuPy on the GPU" in where) == bool(devices)
+    assert ("float64 oracle and the tolerance model's trajectories of dense MLPs with CuPy "
+            "on the GPU" in where) == bool(devices)
     assert ("NumPy on the CPU (CuPy is missing or sees no GPU)" in where) == (not devices)
     assert "CuPy" not in audit._where("cpu")
 

@@ -35,9 +35,9 @@ FRAMEWORKS: dict[str, str] = {
 
 DEVICES: dict[str, str] = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 """Where the framework adapters compute (``gpu`` is another name for ``cuda``). On
-``cuda`` the float64 oracle of a dense MLP computes with CuPy where it can
-(:func:`gradparity.harness.oracle.oracle_namespace`); the NumPy reference's own run,
-the finite differences and the tolerance model run on the CPU."""
+``cuda`` the float64 oracle and the tolerance model's trajectories of a dense MLP compute
+with CuPy where it can (:func:`gradparity.harness.oracle.oracle_namespace`); the NumPy
+reference's own run, the finite differences and the comparisons run on the CPU."""
 
 
 def check_device(device: str) -> str:

@@ -23,7 +23,7 @@ from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.reference.sequence import running_entries
 from gradparity.spec.case import Case
-from gradparity.spec.data import Batch, Problem
+from gradparity.spec.data import Problem, placed
 from gradparity.spec.evaluation import evaluate
 
 
@@ -40,21 +40,20 @@ class _ReferenceSession:
                              f"sequence network of {case.id}; allowed: numpy (only dense "
                              "MLPs run on another array namespace)")
         self._case = case
-        self._problem = problem
+        self._problem = placed(problem, xp)
         self._xp = xp
         self._options = {**case.all_options, **(conventions or {})}
         # the session's own arrays, never written to (an update makes new ones): read-only,
         # so that the forward pass keeps them without a copy
-        self._params = self._own(problem.params)
+        self._params = self._own(problem.params)  # NumPy's, copied into the namespace
         self._running = {name: np.array(value) for name, value in problem.state.items()}
         self._optimizer = reference.OPTIMIZERS[case.optimizer]
         self._state = self._optimizer.init(self._params)
         self._grads: dict[str, np.ndarray] | None = None
 
     def loss_and_gradients(self, evaluation: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        x, y, masks = self._problem.batch(evaluation)
-        batch = Batch(*to_namespace((x, y), self._xp), tuple(to_namespace(list(masks), self._xp)))
-        result = evaluate(self._case, self._params, batch, self._running, options=self._options)
+        result = evaluate(self._case, self._params, self._problem.batch(evaluation),
+                          self._running, options=self._options)
         self._grads, self._deltas = result.gradients, result.deltas
         self._running = result.state or self._running  # a training pass updates them
         return to_numpy(result.loss), {name: _host_copy(grad)

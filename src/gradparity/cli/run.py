@@ -81,9 +81,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                      "passed its floor reports the floor as its tolerance). Default: full")
     run.add_argument("--device", choices=list(DEVICES), default="cpu",
                      help="where torch and jax compute (gpu is cuda); on cuda the float64 "
-                     "oracle of a dense MLP computes with CuPy where CuPy sees the GPU; the "
-                     "NumPy reference's run, the finite differences and the tolerance model "
-                     "stay on the CPU (default: cpu)")
+                     "oracle and the tolerance model's trajectories of a dense MLP compute "
+                     "with CuPy where CuPy sees the GPU; the NumPy reference's run, the "
+                     "finite differences and the comparisons stay on the CPU (default: cpu)")
     run.add_argument("--executor", choices=EXECUTORS, default="local",
                      help="local: this process, or --workers processes; dask: a Dask "
                      "LocalCluster of --workers processes, or the cluster at --scheduler "

@@ -43,6 +43,7 @@ from gradparity.compare.metrics import machine_epsilon
 from gradparity.compare.tolerances import SUM_SAFETY
 from gradparity.reference.activations import ACTIVATIONS
 from gradparity.reference.layers.pool import MaxPool2d
+from gradparity.reference.namespace import namespace
 from gradparity.spec.case import Case
 
 
@@ -107,19 +108,20 @@ class KinkFlip:
     def __call__(self, values: np.ndarray) -> np.ndarray:
         watched = self.watched.get(self.calls % self.period)
         self.calls += 1
-        if watched is None or not values.size:
+        if watched is None or not math.prod(values.shape):
             return values
-        reach = watched.reach * float(np.abs(values).max())
+        xp = namespace(values)  # an MLP's values may be another namespace's (a GPU's)
+        reach = watched.reach * float(xp.max(xp.abs(values)))
         if watched.pool is not None:
             values = self._ties(watched.pool, values, reach)
         for kink in watched.kinks:
-            near = np.abs(values - kink) <= reach
-            near &= values != kink  # exactly at the kink: every framework computes it so
-            count = int(near.sum())
+            # exactly at the kink: every framework computes it so
+            near = xp.logical_and(xp.abs(values - kink) <= reach, values != kink)
+            count = int(xp.count_nonzero(near))
             if count:
                 self.found += count
                 if self.flip:
-                    values = np.where(near, 2 * kink - values, values)
+                    values = xp.where(near, 2 * kink - values, values)
         return values
 
     def _ties(self, pool: MaxPool2d, values: np.ndarray, reach: float) -> np.ndarray:

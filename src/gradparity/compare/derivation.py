@@ -15,6 +15,7 @@ Both are cached per case for generated data.
 from __future__ import annotations
 
 import functools
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -38,12 +39,14 @@ from gradparity.compare.tolerances import (
     Tolerances,
     cancellation,
 )
+from gradparity.reference.namespace import named, to_numpy
+from gradparity.reference.namespace import namespace as namespace_of
 from gradparity.reference.network import freeze
 from gradparity.reference.optimizers import state_arrays
 from gradparity.reference.schedules import step_hyperparameters
 from gradparity.reference.sequence import running_entries
 from gradparity.spec.case import Case
-from gradparity.spec.data import Problem, make_problem
+from gradparity.spec.data import Problem, make_problem, placed
 from gradparity.spec.evaluation import Pass, evaluate, layer_index
 
 if TYPE_CHECKING:
@@ -87,7 +90,7 @@ def floors(case: Case, problem: Problem | None = None) -> Tolerances:
 
 def derive(case: Case, problem: Problem | None = None,
            clean: RunResult | None = None, draw: int = 0,
-           like: Tolerances | None = None) -> Tolerances:
+           like: Tolerances | None = None, namespace: str = "numpy") -> Tolerances:
     """Evaluate the model on the case's weights and data (``problem``, or the generated
     ones), in float64. Cached per case for generated data.
 
@@ -103,16 +106,28 @@ def derive(case: Case, problem: Problem | None = None,
     is the model every check is judged against, the others confirm a disagreement
     (:mod:`gradparity.compare.confirmation`). ``like``: a model of the same case and
     data whose terms without a trajectory a draw reuses instead of measuring them
-    again (the same model either way)."""
+    again (the same model either way).
+
+    ``namespace``: the array library the trajectories compute with (one of
+    :data:`gradparity.reference.namespace.NAMESPACES`; a dense MLP's only, CuPy on a
+    GPU), their steps brought back to NumPy to be measured; the one-pass terms stay
+    NumPy's."""
+    xp = named(namespace)
+    if xp is not np and case.is_sequence:
+        raise ValueError(f"namespace: invalid value {namespace!r} for the sequence network "
+                         f"of {case.id}; allowed: numpy (only dense MLPs run on another "
+                         "array namespace)")
     if problem is not None:
         static = like if draw and like is not None else _static_of(case, problem)
-        return _with_trajectories(case, static, problem.as_float64(), clean, draw)
+        return _with_trajectories(case, static, problem.as_float64(), clean, draw, xp)
     key = (case, draw) if draw else case
+    if xp is not np:
+        key = (case, draw, namespace)
     cached = _DERIVED.get(key)
     if cached is None:
         static = like if draw and like is not None else _static(case)
         cached = _with_trajectories(case, static, make_problem(case).as_float64(), clean,
-                                    draw)
+                                    draw, xp)
         if len(_DERIVED) >= DERIVED_CACHE_SIZE:
             _DERIVED.popitem(last=False)
     _DERIVED[key] = cached
@@ -188,13 +203,17 @@ def _sequence_sums(case: Case) -> tuple[int, dict[int, float]]:
 
 
 def _with_trajectories(case: Case, static: Tolerances, wide,
-                       recorded: RunResult | None = None, draw: int = 0) -> Tolerances:
+                       recorded: RunResult | None = None, draw: int = 0,
+                       xp: Any = np) -> Tolerances:
     """The model's trajectory terms, from the clean float64 trajectory and up to four
     perturbed ones. The trajectories run side by side, one step at a time, and only
     the current and previous step of each is held: memory stays a few copies of the
     parameters and optimizer state, whatever the number of steps. ``recorded``: the
-    clean trajectory already run; ``draw``: the perturbations' draw (see :func:`derive`)."""
+    clean trajectory already run; ``draw``: the perturbations' draw (see :func:`derive`);
+    ``xp``: the namespace the trajectories compute with (their steps come back as NumPy
+    arrays)."""
     params, n_eff, bias = wide.params, static.n_eff, static.bias_correction_eps
+    on = placed(wide, xp)
     sensitivity, moved, componentwise, branched = {}, {}, {}, {}
     # the clean run counts values within rounding of a kink; from the first pass with
     # one, a branch trajectory takes the other side of every such value (X_t)
@@ -202,33 +221,35 @@ def _with_trajectories(case: Case, static: Tolerances, wide,
     if recorded is not None and not watch.active:
         clean = _steps_of(case, recorded)
     else:
-        clean = _trajectory(case, wide, noise=None, kinks=watch if watch.active else None,
+        clean = _trajectory(case, on, noise=None, kinks=watch if watch.active else None,
                             forks=forks)
     first = next(clean, None)
     branch = None
     # every perturbed trajectory starts with the same unperturbed pass: it is run once
     # (with its forward cache, which the componentwise probe's absolute sums start from)
-    start = evaluate(case, wide.params, wide.batch(0), wide.state,
+    start = evaluate(case, on.params, on.batch(0), on.state,
                      keep_forward=not case.is_sequence) if case.steps else None
-    runs = {"gradient": _trajectory(case, wide, noise="gradient", initial=start, draw=draw)}
+    runs = {"gradient": _trajectory(case, on, noise="gradient", initial=start,
+                                    draw=draw)}
     # U_t only ever multiplies the bias-correction term A, which is zero outside the
     # Adam family and in float64; R_t exists only for optimizers that keep state
     if bias and case.dtype == "float32":
-        runs["update"] = _trajectory(case, wide, noise="update", initial=start, draw=draw)
+        runs["update"] = _trajectory(case, on, noise="update", initial=start, draw=draw)
     # at the size rounding really has in this dtype: RMSprop's g / sqrt(v) is far from
     # linear where v is tiny, so a 1e-7 probe would underestimate float32
-    entry_size = SUM_SAFETY * np.sqrt(n_eff) * machine_epsilon(case.dtype)
-    runs["componentwise"] = _trajectory(case, wide, noise="componentwise", size=entry_size,
-                                        initial=start, draw=draw)
+    entry_size = SUM_SAFETY * math.sqrt(n_eff) * machine_epsilon(case.dtype)
+    runs["componentwise"] = _trajectory(case, on, noise="componentwise",
+                                        size=entry_size, initial=start, draw=draw)
     if first is not None and any("/" in name for name in first[0]):
-        runs["state"] = _trajectory(case, wide, noise="state", initial=start, draw=draw)
+        runs["state"] = _trajectory(case, on, noise="state", initial=start, draw=draw)
     del start  # each trajectory holds it only until its first step
     losses = {name: [] for name in ("clean", *runs, "branch")}
     state_rounding, step_size, largest_update = {}, {}, {n: 0.0 for n in params}
     before = params
     for step in range(1, case.steps + 1):
         if branch is None and forks and forks[0].evaluation < step:
-            branch = _trajectory(case, wide, noise=None, kinks=KinkFlip(case), start=forks[0])
+            branch = _trajectory(case, on, noise=None, kinks=KinkFlip(case),
+                                 start=forks[0])
         exact, loss = first if step == 1 else next(clean)
         losses["clean"].append(loss)
         branched_step, branched_loss = (exact, loss) if branch is None else next(branch)
@@ -333,6 +354,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
         first, current, state, running = (start.evaluation, start.params, start.state,
                                           start.running)
     options = case.all_options
+    xp = namespace_of(*current.values())
 
     def rounded_state(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: random_signs.scaled(v, PERTURBATION, rng) for n, v in values.items()}
@@ -367,7 +389,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
             # unclipped: an entry smaller than its own rounding level has no reliable
             # sign, and an optimizer that normalises by sqrt(v) turns that into a full step
             # either way; the tolerance must (and the report flags it when it is loose)
-            grads = {n: random_signs.moved(g, np.maximum(size * scales[n], measured[n]), rng)
+            grads = {n: random_signs.moved(g, xp.maximum(size * scales[n], measured[n]), rng)
                      for n, g in grads.items()}
         result = None  # the pass's activations are not held through the update
         hp = step_hyperparameters(case.hparams, options, step, case.steps)
@@ -385,5 +407,7 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
         # the loss after this step is the next step's forward pass
         entering = running
         result = evaluated(step + 1, entering)
-        yield ({**current, **state_arrays(case.optimizer, state, case.hparams, copy=False),
-                **running_entries(running)}, float(result.loss))
+        step_values = {**current, **state_arrays(case.optimizer, state, case.hparams,
+                                                 copy=False), **running_entries(running)}
+        # another namespace's steps come back to the host, where they are measured
+        yield step_values if xp is np else to_numpy(step_values), float(result.loss)

@@ -19,6 +19,7 @@ from gradparity.compare.tolerances import (
     REFERENCE_ROUNDING_SAFETY,
 )
 from gradparity.reference.losses import LOSSES
+from gradparity.reference.namespace import namespace
 from gradparity.reference.network import Backprop
 from gradparity.reference.sequence import RUNNING_SLOT, flat
 from gradparity.spec.case import Case
@@ -94,12 +95,15 @@ REPRESENTABLE32 = float(np.finfo(np.float32).tiny) / EPS32
 
 def _in_float32(case: Case, params, batch: Batch, state) -> Pass:
     """The reference's forward and backward pass in float32, from float32-rounded inputs
-    (overflow and underflow allowed: they are measured, not raised)."""
+    (overflow and underflow allowed: they are measured, not raised), in the namespace of
+    the arrays."""
     def narrow(values: np.ndarray) -> np.ndarray:
-        return values if values.dtype.kind == "i" else values.astype(FLOAT32)
+        xp = namespace(values)
+        return values if xp.isdtype(values.dtype, "integral") else xp.astype(values,
+                                                                             xp.float32)
 
     with np.errstate(all="ignore"):
-        return evaluate(case, {n: narrow(np.asarray(p)) for n, p in params.items()},
+        return evaluate(case, {n: narrow(p) for n, p in params.items()},
                         Batch(narrow(batch.x), narrow(batch.y),
                               tuple(narrow(m) for m in batch.masks)),
                         {n: narrow(v) for n, v in state.items()})
@@ -154,7 +158,10 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
     eps = machine_epsilon(case.dtype)
 
     def rounded(values: np.ndarray) -> np.ndarray:
-        return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
+        # the draws on the host, whatever the arrays' namespace (the same numbers)
+        factors = 1 + eps * np.where(rng.random(tuple(values.shape)) < 0.5, -1.0, 1.0)
+        xp = namespace(values)
+        return values * (factors if xp is np else xp.asarray(factors))
 
     moved = evaluate(case, current, batch, state, perturb=rounded)
     # measured in every network: a network of layers has no model of its sums, and an
@@ -165,11 +172,13 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
     found = {}
     with np.errstate(all="ignore"):
         for name, value in grads.items():
-            probed = np.abs(moved.gradients[name] - value)
-            found[name] = CONDITIONING_SAFETY * np.where(np.isfinite(probed), probed, 0.0)
-            own = np.abs(np.asarray(narrow.gradients[name], np.float64) - value) * (eps / EPS32)
-            found[name] = np.maximum(
-                found[name], REFERENCE_ROUNDING_SAFETY * np.where(np.isfinite(own), own, 0.0))
+            xp = namespace(value)
+            probed = xp.abs(moved.gradients[name] - value)
+            found[name] = CONDITIONING_SAFETY * xp.where(xp.isfinite(probed), probed, 0.0)
+            own = (xp.abs(xp.astype(narrow.gradients[name], xp.float64) - value)
+                   * (eps / EPS32))
+            found[name] = xp.maximum(
+                found[name], REFERENCE_ROUNDING_SAFETY * xp.where(xp.isfinite(own), own, 0.0))
     return found
 
 
@@ -183,18 +192,19 @@ class AbsoluteBackprop(Backprop):
     RMSprop and Adam, dividing by sqrt(v), amplify)."""
 
     def delta(self, grad_output, layer, cache):
+        xp = namespace(grad_output)
         if layer == cache.num_layers:
-            return np.abs(super().delta(grad_output, layer, cache))
-        slope = np.abs(self.activation_derivative(layer, cache))
+            return xp.abs(super().delta(grad_output, layer, cache))
+        slope = xp.abs(self.activation_derivative(layer, cache))
         if cache.masks:
             slope = slope * cache.masks[layer - 1]
         return grad_output * slope
 
     def propagate(self, delta, weight):
-        return delta @ np.abs(weight).T
+        return delta @ namespace(weight).abs(weight).T
 
     def weight_gradient(self, a_prev, delta):
-        return np.abs(a_prev).T @ delta
+        return namespace(a_prev).abs(a_prev).T @ delta
 
 
 ABSOLUTE_BACKPROP = AbsoluteBackprop()

@@ -9,6 +9,9 @@ drawn and applied while it is in the cache. The draws are the same (a generator'
 uniforms come in the same order whatever the sizes they are asked for in) and so is the
 arithmetic: ``1 + delta * (-1.0)`` is
 ``1 - delta`` to the bit, and ``x + a * (-1.0)`` is ``x - a``.
+
+Arrays of another array API namespace (CuPy on a GPU) take the same draws, made on the
+host and moved to the arrays' device, and the same arithmetic, on the whole array.
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from gradparity.reference.blocks import BLOCK_ENTRIES
+from gradparity.reference.namespace import namespace
+
+
+def _negative(values, rng: np.random.Generator):
+    """One draw per entry of ``values`` (another namespace's array), below 1/2 where the
+    sign is minus, on the arrays' device."""
+    xp = namespace(values)
+    return xp.asarray(rng.random(tuple(values.shape)) < 0.5)
 
 
 def _blocked(values: np.ndarray, rng: np.random.Generator, apply) -> np.ndarray:
@@ -30,6 +41,10 @@ def _blocked(values: np.ndarray, rng: np.random.Generator, apply) -> np.ndarray:
 def scaled(values: np.ndarray, relative: float, rng: np.random.Generator) -> np.ndarray:
     """``values * (1 + relative * s)``, one random sign ``s`` per entry (in float64)."""
     down, up = 1 + relative * -1.0, 1 + relative * 1.0
+    xp = namespace(values)
+    if xp is not np:
+        factors = xp.where(_negative(values, rng), xp.asarray(down, dtype=xp.float64), up)
+        return xp.astype(values, xp.float64) * factors
 
     def apply(entries, negative, _, out):
         np.multiply(entries, np.where(negative, down, up), out=out)
@@ -40,6 +55,11 @@ def scaled(values: np.ndarray, relative: float, rng: np.random.Generator) -> np.
 def moved(values: np.ndarray, amounts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``values + amounts * s``, one random sign ``s`` per entry (in float64);
     ``amounts`` is shaped like ``values``."""
+    xp = namespace(values)
+    if xp is not np:
+        amounts = xp.broadcast_to(xp.astype(amounts, xp.float64), values.shape)
+        return xp.astype(values, xp.float64) + xp.where(_negative(values, rng), -amounts,
+                                                        amounts)
     flat_amounts = np.reshape(np.broadcast_to(amounts, np.shape(values)), -1)
 
     def apply(entries, negative, block, out):

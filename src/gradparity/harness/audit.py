@@ -76,9 +76,9 @@ def _where(device: str) -> str:
                 "on the CPU")
     oracle = ("CuPy on the GPU" if cupy_device_count()
               else "NumPy on the CPU (CuPy is missing or sees no GPU)")
-    return (f"{device} (torch, jax); the float64 oracle of dense MLPs with {oracle}; the "
-            "NumPy reference's own run, the finite differences and the tolerance model on "
-            "the CPU")
+    return (f"{device} (torch, jax); the float64 oracle and the tolerance model's "
+            f"trajectories of dense MLPs with {oracle}; the NumPy reference's own run, the "
+            "finite differences, the model's one-pass terms and the comparisons on the CPU")
 
 
 def numeric_audit(device: str = "cpu") -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The float64 oracle: the NumPy reference in float64 from a case's rounded inputs, each
 implementation's own error measured against it.
 
-It is the harness's largest single piece of numeric work on a big model, so where torch
-and JAX run on a GPU it runs there too: the same textbook lines of
+Where torch and JAX run on a GPU it runs there too: the same textbook lines of
 :mod:`gradparity.reference`, computing with CuPy (the array API namespace of its arrays,
-:mod:`gradparity.reference.namespace`), its results brought back as NumPy arrays.
+:mod:`gradparity.reference.namespace`), its results brought back as NumPy arrays. The
+tolerance model's trajectories, which start from the oracle's run, go with it
+(:func:`gradparity.compare.derivation.derive`'s ``namespace``).
 """
 
 from __future__ import annotations

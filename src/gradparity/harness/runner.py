@@ -228,8 +228,8 @@ class _Models:
     generated data is cached by :mod:`gradparity.compare.derivation` itself, a user's
     data (``problem``) once per run here instead of once per compared pair."""
 
-    def __init__(self, case: Case, problem: Problem | None) -> None:
-        self.case, self.problem = case, problem
+    def __init__(self, case: Case, problem: Problem | None, namespace: str = "numpy") -> None:
+        self.case, self.problem, self.namespace = case, problem, namespace
         self._floors: Tolerances | None = None
         self._full: Tolerances | None = None
         self._draws: list[Tolerances] = []  # the full model's, then the confirming ones
@@ -242,7 +242,8 @@ class _Models:
 
     def full(self) -> Tolerances:
         if self._full is None:
-            self._full = derive(self.case, self.problem, clean=self.oracle)
+            self._full = derive(self.case, self.problem, clean=self.oracle,
+                                namespace=self.namespace)
         return self._full
 
     def widest(self, draws: int) -> Tolerances:
@@ -252,7 +253,8 @@ class _Models:
             self._draws.append(self.full())
         while len(self._draws) < draws:
             self._draws.append(derive(self.case, self.problem, clean=self.oracle,
-                                      draw=len(self._draws), like=self._draws[0]))
+                                      draw=len(self._draws), like=self._draws[0],
+                                      namespace=self.namespace))
         return widest(self._draws[:draws])
 
 
@@ -287,10 +289,10 @@ def run_case(case: Case, frameworks: Sequence[str] = tuple(FRAMEWORKS), *,
     :func:`gradparity.spec.data.problem_from_arrays`, which validates user data);
     ``tolerances`` is one of :data:`~gradparity.compare.tolerances.TOLERANCE_MODES`;
     ``device`` (see :data:`gradparity.adapters.DEVICES`) is where torch and JAX compute;
-    the float64 oracle computes with the array namespace ``reference_namespace``, by
-    default CuPy where ``device`` is ``cuda`` and CuPy sees a GPU
-    (:func:`~gradparity.harness.oracle.oracle_namespace`), while the NumPy reference's
-    own run, the finite differences and the tolerance model stay on the CPU.
+    the float64 oracle and the tolerance model's trajectories compute with the array
+    namespace ``reference_namespace``, by default CuPy where ``device`` is ``cuda`` and
+    CuPy sees a GPU (:func:`~gradparity.harness.oracle.oracle_namespace`), while the NumPy
+    reference's own run, the finite differences and the comparisons stay on the CPU.
     torch computes with one intra-op thread (:func:`gradparity.adapters.one_torch_thread`:
     the same numbers in this process as in a worker process)."""
     with one_torch_thread(frameworks):
@@ -311,7 +313,7 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
     given = problem  # user data: the tolerance model is evaluated on it, not on generated
     problem = make_problem(case) if problem is None else problem
     runnable, skipped = _runnable(case, frameworks, device)
-    models = _Models(case, given)
+    models = _Models(case, given, oracle_on)  # the model's trajectories go with the oracle
     parameter_bytes = 8 * sum(value.size for value in problem.params.values())
     needs_oracle = case.dtype == "float32" and (explain or (
         finite_differences and "numpy" in runnable))

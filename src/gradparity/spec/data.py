@@ -15,12 +15,14 @@ one place that decides this, for every implementation and oracle.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from gradparity.reference.losses import LOSSES
+from gradparity.reference.namespace import to_namespace
 from gradparity.reference.network import forward
 from gradparity.spec.case import Case
 from gradparity.spec.datasets import DATASETS
@@ -90,6 +92,34 @@ class Problem:
                         for evaluation in self.masks),
             state={n: np.asarray(v, dtype=np.float64) for n, v in self.state.items()},
         )
+
+
+class PlacedProblem:
+    """A problem whose parameters, running statistics and batches are arrays of another
+    array API namespace ``xp`` (CuPy: on the GPU), for the reference to compute there:
+    the parameters and statistics moved once, each batch as it is read."""
+
+    def __init__(self, problem: Problem, xp: Any) -> None:
+        self._problem, self._xp = problem, xp
+
+    @functools.cached_property
+    def params(self) -> dict[str, Any]:
+        return to_namespace(dict(self._problem.params), self._xp)
+
+    @functools.cached_property
+    def state(self) -> dict[str, Any]:
+        return to_namespace(dict(self._problem.state), self._xp)
+
+    def batch(self, evaluation: int) -> Batch:
+        """:meth:`Problem.batch`, in the namespace."""
+        x, y, masks = self._problem.batch(evaluation)
+        return Batch(*to_namespace((x, y), self._xp),
+                     tuple(to_namespace(list(masks), self._xp)))
+
+
+def placed(problem: Problem, xp: Any) -> Problem | PlacedProblem:
+    """``problem`` itself for NumPy, a :class:`PlacedProblem` for any other namespace."""
+    return problem if xp is np else PlacedProblem(problem, xp)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
