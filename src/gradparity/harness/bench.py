@@ -315,8 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only the stage-by-stage time and memory of each case in this "
                         "file (e.g. examples/mnist_sized.toml)")
     parser.add_argument("--oracle", type=Path, metavar="CASES.toml",
-                        help="only the float64 oracle of each case in this file, with NumPy "
-                        "and (where CuPy sees a GPU) with CuPy, or with --namespaces")
+                        help="only the float64 oracle and the tolerance model of each case "
+                        "in this file, with NumPy and (where CuPy sees a GPU) with CuPy, or "
+                        "with --namespaces")
     parser.add_argument("--namespaces", metavar="A,B", type=_namespaces,
                         help="with --oracle: these array namespaces (of "
                         f"{', '.join(NAMESPACES)}; NumPy first, the others are set beside it)")

@@ -21,6 +21,7 @@ import numpy as np
 
 from gradparity.adapters import RunResult, check_device
 from gradparity.adapters.numpy_adapter import NumpyAdapter
+from gradparity.compare.derivation import derive
 from gradparity.compare.metrics import ORACLE
 from gradparity.reference.namespace import named
 from gradparity.spec.case import Case
@@ -69,20 +70,23 @@ def float64_oracle(case: Case, problem: Problem, namespace: str = "numpy") -> Ru
 
 def oracle_timing(cases: Sequence[Case], namespaces: Sequence[str] | None = None
                   ) -> list[str]:
-    """A Markdown table: the float64 oracle of each case with each namespace (by default
-    NumPy, and CuPy where it sees a GPU), warm (the better of two runs after a first),
-    its speed-up over NumPy and its largest relative difference from NumPy's parameters
-    after the last step (rounding: the libraries' own kernels)."""
+    """A Markdown table: per case and namespace (by default NumPy, and CuPy where it sees
+    a GPU), the float64 oracle warm (the better of two runs after a first) and the
+    tolerance model derived from it (one run: its trajectories in the namespace, its
+    one-pass terms on NumPy), each with its speed-up over NumPy, and the oracle's largest
+    relative difference from NumPy's parameters after the last step (rounding: the
+    libraries' own kernels)."""
     note = []
     if namespaces is None:
         namespaces = ["numpy"] + (["cupy"] if cupy_device_count() else [])
         note = [] if "cupy" in namespaces else ["", "(no CuPy row: CuPy is missing or sees "
                                                     "no GPU)"]
-    lines = ["| case | namespace | oracle, warm (s) | speed-up over NumPy | largest relative "
-             "difference from NumPy |", "|---|---|---|---|---|"]
+    lines = ["| case | namespace | oracle, warm (s) | speed-up | tolerance model (s) | "
+             "speed-up | oracle's largest relative difference from NumPy |",
+             "|---|---|---|---|---|---|---|"]
     for case in cases:
         problem = make_problem(case)
-        seconds, last = {}, {}
+        oracle, model, last = {}, {}, {}
         for namespace in namespaces:
             float64_oracle(case, problem, namespace)  # first run: imports, kernels, caches
             times = []
@@ -90,12 +94,17 @@ def oracle_timing(cases: Sequence[Case], namespaces: Sequence[str] | None = None
                 started = time.perf_counter()
                 result = float64_oracle(case, problem, namespace)
                 times.append(time.perf_counter() - started)
-            seconds[namespace], last[namespace] = min(times), result.parameters_after(case.steps)
+            oracle[namespace], last[namespace] = min(times), result.parameters_after(case.steps)
+            started = time.perf_counter()
+            derive(case, problem, clean=result, namespace=namespace)
+            model[namespace] = time.perf_counter() - started
         for namespace in namespaces:
             worst = max(float(np.max(np.abs(last[namespace][n] - value)))
                         / max(float(np.max(np.abs(value))), np.finfo(float).tiny)
                         for n, value in last["numpy"].items()) if "numpy" in last else math.nan
-            lines.append(f"| {case.id} | {namespace} | {seconds[namespace]:.3f} | "
-                         f"{seconds.get('numpy', math.nan) / seconds[namespace]:.1f}x | "
+            lines.append(f"| {case.id} | {namespace} | {oracle[namespace]:.3f} | "
+                         f"{oracle.get('numpy', math.nan) / oracle[namespace]:.1f}x | "
+                         f"{model[namespace]:.2f} | "
+                         f"{model.get('numpy', math.nan) / model[namespace]:.1f}x | "
                          f"{worst:.1e} |")
     return lines + note
