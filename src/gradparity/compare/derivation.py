@@ -31,13 +31,14 @@ from gradparity.compare.probes import (
     conditioning,
     entry_rounding,
     loss_terms,
+    mlp_sums,
     reference_rounding,
+    sequence_sums,
 )
 from gradparity.compare.tolerances import (
     PERTURBATION,
     SUM_SAFETY,
     Tolerances,
-    cancellation,
 )
 from gradparity.reference.namespace import named, to_numpy
 from gradparity.reference.namespace import namespace as namespace_of
@@ -145,9 +146,9 @@ def _static_of(case: Case, problem: Problem) -> Tolerances:
     wide = problem.as_float64()
     exact = evaluate(case, wide.params, wide.batch(0), wide.state)
     if case.is_sequence:
-        n_eff, per_layer = _sequence_sums(case)
+        n_eff, per_layer = sequence_sums(case)
     else:
-        n_eff, per_layer = _mlp_sums(case, wide)
+        n_eff, per_layer = mlp_sums(case, wide)
     hp = case.hparams
     bias = (hp["beta1"] / (1 - hp["beta1"]) + hp["beta2"] / (2 * (1 - hp["beta2"]))
             if case.optimizer in ("adam", "adamw", "amsgrad") else 0.0)
@@ -161,45 +162,6 @@ def _static_of(case: Case, problem: Problem) -> Tolerances:
                       if hp.get("max_of_bias_corrected") else 0.0,
                       steps=case.steps, floor=True, layer_of=layer_index(case),
                       parameters=tuple(wide.params))
-
-
-def _mlp_sums(case: Case, wide: Problem) -> tuple[int, dict[int, float]]:
-    """n_eff and the cancellation kappa per layer of a dense MLP, from its sums of
-    absolute values (|A|^T |delta| against A^T delta, and so on)."""
-    x, y, masks = wide.batch(0)
-    cache = reference.forward(wide.params, x, y, case.activations, case.loss,
-                              case.all_options, masks)
-    deltas = reference.backward_deltas(cache)
-    layers = case.num_layers
-    local: dict[int, float] = {}
-    for index in range(layers):
-        a, delta = cache.inputs[index], deltas[index]
-        kappas = [
-            cancellation(np.abs(a).T @ np.abs(delta), a.T @ delta),
-            cancellation(np.abs(delta).sum(axis=0), delta.sum(axis=0)),
-        ]
-        if index + 1 < layers:
-            upper, weight = deltas[index + 1], cache.weights[index + 1]
-            kappas.append(cancellation(np.abs(upper) @ np.abs(weight).T, upper @ weight.T))
-        local[index + 1] = max(kappas)
-    # an error entering at layer k reaches every layer below it
-    per_layer = {layer: max(local[k] for k in range(layer, layers + 1)) for layer in local}
-    n_eff = case.batch_size + sum(
-        fan_in + fan_out for fan_in, fan_out in zip(case.layer_sizes[:-1], case.layer_sizes[1:],
-                                                    strict=True)
-    )
-    return n_eff, per_layer
-
-
-def _sequence_sums(case: Case) -> tuple[int, dict[int, float]]:
-    """n_eff of a sequence network: a parameter gradient sums ``batch x positions`` terms
-    (a conv kernel's over every output pixel of every example), and a signal passes every
-    layer's forward sum and the matching backward sum. Cancellation is not modelled by
-    kappa here (kappa = 1): the measured terms Gamma and Rho, per quantity and per entry,
-    carry it (the calibration bounds hold with them, ``nox -s slow``)."""
-    stack = case.network().stack
-    n_eff = case.batch_size * stack.gradient_terms() + 2 * stack.reduction_length()
-    return n_eff, {index: 1.0 for index in range(1, len(stack.layers) + 1)}
 
 
 def _with_trajectories(case: Case, static: Tolerances, wide,

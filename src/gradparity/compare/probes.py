@@ -1,10 +1,11 @@
-"""The measurements of one pass that the tolerance model needs besides its trajectories: how
-much rounding every elementwise step by one eps moves each quantity (``Gamma``), the
-reference's own float32 rounding (``Rho``), the size of a logit loss's cancelling terms
-(``Lambda``), per gradient entry the conditioning probe's change (the componentwise
-trajectory probe's second estimate), and an MLP's sums of its gradient terms' absolute
-values (:class:`AbsoluteBackprop`, the componentwise probe's first estimate). The
-formulas that use them are in :mod:`gradparity.compare.tolerances`;
+"""The measurements of one pass that the tolerance model needs besides its trajectories: the
+effective sum length ``n_eff`` and each layer's cancellation ``kappa`` (:func:`mlp_sums`,
+:func:`sequence_sums`), how much rounding every elementwise step by one eps moves each
+quantity (``Gamma``), the reference's own float32 rounding (``Rho``), the size of a logit
+loss's cancelling terms (``Lambda``), per gradient entry the conditioning probe's change
+(the componentwise trajectory probe's second estimate), and an MLP's sums of its gradient
+terms' absolute values (:class:`AbsoluteBackprop`, the componentwise probe's first
+estimate). The formulas that use them are in :mod:`gradparity.compare.tolerances`;
 :mod:`gradparity.compare.derivation` runs them."""
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from gradparity.compare.tolerances import (
     CONDITIONING_DRAWS,
     CONDITIONING_SAFETY,
     REFERENCE_ROUNDING_SAFETY,
+    cancellation,
 )
+from gradparity.reference import forward
 from gradparity.reference.losses import LOSSES
 from gradparity.reference.namespace import namespace
-from gradparity.reference.network import Backprop
+from gradparity.reference.network import Backprop, backward_deltas
 from gradparity.reference.sequence import RUNNING_SLOT, flat
 from gradparity.spec.case import Case
 from gradparity.spec.data import Batch, Problem
@@ -180,6 +183,45 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
             found[name] = xp.maximum(
                 found[name], REFERENCE_ROUNDING_SAFETY * xp.where(xp.isfinite(own), own, 0.0))
     return found
+
+
+def mlp_sums(case: Case, wide: Problem) -> tuple[int, dict[int, float]]:
+    """n_eff and the cancellation kappa per layer of a dense MLP, from its sums of
+    absolute values (|A|^T |delta| against A^T delta, and so on)."""
+    x, y, masks = wide.batch(0)
+    cache = forward(wide.params, x, y, case.activations, case.loss,
+                    case.all_options, masks)
+    deltas = backward_deltas(cache)
+    layers = case.num_layers
+    local: dict[int, float] = {}
+    for index in range(layers):
+        a, delta = cache.inputs[index], deltas[index]
+        kappas = [
+            cancellation(np.abs(a).T @ np.abs(delta), a.T @ delta),
+            cancellation(np.abs(delta).sum(axis=0), delta.sum(axis=0)),
+        ]
+        if index + 1 < layers:
+            upper, weight = deltas[index + 1], cache.weights[index + 1]
+            kappas.append(cancellation(np.abs(upper) @ np.abs(weight).T, upper @ weight.T))
+        local[index + 1] = max(kappas)
+    # an error entering at layer k reaches every layer below it
+    per_layer = {layer: max(local[k] for k in range(layer, layers + 1)) for layer in local}
+    n_eff = case.batch_size + sum(
+        fan_in + fan_out for fan_in, fan_out in zip(case.layer_sizes[:-1], case.layer_sizes[1:],
+                                                    strict=True)
+    )
+    return n_eff, per_layer
+
+
+def sequence_sums(case: Case) -> tuple[int, dict[int, float]]:
+    """n_eff of a sequence network: a parameter gradient sums ``batch x positions`` terms
+    (a conv kernel's over every output pixel of every example), and a signal passes every
+    layer's forward sum and the matching backward sum. Cancellation is not modelled by
+    kappa here (kappa = 1): the measured terms Gamma and Rho, per quantity and per entry,
+    carry it (the calibration bounds hold with them, ``nox -s slow``)."""
+    stack = case.network().stack
+    n_eff = case.batch_size * stack.gradient_terms() + 2 * stack.reduction_length()
+    return n_eff, {index: 1.0 for index in range(1, len(stack.layers) + 1)}
 
 
 class AbsoluteBackprop(Backprop):
