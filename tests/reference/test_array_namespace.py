@@ -246,3 +246,14 @@ def test_the_oracle_bench_says_why_it_has_no_cupy_row(monkeypatch) -> None:
     lines = oracle_timing([DENSE_CASES[0]])
     assert [line.split(" | ")[1] for line in lines[2:-2]] == ["numpy"]
     assert lines[-1] == "(no CuPy row: CuPy is missing or sees no GPU)"
+
+
+def test_an_adapter_on_another_namespace_pickles_by_name() -> None:
+    """Adapters travel to worker processes: a module would not pickle, its name does."""
+    import pickle
+
+    adapter = pickle.loads(pickle.dumps(NumpyAdapter(namespace="array_api_strict")))
+    case = DENSE_CASES[0]
+    session = adapter.start(case, make_problem(case))
+    session.loss_and_gradients(0)
+    assert namespace(*session._params.values()) is strict

@@ -100,13 +100,14 @@ class NumpyAdapter(Adapter):
     def __init__(self, conventions: Mapping[str, Any] | None = None,
                  namespace: str = "numpy") -> None:
         self.conventions = dict(conventions or {})
-        self._namespace = named(namespace)  # ValueError or ImportError now, not mid-run
+        named(namespace)  # ValueError or ImportError now, not mid-run
+        self.namespace = namespace  # its name: the adapter stays picklable
 
     def availability(self) -> Availability:
         return Availability(True, np.__version__, "")
 
     def start(self, case: Case, problem: Problem) -> TrainingSession:
-        return _ReferenceSession(case, problem, self.conventions, self._namespace)
+        return _ReferenceSession(case, problem, self.conventions, named(self.namespace))
 
     def run_layer(self, spec, params, x, dy, training=True, state=None) -> LayerResult:
         layer = build_layer(spec)
