@@ -105,3 +105,29 @@ def test_a_run_with_the_model_on_torch_tensors_agrees_on_the_verdicts(part) -> N
     on_torch = run_case(case, ("numpy",), reference_namespace="torch")
     assert [d.passed for d in on_torch.checks] == [d.passed for d in on_numpy.checks]
     assert all(d.passed for d in on_torch.checks)
+
+
+@pytest.mark.parametrize(("dtype", "reused"), [("float32", True), ("float64", False)])
+def test_the_clean_trajectory_is_reused_only_from_the_models_namespace(
+        monkeypatch, dtype, reused) -> None:
+    """A float32 case's oracle ran where the model runs; a float64 case's clean run is the
+    NumPy implementation's own, on the CPU, which must not stand in for a trajectory on
+    another namespace: its different rounding would read as the perturbations' effect."""
+    pytest.importorskip("torch", reason="torch is not installed")
+    from gradparity.harness import runner
+
+    case = next(c for c in DENSE_CASES if "tanh_softmax-ce" in c.id and c.dtype == dtype
+                and c.optimizer == "adam")
+    cleans = []
+    derived = runner.derive
+
+    def recorded(*args, clean=None, **kwargs):
+        cleans.append(clean)
+        return derived(*args, clean=clean, **kwargs)
+
+    monkeypatch.setattr(runner, "derive", recorded)
+    for namespace in ("numpy", "torch"):
+        run_case(case, ("numpy", "torch"), finite_differences=False,
+                 reference_namespace=namespace)
+    assert cleans[0] is not None  # on NumPy, every case reuses its float64 run
+    assert (cleans[-1] is not None) == reused

@@ -235,6 +235,13 @@ class _Models:
         self._draws: list[Tolerances] = []  # the full model's, then the confirming ones
         self.oracle: RunResult | None = None  # once run: the model's clean trajectory
 
+    @property
+    def clean(self) -> RunResult | None:
+        """The oracle's run, where computed in the namespace of the model's trajectories (a
+        float64 case's NumPy run is not, beside a GPU's: its rounding is no perturbation)."""
+        foreign = self.namespace != "numpy" and getattr(self.oracle, "framework", 0) != ORACLE
+        return None if foreign else self.oracle
+
     def floors(self) -> Tolerances:
         if self._floors is None:
             self._floors = floors(self.case, self.problem)
@@ -242,7 +249,7 @@ class _Models:
 
     def full(self) -> Tolerances:
         if self._full is None:
-            self._full = derive(self.case, self.problem, clean=self.oracle,
+            self._full = derive(self.case, self.problem, clean=self.clean,
                                 namespace=self.namespace)
         return self._full
 
@@ -252,7 +259,7 @@ class _Models:
         if not self._draws:
             self._draws.append(self.full())
         while len(self._draws) < draws:
-            self._draws.append(derive(self.case, self.problem, clean=self.oracle,
+            self._draws.append(derive(self.case, self.problem, clean=self.clean,
                                       draw=len(self._draws), like=self._draws[0],
                                       namespace=self.namespace))
         return widest(self._draws[:draws])
