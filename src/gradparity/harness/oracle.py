@@ -22,7 +22,7 @@ import numpy as np
 from gradparity.adapters import RunResult, check_device
 from gradparity.adapters.numpy_adapter import NumpyAdapter
 from gradparity.compare.derivation import derive
-from gradparity.compare.metrics import ORACLE
+from gradparity.compare.metrics import ORACLE, largest_difference_and_scale
 from gradparity.reference.namespace import named
 from gradparity.spec.case import Case
 from gradparity.spec.data import Problem, make_problem
@@ -68,6 +68,11 @@ def float64_oracle(case: Case, problem: Problem, namespace: str = "numpy") -> Ru
     return replace(result, framework=ORACLE, case_id=case.id)
 
 
+def _relative(found: np.ndarray, expected: np.ndarray) -> float:
+    difference, scale = largest_difference_and_scale(found, expected)
+    return difference / max(scale, np.finfo(float).tiny)
+
+
 def oracle_timing(cases: Sequence[Case], namespaces: Sequence[str] | None = None
                   ) -> list[str]:
     """A Markdown table: per case and namespace (by default NumPy, and CuPy where it sees
@@ -99,9 +104,8 @@ def oracle_timing(cases: Sequence[Case], namespaces: Sequence[str] | None = None
             derive(case, problem, clean=result, namespace=namespace)
             model[namespace] = time.perf_counter() - started
         for namespace in namespaces:
-            worst = max(float(np.max(np.abs(last[namespace][n] - value)))
-                        / max(float(np.max(np.abs(value))), np.finfo(float).tiny)
-                        for n, value in last["numpy"].items()) if "numpy" in last else math.nan
+            worst = max(_relative(last[namespace][n], value) for n, value in
+                        last["numpy"].items()) if "numpy" in last else math.nan
             lines.append(f"| {case.id} | {namespace} | {oracle[namespace]:.3f} | "
                          f"{oracle.get('numpy', math.nan) / oracle[namespace]:.1f}x | "
                          f"{model[namespace]:.2f} | "
