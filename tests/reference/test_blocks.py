@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradparity.reference.blocks import BLOCKED_FROM, in_blocks
+from gradparity.reference.blocks import BLOCKED_FROM, elementwise, in_blocks
 from gradparity.reference.optimizers import (
     _UNCLIPPED,
     OPTIMIZERS,
@@ -124,3 +124,54 @@ def test_state_arrays_copy_unless_told_not_to() -> None:
     assert shared["first_moment/W"] is state.first_moment["W"]
     assert not np.shares_memory(copied["first_moment/W"], state.first_moment["W"])
     np.testing.assert_array_equal(copied["second_moment/W"], np.full((3, 2), (1 - 0.999) * 0.25))
+
+
+def _probe_combination(probe, value, float32):
+    """entry_rounding's kind of expression: differences, a cast, where, maximum."""
+    probed = np.abs(probe - value)
+    own = np.abs(np.astype(float32, np.float64) - value) * 3.5
+    return np.maximum(2.0 * np.where(np.isfinite(probed), probed, 0.0),
+                      4.0 * np.where(np.isfinite(own), own, 0.0))
+
+
+@pytest.mark.parametrize("shape", [(BLOCKED_FROM + 7,), (600, 700), (31, 29, 300)],
+                         ids=["vector", "matrix", "three-axes"])
+def test_blockwise_elementwise_equals_the_whole_expression(shape) -> None:
+    rng = np.random.default_rng(3)
+    value = rng.standard_normal(shape)
+    probe = value * (1 + 1e-7 * rng.standard_normal(shape))
+    float32 = value.astype(np.float32)
+    probe.reshape(-1)[[0, -1, 5]] = [np.inf, np.nan, -np.inf]  # in the first and last block
+    with np.errstate(invalid="ignore"):
+        whole = _probe_combination(probe, value, float32)
+        blocked = elementwise(_probe_combination, probe, value, float32, block=1000)
+    assert blocked.shape == whole.shape and blocked.dtype == whole.dtype
+    np.testing.assert_array_equal(blocked, whole)
+    assert blocked.flags.owndata  # freezable without a copy, like the whole expression's
+
+
+def test_blockwise_elementwise_reads_any_layout() -> None:
+    rng = np.random.default_rng(4)
+    before = rng.standard_normal((700, 600))
+    after = np.asfortranarray(rng.standard_normal((700, 600)))  # torch's transposed layout
+    blocked = elementwise(lambda a, b: a + (b - a) * 1.5, before, after, block=999)
+    np.testing.assert_array_equal(blocked, before + (after - before) * 1.5)
+
+
+def test_small_arrays_and_other_namespaces_go_whole() -> None:
+    calls = []
+
+    def counted(a):
+        calls.append(a.shape)
+        return a * 2.0
+    elementwise(counted, np.ones((BLOCKED_FROM - 1,)), block=10)
+    strict = pytest.importorskip("array_api_strict", reason="array-api-strict is a test extra")
+    elementwise(counted, strict.ones((BLOCKED_FROM + 1,)), block=10)
+    assert calls == [(BLOCKED_FROM - 1,), (BLOCKED_FROM + 1,)]
+    elementwise(counted, np.ones((BLOCKED_FROM,)), block=BLOCKED_FROM // 4)
+    assert len(calls) == 6
+
+
+def test_blockwise_elementwise_refuses_arrays_of_different_shapes() -> None:
+    with pytest.raises(ValueError, match=r"shapes differ: \[\(3, 4\), \(4, 3\)\]"):
+        elementwise(np.add, np.ones((3, 4)), np.ones((4, 3)))

@@ -40,6 +40,7 @@ from gradparity.compare.tolerances import (
     SUM_SAFETY,
     Tolerances,
 )
+from gradparity.reference.blocks import elementwise
 from gradparity.reference.namespace import named, to_numpy
 from gradparity.reference.namespace import namespace as namespace_of
 from gradparity.reference.network import freeze
@@ -351,14 +352,16 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
             # unclipped: an entry smaller than its own rounding level has no reliable
             # sign, and an optimizer that normalises by sqrt(v) turns that into a full step
             # either way; the tolerance must (and the report flags it when it is loose)
-            grads = {n: random_signs.moved(g, xp.maximum(size * scales[n], measured[n]), rng)
-                     for n, g in grads.items()}
+            grads = {n: random_signs.moved(g, elementwise(
+                         lambda scale, entry: xp.maximum(size * scale, entry), scales[n],
+                         measured[n]), rng) for n, g in grads.items()}
         result = None  # the pass's activations are not held through the update
         hp = step_hyperparameters(case.hparams, options, step, case.steps)
         new, state = optimizer.update(current, grads, state, hp)
         if noise == "update":
             # systematic, like a misrounded constant: every update scaled by 1 + delta
-            new = {n: current[n] + (new[n] - current[n]) * (1 + PERTURBATION) for n in new}
+            new = {n: elementwise(lambda before, after: before + (after - before)
+                                  * (1 + PERTURBATION), current[n], new[n]) for n in new}
         elif noise == "state":
             # every state entry rounded once per step, relative to itself
             state = state._replace(**{

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gradparity.compare import random_signs
 from gradparity.compare.branches import KinkFlip
 from gradparity.compare.metrics import machine_epsilon
 from gradparity.compare.tolerances import (
@@ -21,6 +22,7 @@ from gradparity.compare.tolerances import (
     cancellation,
 )
 from gradparity.reference import forward
+from gradparity.reference.blocks import elementwise
 from gradparity.reference.losses import LOSSES
 from gradparity.reference.namespace import namespace
 from gradparity.reference.network import Backprop, backward_deltas
@@ -161,10 +163,8 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
     eps = machine_epsilon(case.dtype)
 
     def rounded(values: np.ndarray) -> np.ndarray:
-        # the draws on the host, whatever the arrays' namespace (the same numbers)
-        factors = 1 + eps * np.where(rng.random(tuple(values.shape)) < 0.5, -1.0, 1.0)
-        xp = namespace(values)
-        return values * (factors if xp is np else xp.asarray(factors))
+        # values * (1 +- eps), drawn and applied a cache-sized block at a time
+        return random_signs.scaled(values, eps, rng)
 
     moved = evaluate(case, current, batch, state, perturb=rounded)
     # measured in every network: a network of layers has no model of its sums, and an
@@ -172,17 +172,18 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
     # difference below its own rounding (raw 0..255 pixels, relu, Adam: the float32 runs
     # were 25 times their tolerance from the float64 oracle after one step)
     narrow = _in_float32(case, current, batch, state)
-    found = {}
+    def larger(probe: np.ndarray, value: np.ndarray, float32: np.ndarray) -> np.ndarray:
+        xp = namespace(value)
+        probed = xp.abs(probe - value)
+        own = xp.abs(xp.astype(float32, xp.float64) - value) * (eps / EPS32)
+        return xp.maximum(CONDITIONING_SAFETY * xp.where(xp.isfinite(probed), probed, 0.0),
+                          REFERENCE_ROUNDING_SAFETY * xp.where(xp.isfinite(own), own, 0.0))
+
     with np.errstate(all="ignore"):
-        for name, value in grads.items():
-            xp = namespace(value)
-            probed = xp.abs(moved.gradients[name] - value)
-            found[name] = CONDITIONING_SAFETY * xp.where(xp.isfinite(probed), probed, 0.0)
-            own = (xp.abs(xp.astype(narrow.gradients[name], xp.float64) - value)
-                   * (eps / EPS32))
-            found[name] = xp.maximum(
-                found[name], REFERENCE_ROUNDING_SAFETY * xp.where(xp.isfinite(own), own, 0.0))
-    return found
+        # a cache-sized block at a time: the entries of a large model's gradient
+        return {name: elementwise(larger, moved.gradients[name], value,
+                                  narrow.gradients[name])
+                for name, value in grads.items()}
 
 
 def mlp_sums(case: Case, wide: Problem) -> tuple[int, dict[int, float]]:

@@ -69,3 +69,30 @@ def in_blocks(update: Callable[..., tuple[dict[str, np.ndarray], Any]],
     new_slots.update({field: None for field, slot in answer._asdict().items()
                       if slot is None})
     return new_params, answer._replace(**new_slots)
+
+
+def elementwise(function: Callable[..., np.ndarray], *arrays: np.ndarray,
+                block: int = BLOCK_ENTRIES) -> np.ndarray:
+    """``function(*arrays)`` for an elementwise ``function`` of arrays of one shape,
+    evaluated on consecutive slices of ``block`` entries of the flattened arrays.
+
+    The same numbers to the bit: each entry's arithmetic is unchanged, and Python
+    scalars promote alike in a slice and in the whole. Whole arrays where blocking has
+    nothing to gain (fewer than ``BLOCKED_FROM`` entries) or cannot act (another
+    namespace's arrays: the caches are the CPU's)."""
+    shape = np.shape(arrays[0])
+    if any(np.shape(array) != shape for array in arrays):
+        raise ValueError(f"elementwise: the arrays' shapes differ: "
+                         f"{[np.shape(array) for array in arrays]}")
+    if namespace(*arrays) is not np or int(np.prod(shape)) < BLOCKED_FROM:
+        return function(*arrays)
+    flat = [np.reshape(array, -1) for array in arrays]
+    first = function(*(values[:block] for values in flat))
+    # an array that owns its memory, like the whole expression's (``network.freeze``)
+    out = np.empty(shape, first.dtype)
+    written = out.reshape(-1)
+    written[:block] = first
+    for start in range(block, written.size, block):
+        part = slice(start, start + block)
+        written[part] = function(*(values[part] for values in flat))
+    return out
