@@ -14,6 +14,7 @@ from gradparity.reference import ACTIVATIONS
 torch = pytest.importorskip("torch", reason="torch not installed: conventions not checkable")
 jax = pytest.importorskip("jax", reason="jax not installed: conventions not checkable")
 F = torch.nn.functional
+jnp = jax.numpy
 
 
 @pytest.fixture
@@ -70,6 +71,68 @@ def test_gelu_default_forms(x64) -> None:
     np.testing.assert_allclose(np.asarray(jax.nn.gelu(z)), approximate, rtol=0, atol=1e-15)
     gap = np.abs(exact - approximate).max()
     assert 1e-4 < gap < 5e-4  # the size the catalogue states
+
+
+def _exact_gelu(z: float) -> tuple[float, float]:
+    """GELU and its derivative at ``z`` to 40 digits (mpmath): an oracle independent of
+    every library's erf."""
+    mpmath = pytest.importorskip("mpmath", reason="mpmath (a torch dependency) is the oracle")
+    with mpmath.workdps(40):
+        x = mpmath.mpf(z)
+        return float(x * mpmath.ncdf(x)), float(mpmath.ncdf(x) + x * mpmath.npdf(x))
+
+
+def _torch_gelu(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    tensor = torch.tensor(z, requires_grad=True)
+    value = F.gelu(tensor)
+    value.sum().backward()
+    return value.detach().numpy(), tensor.grad.numpy()
+
+
+def test_gelu_cdf_form(x64) -> None:
+    """torch's (1 + erf) / 2 loses GELU's lower tail, JAX's erfc / 2 and the reference's
+    keep it: the thresholds the catalogue states."""
+    lower = np.array([-4.0, -5.0, -5.6, -6.2, -8.0, -8.5, -9.0, -12.0])
+    exact = np.array([_exact_gelu(z) for z in lower])
+    value32, slope32 = _torch_gelu(lower.astype(np.float32))
+    off32 = np.abs(value32[:2] / exact[:2, 0] - 1)
+    assert off32[0] > 1e-3 and off32[1] > 0.1  # 0.1% off at -4, 17% at -5
+    assert np.all(value32[2:] == 0) and np.all(slope32[3:] == 0)  # 0 below -5.5 / -6.2
+    value64, _ = _torch_gelu(lower)
+    assert abs(value64[4] / exact[4, 0] - 1) > 0.01 and np.all(value64[5:] == 0)
+    # XLA's float32 erfc is within 1e-5 relative in the tail (64 ulp): it keeps it
+    for dtype, rtol in (("float32", 2e-5), ("float64", 1e-13)):
+        z = lower.astype(dtype)
+        for name, (value, slope) in {
+            "jax": (jax.nn.gelu(jnp.asarray(z), approximate=False),
+                    jax.vmap(jax.grad(lambda q: jax.nn.gelu(q, approximate=False)))(
+                        jnp.asarray(z))),
+            "reference": (ACTIVATIONS["gelu"].forward(z),
+                          ACTIVATIONS["gelu"].derivative(z, ACTIVATIONS["gelu"].forward(z))),
+        }.items():
+            np.testing.assert_allclose(np.asarray(value), exact[:, 0], rtol=rtol,
+                                       err_msg=f"{name} {dtype} GELU")
+            np.testing.assert_allclose(np.asarray(slope), exact[:, 1], rtol=rtol,
+                                       err_msg=f"{name} {dtype} GELU derivative")
+
+
+def test_the_reference_in_torchs_gelu_form_is_torchs_in_float64() -> None:
+    """The setting the harness reruns the reference with (``gelu_cdf_form``) reproduces
+    torch's float64 GELU, tail included, where the default form does not."""
+    z = np.linspace(-10, 4, 2801)
+    value, slope = _torch_gelu(z)
+    torch_form = ACTIVATIONS["gelu"].bound({"gelu_cdf_form": "one_plus_erf"})
+    # the two erf differ by an ulp here and there: an ulp of 1 in Phi, 1e-15 at most
+    np.testing.assert_allclose(torch_form.forward(z), value, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(torch_form.derivative(z, value), slope, rtol=1e-12,
+                               atol=1e-15)
+    tail = value == 0
+    assert np.count_nonzero(tail & (z < 0)) > 50
+    assert np.all(torch_form.forward(z)[tail] == 0)
+    assert np.all(ACTIVATIONS["gelu"].forward(z)[tail & (z < 0)] < 0)  # the default keeps it
+    with pytest.raises(ValueError, match="gelu_cdf_form must be one of erfc, one_plus_erf; "
+                                         "got 'erf'"):
+        ACTIVATIONS["gelu"].bound({"gelu_cdf_form": "erf"}).forward(z)
 
 
 def test_softplus_threshold(x64) -> None:

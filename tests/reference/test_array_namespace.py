@@ -22,7 +22,7 @@ from gradparity.harness.oracle import float64_oracle, oracle_namespace, oracle_t
 from gradparity.harness.runner import run_case
 from gradparity.reference.activations import ACTIVATIONS
 from gradparity.reference.losses import LOSSES
-from gradparity.reference.namespace import NAMESPACES, erf, named, namespace, to_numpy
+from gradparity.reference.namespace import NAMESPACES, erf, erfc, named, namespace, to_numpy
 from gradparity.spec.case import Case
 from gradparity.spec.data import make_problem
 from gradparity.spec.matrix import default_cases, parity_cases
@@ -150,12 +150,17 @@ def test_float64_oracle_on_torch_tensors_agrees_to_rounding() -> None:
 
 
 @pytest.mark.parametrize("library", ["array_api_strict", "torch"])
-def test_erf_of_each_namespace_is_the_c_librarys(library) -> None:
+def test_erf_and_erfc_of_each_namespace_are_the_c_librarys(library) -> None:
     xp = named(library) if library == "array_api_strict" else pytest.importorskip(library)
     values = np.array([0.0, -0.0, 0.3, -1.7, 3.9, -5.5, 6.5, np.inf, -np.inf])
     found = to_numpy(erf(xp.asarray(values)))
     expected = [math.erf(v) for v in values]
     np.testing.assert_allclose(found, expected, rtol=4e-16, atol=0)
+    # erfc is its own function, not 1 - erf: 4.2e-37 at 9, where 1 - erf(9) is 0
+    values = np.append(values, [9.0, 26.0])
+    found = to_numpy(erfc(xp.asarray(values)))
+    np.testing.assert_allclose(found, [math.erfc(v) for v in values], rtol=4e-16, atol=0)
+    assert found[-2] == pytest.approx(4.1370317465138102e-37, rel=1e-15) and found[-1] > 0
 
 
 def test_a_sequence_network_is_refused_on_another_namespace() -> None:

@@ -52,6 +52,21 @@ MLP_CONVENTIONS: tuple[Convention, ...] = (
         "gradparity passes the form explicitly (approximate='tanh' / approximate=False)",
     ),
     Convention(
+        "gelu_cdf_form",
+        "F.gelu (approximate='none'): z (1 + erf(z / sqrt 2)) / 2, which cancels in the "
+        "lower tail: in float32 0.1% off at z = -4, 17% at -5 and 0 below -5.5 (its "
+        "derivative 0 below -6.2); in float64 2% off at -8 and 0 below -8.4",
+        "jax.nn.gelu(approximate=False): z erfc(-z / sqrt 2) / 2, accurate in the tail",
+        "erfc (JAX's), in float64; torch's form on request",
+        "units far below 0 give activations and derivatives under 1e-7 (float32) or 1e-16 "
+        "(float64) of a unit's scale: invisible in most sums, but where a gradient entry is "
+        "made only of them (raw 0..255 pixels) it is 0 in torch and not in JAX, and Adam "
+        "turns either into a step of about lr",
+        "no option in either framework. When a pair differs, the harness reruns the "
+        "reference with torch's form: a difference it reproduces is reported as this "
+        "convention, not as a bug",
+    ),
+    Convention(
         "softplus_threshold",
         "F.softplus(threshold=20): returns z itself (derivative 1) for z > 20",
         "jax.nn.softplus: exact log(1 + e^z) everywhere",

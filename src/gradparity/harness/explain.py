@@ -47,6 +47,10 @@ DATA_DEPENDENT: tuple[DataDependentConvention, ...] = (
         "leaky_relu_derivative_at_zero", lambda case: "leaky_relu" in case.activations,
         {"torch": "slope"}, "one", "pre-activations exactly at the kink z == 0"),
     DataDependentConvention(
+        "gelu_cdf_form", lambda case: "gelu" in case.activations,
+        {"torch": "one_plus_erf"}, "erfc",
+        "pre-activations in the lower tail, below about -4 in float32 and -7 in float64"),
+    DataDependentConvention(
         "softplus_threshold", lambda case: "softplus" in case.activations,
         {"torch": 20.0}, 0.0, "pre-activations above torch's threshold 20"),
 )
@@ -121,3 +125,17 @@ def _reproduced(case: Case, problem: Problem, results: Mapping[str, RunResult],
                          framework=ORACLE, case_id=case.id)
         return all(d.passed for d in compare_results(results[framework], oracle, case, model))
     return True
+
+
+def named_in_float64(verdicts: Mapping[tuple[str, str, str, str], str], check: Difference
+                     ) -> str:
+    """A float32 failure's pointer to the catalogued convention that
+    :func:`explain_by_conventions` found at its float64 rerun's counterpart ``check``
+    (``verdicts``: that rerun's), or "". The float32 check is not explained away: the
+    convention is reproduced in float64 only, and a float32 bug could sit beside it."""
+    text = verdicts.get((check.framework, check.baseline, check.quantity, check.parameter))
+    if text is None:
+        return ""
+    name = text.removeprefix(CONVENTION_PREFIX).split(" ", 1)[0]
+    return (f"; in float64 the difference is the catalogued convention {name} (the "
+            "reference in each side's setting reproduces each side there)")

@@ -43,7 +43,7 @@ from gradparity.compare.metrics import (
 )
 from gradparity.compare.pairwise import compare_results, first_backward_divergence
 from gradparity.compare.tolerances import ROUNDING_SHRINK_SLACK, TOLERANCE_MODES, Tolerances
-from gradparity.harness.explain import explain_by_conventions
+from gradparity.harness.explain import explain_by_conventions, named_in_float64
 from gradparity.harness.memory import release_freed_memory
 from gradparity.harness.oracle import float64_oracle, oracle_namespace
 from gradparity.harness.outcome import CaseOutcome, CaseTimeout, TrajectoryErrors
@@ -174,10 +174,15 @@ def rounding_or_bug(case: Case, failed: Sequence[Difference], frameworks: Sequen
             verdicts[(d.framework, d.baseline, d.quantity, d.parameter)] = (
                 "logic difference: fails in float64, where rounding cannot explain it")
         return verdicts
-    wide = run_case(replace(case, dtype="float64"), frameworks, explain=False,
-                    finite_differences=False,
-                    problem=None if problem is None else problem.as_float64())
+    wide_case = replace(case, dtype="float64")
+    given = None if problem is None else problem.as_float64()
+    wide = run_case(wide_case, frameworks, explain=False, finite_differences=False,
+                    problem=given)
     again = {(d.framework, d.baseline, d.quantity, d.parameter): d for d in wide.checks}
+    # a difference that stays in float64 may be a catalogued convention there
+    in_float64 = explain_by_conventions(
+        wide_case, make_problem(wide_case) if given is None else given, wide.results,
+        [d for d in wide.checks if not d.passed], given)
     expected = machine_epsilon("float64") / machine_epsilon("float32")
     for d in remaining:
         key = (d.framework, d.baseline, d.quantity, d.parameter)
@@ -201,7 +206,8 @@ def rounding_or_bug(case: Case, failed: Sequence[Difference], frameworks: Sequen
                              f"{expected:.1e}) and passes there")
         else:
             verdicts[key] = (f"logic difference: float32 {d.normwise:.2e}, float64 "
-                             f"{other.normwise:.2e} (does not shrink with precision)")
+                             f"{other.normwise:.2e} (does not shrink with precision)"
+                             + named_in_float64(in_float64, other))
     return verdicts
 
 

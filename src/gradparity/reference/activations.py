@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.reference.namespace import erf, namespace
+from gradparity.reference.namespace import erf, erfc, namespace
 
 
 @dataclass(frozen=True)
@@ -171,22 +171,43 @@ def _float64(z: np.ndarray) -> np.ndarray:
     return xp.astype(z, xp.float64, copy=False)
 
 
-def _normal_cdf(z: np.ndarray) -> np.ndarray:
-    """Phi(z) = (1 + erf(z / sqrt(2))) / 2, in float64."""
-    return 0.5 * (1 + erf(_float64(z) / math.sqrt(2)))
+GELU_CDF_FORMS = ("erfc", "one_plus_erf")
+"""How Phi is computed (the catalogued convention ``gelu_cdf_form``): ``erfc`` (JAX's,
+the reference's) or ``one_plus_erf`` (PyTorch's)."""
 
 
-def gelu(z: np.ndarray) -> np.ndarray:
+def _normal_cdf(z: np.ndarray, gelu_cdf_form: str = "erfc") -> np.ndarray:
+    """Phi(z), the standard normal CDF.
+
+    ``erfc`` (the default, ``jax.nn.gelu``'s): ``Phi(z) = erfc(-z / sqrt 2) / 2`` in
+    float64, accurate to an ulp in the lower tail too (``Phi(-9) = 1.1e-19``).
+    ``one_plus_erf`` (``F.gelu``'s, the catalogued convention ``gelu_cdf_form``):
+    ``(1 + erf(z / sqrt 2)) / 2`` with erf rounded to z's dtype and the sum in it, which
+    cancels where erf is within rounding of -1: 0 below about z = -5.9 in float32 and
+    -8.3 in float64, and only a few bits right from about -4 and -7."""
+    xp, z64 = namespace(z), _float64(z)
+    if gelu_cdf_form == "erfc":
+        return 0.5 * erfc(-z64 / math.sqrt(2))
+    if gelu_cdf_form == "one_plus_erf":
+        return 0.5 * (1 + xp.astype(erf(z64 / math.sqrt(2)), z.dtype))
+    raise ValueError(f"gelu_cdf_form must be one of {', '.join(GELU_CDF_FORMS)}; "
+                     f"got {gelu_cdf_form!r}")
+
+
+def gelu(z: np.ndarray, gelu_cdf_form: str = "erfc") -> np.ndarray:
     """GELU, the exact form: ``a = z Phi(z)`` with Phi the standard normal CDF
-    (``F.gelu`` default; ``jax.nn.gelu(approximate=False)``)."""
-    return namespace(z).astype(z * _normal_cdf(z), z.dtype)
+    (``F.gelu`` default; ``jax.nn.gelu(approximate=False)``), Phi from erfc (see
+    :func:`_normal_cdf`)."""
+    return namespace(z).astype(z * _normal_cdf(z, gelu_cdf_form), z.dtype)
 
 
-def gelu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """``da/dz = Phi(z) + z phi(z)``, phi the standard normal density."""
+def gelu_derivative(z: np.ndarray, a: np.ndarray, gelu_cdf_form: str = "erfc"
+                    ) -> np.ndarray:
+    """``da/dz = Phi(z) + z phi(z)``, phi the standard normal density. No cancellation in
+    the lower tail: there ``Phi(z)`` is about ``phi(z) / |z|``, far below ``|z| phi(z)``."""
     xp, z64 = namespace(z), _float64(z)
     density = xp.exp(-0.5 * z64 * z64) / math.sqrt(2 * math.pi)
-    return xp.astype(_normal_cdf(z) + z64 * density, z.dtype)
+    return xp.astype(_normal_cdf(z, gelu_cdf_form) + z64 * density, z.dtype)
 
 
 def gelu_tanh(z: np.ndarray) -> np.ndarray:
@@ -241,7 +262,7 @@ ACTIVATIONS: dict[str, Activation] = {
                               parameter="negative_slope",
                               conventions=("leaky_relu_derivative_at_zero",)),
     "elu": Activation("elu", elu, elu_derivative, kinks=(0.0,), parameter="elu_alpha"),
-    "gelu": Activation("gelu", gelu, gelu_derivative),
+    "gelu": Activation("gelu", gelu, gelu_derivative, conventions=("gelu_cdf_form",)),
     "gelu_tanh": Activation("gelu_tanh", gelu_tanh, gelu_tanh_derivative),
     "silu": Activation("silu", silu, silu_derivative),
     "softplus": Activation("softplus", softplus, softplus_derivative,
