@@ -31,6 +31,20 @@ def test_the_stage_table_accounts_for_the_whole_run() -> None:
     assert float(rows["framework runs"][1]) > 0
 
 
+def test_the_headline_parts_are_inside_the_harness_time_and_lower_the_ratio() -> None:
+    require("torch")
+    require("jax")
+    from gradparity.harness.bench import _headline_parts
+
+    cases = [Case((3, 5, 2), "tanh", dtype=dtype, steps=2, seed=seed)
+             for dtype in ("float32", "float64") for seed in (0, 1)]
+    line = _headline_parts(cases)
+    numbers = [float(n) for n in re.findall(r"(\d+\.\d+)", line)]
+    harness, model, comparisons, ratio, no_comparisons, no_model = numbers
+    assert comparisons > 0 and model >= 0 and model + comparisons <= harness
+    assert ratio > no_comparisons >= no_model > 0
+
+
 def test_the_scan_case_is_the_mnist_sized_case_at_full_size() -> None:
     case = size_scan.scan_case(2048, 512)
     assert case.layer_sizes == (784, 2048, 2048, 10) and case.batch_size == 512

@@ -41,7 +41,9 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
 
 
 @contextmanager
-def _timed_stages(seconds: dict[str, float], peaks: dict[str, float]):
+def timed_stages(seconds: dict[str, float], peaks: dict[str, float]):
+    """While active, adds each stage's own seconds to ``seconds`` and its peak memory at
+    its end to ``peaks`` (by the labels of ``STAGES``)."""
     active: list[str] = []
 
     def wrap(original: Callable, label: str) -> Callable:
@@ -76,7 +78,7 @@ def stage_table(case: Case) -> list[str]:
     seconds: dict[str, float] = defaultdict(float)
     peaks: dict[str, float] = defaultdict(float)
     clear_caches()  # the tolerance model is derived afresh, as every new case is
-    with _timed_stages(seconds, peaks):
+    with timed_stages(seconds, peaks):
         started = time.perf_counter()
         outcome = runner.run_case(case)
         wall = time.perf_counter() - started
