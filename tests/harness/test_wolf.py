@@ -80,46 +80,44 @@ def test_leaky_relu_at_zero_is_named_as_the_convention(dtype: str) -> None:
     assert outcome.passed  # a catalogued convention is not a disagreement
 
 
+def _gelu_on_raw_pixels(dtype: str, steps: int):
+    """A GELU network trained with Adam on raw 0..255 pixels: its failing checks' pairs,
+    their largest headroom, their verdicts and whether the case passed."""
+    require("torch")
+    require("jax")
+    case = Case((16, 32, 32, 4), "gelu", loss="softmax_cross_entropy", optimizer="adam",
+                dtype=dtype, batch_size=32, steps=steps)
+    outcome = run_case(case, problem=pixels(3)(case))
+    failing = [d for d in outcome.checks if not d.passed]
+    texts = {outcome.verdicts[(d.framework, d.baseline, d.quantity, d.parameter)]
+             for d in failing}
+    return ({(d.framework, d.baseline) for d in failing},
+            max(d.headroom for d in failing), texts, outcome.passed)
+
+
 def test_gelus_lower_tail_is_named_as_torchs_convention_not_blamed_on_jax() -> None:
     """Raw 0..255 pixels put GELU's pre-activations far below 0, where torch's
     (1 + erf) / 2 is 0 and the exact form is not, and Adam turns a gradient entry of such
     units into a step of about lr. JAX and the reference keep the tail: they agree, and
     torch's difference is the catalogued convention (the reference computed Phi as
     1 + erf before, and the run then blamed JAX, 11,760 times its tolerance)."""
-    require("torch")
-    require("jax")
-    case = Case((16, 32, 32, 4), "gelu", loss="softmax_cross_entropy", optimizer="adam",
-                dtype="float64", batch_size=32, steps=2)
-    outcome = run_case(case, problem=pixels(3)(case))
-    failing = [d for d in outcome.checks if not d.passed]
-    assert {(d.framework, d.baseline) for d in failing} == {("jax", "torch"),
-                                                           ("torch", "numpy")}
-    assert max(d.headroom for d in failing) > 1000  # params after the step, not rounding
-    texts = {outcome.verdicts[(d.framework, d.baseline, d.quantity, d.parameter)]
-             for d in failing}
+    pairs, worst, texts, passed = _gelu_on_raw_pixels("float64", steps=2)
+    assert pairs == {("jax", "torch"), ("torch", "numpy")}
+    assert worst > 1000  # params after the step, not rounding
     assert all(t.startswith("convention gelu_cdf_form at ") for t in texts), texts
-    assert outcome.passed
+    assert passed
 
 
 def test_gelus_lower_tail_in_float32_points_to_the_convention_without_hiding_it() -> None:
     """In float32 torch's kernel is not reproduced to the bit (its vectorised erf), so
-    its failure stays a failure; the float64 rerun, where the convention is reproduced,
-    is named in the verdict."""
-    require("torch")
-    require("jax")
-    case = Case((16, 32, 32, 4), "gelu", loss="softmax_cross_entropy", optimizer="adam",
-                dtype="float32", batch_size=32, steps=1)
-    outcome = run_case(case, problem=pixels(3)(case))
-    failing = [d for d in outcome.checks if not d.passed]
-    assert {d.framework for d in failing} | {d.baseline for d in failing} <= {
-        "torch", "jax", "numpy", "float64 oracle"}
-    assert all("torch" in (d.framework, d.baseline) for d in failing)
-    texts = {outcome.verdicts[(d.framework, d.baseline, d.quantity, d.parameter)]
-             for d in failing}
+    its failure stays a failure (the reference called it rounding before); the float64
+    rerun, where the convention is reproduced, is named in the verdict."""
+    pairs, _, texts, passed = _gelu_on_raw_pixels("float32", steps=1)
+    assert pairs == {("jax", "torch"), ("torch", "numpy"), ("torch", "float64 oracle")}
     assert all(t.startswith("logic difference") and t.endswith(
         "in float64 the difference is the catalogued convention gelu_cdf_form (the "
         "reference in each side's setting reproduces each side there)") for t in texts), texts
-    assert not outcome.passed
+    assert not passed
 
 
 def test_a_real_bug_beside_the_convention_is_not_explained_away(monkeypatch) -> None:
