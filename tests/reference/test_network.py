@@ -316,3 +316,53 @@ def test_forward_keeps_unchangeable_weights_and_copies_the_rest() -> None:
     np.testing.assert_array_equal(copied.weights[0], frozen["W1"])
     with pytest.raises(ValueError, match="read-only"):
         frozen["W1"][0, 0] = 1.0
+
+
+def _counting(marked: bool):
+    shapes: list[tuple[int, ...]] = []
+
+    def perturb(values):
+        shapes.append(values.shape)
+        return values
+
+    if marked:
+        perturb.rounds_intermediates = True
+    return perturb, shapes
+
+
+@pytest.mark.parametrize("marked", [False, True], ids=["plain", "rounding"])
+def test_only_a_rounding_perturbation_reaches_inside_gelu_tanh(marked: bool) -> None:
+    """A perturbation marked as rounding is applied to tanh(u) inside gelu_tanh, in the
+    forward pass and in its derivative; any other (the kink watch counts its calls: two
+    per layer) sees exactly every z and a, as before; the numbers are unchanged by an
+    identity either way."""
+    case = Case((4, 6, 5, 3), ("gelu_tanh", "tanh"), loss="softmax_cross_entropy",
+                dtype="float64")
+    problem = make_problem(case)
+    x, y, _ = problem.batch(0)
+    perturb, shapes = _counting(marked)
+    plain = reference.forward(problem.params, x, y, case.activations, case.loss)
+    cache = reference.forward(problem.params, x, y, case.activations, case.loss,
+                              perturb=perturb)
+    rows = x.shape[0]
+    forward_calls = [(rows, 6)] * (3 if marked else 2) + [(rows, 5)] * 2 + [(rows, 3)] * 2
+    assert shapes == forward_calls
+    assert (cache.rounding is perturb) == marked
+    grads = reference.BACKPROP.backward(cache)
+    assert len(shapes) == len(forward_calls) + marked  # the derivative's tanh(u), layer 1
+    expected = reference.BACKPROP.backward(plain)
+    for name, value in expected.params.items():
+        np.testing.assert_array_equal(grads.params[name], value)
+
+
+def test_rounding_tanh_inside_gelu_tanh_moves_its_tail_by_an_ulp_of_one() -> None:
+    """Where 1 + tanh(u) cancels, rounding t by one eps moves a by about |z|/2 eps, far
+    more than a's own eps; elsewhere by about its own rounding."""
+    gelu_tanh = ACTIVATIONS["gelu_tanh"]
+    eps = np.finfo(np.float64).eps
+    z = np.array([-7.0, -1.0, 2.0])
+    moved = gelu_tanh.forward(z, rounding=lambda t: t * (1 - eps))
+    change = np.abs(moved - gelu_tanh.forward(z))
+    assert change[0] == pytest.approx(3.5 * eps, rel=0.01)
+    assert change[0] > 1e3 * eps * abs(gelu_tanh.forward(z)[0])
+    assert np.all(change[1:] <= 2 * eps * np.abs(z[1:]))

@@ -66,6 +66,7 @@ def conditioning(case: Case, wide: Problem, exact: Pass) -> dict[str, float]:
         def rounded(values: np.ndarray) -> np.ndarray:
             return values * (1 + eps * np.where(rng.random(values.shape) < 0.5, -1.0, 1.0))
 
+        rounded.rounds_intermediates = True  # inside an activation's formula too
         measure(evaluate(case, wide.params, wide.batch(0), wide.state, perturb=rounded))
     kinks = KinkFlip(case)
     if kinks.active:
@@ -166,6 +167,7 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
         # values * (1 +- eps), drawn and applied a cache-sized block at a time
         return random_signs.scaled(values, eps, rng)
 
+    rounded.rounds_intermediates = True  # inside an activation's formula too
     moved = evaluate(case, current, batch, state, perturb=rounded)
     # measured in every network: a network of layers has no model of its sums, and an
     # MLP's (the absolute sums of their terms) misses a loss gradient that is a

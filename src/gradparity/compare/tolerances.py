@@ -146,7 +146,8 @@ NONLINEAR_SAFETY = 2.0
 response can be far from linear (RMSprop's g / sqrt(v) near v = 0)."""
 CONDITIONING_SAFETY = 4.0
 """On the conditioning probe (``Gamma``): every z_l and a_l moved by one eps with random
-signs stands for the rounding of each elementwise step; the safety covers the few ulps
+signs (and an activation's own cancelling intermediate, ``Activation.rounds_inside``)
+stands for the rounding of each elementwise step; the safety covers the few ulps
 a framework's own tanh, exp or log may carry and the luck of one random draw."""
 CONDITIONING_DRAWS = 2
 """Random draws of the conditioning probe; the largest response counts."""

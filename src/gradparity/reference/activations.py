@@ -37,6 +37,10 @@ class Activation:
     a keyword argument of the same name; ``conventions`` names the catalogued
     conventions (``gradparity.adapters.conventions``) they take the same way, where
     the frameworks differ; :meth:`bound` fixes both from a case's options.
+    ``rounds_inside``: both functions take ``rounding``, applied to an intermediate of
+    their own formula that then cancels (``1 + tanh(u)``), so that the tolerance model's
+    conditioning probe, which rounds every z and a, rounds that one too
+    (:func:`rounds_intermediates`).
     """
 
     name: str
@@ -45,6 +49,7 @@ class Activation:
     kinks: tuple[float, ...] = ()
     parameter: str | None = None
     conventions: tuple[str, ...] = ()
+    rounds_inside: bool = False
 
     def bound(self, options: Mapping[str, Any]) -> Activation:
         """This activation with its parameter set from ``options`` (if it has one)."""
@@ -210,16 +215,26 @@ def gelu_derivative(z: np.ndarray, a: np.ndarray, gelu_cdf_form: str = "erfc"
     return xp.astype(_normal_cdf(z, gelu_cdf_form) + z64 * density, z.dtype)
 
 
-def gelu_tanh(z: np.ndarray) -> np.ndarray:
+def _gelu_tanh_t(z: np.ndarray, rounding: Callable | None) -> np.ndarray:
+    """``t = tanh(u)``, ``u = c (z + 0.044715 z^3)``; ``rounding`` applied to it."""
+    t = namespace(z).tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3))
+    return t if rounding is None else rounding(t)
+
+
+def gelu_tanh(z: np.ndarray, rounding: Callable | None = None) -> np.ndarray:
     """GELU, the tanh approximation: ``a = z/2 (1 + tanh(u))``,
     ``u = c (z + 0.044715 z^3)``, ``c = sqrt(2/pi)`` (``jax.nn.gelu`` default;
-    ``F.gelu(approximate="tanh")``)."""
-    return 0.5 * z * (1 + namespace(z).tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3)))
+    ``F.gelu(approximate="tanh")``). Every framework writes it so, and ``1 + tanh(u)``
+    cancels where z is far below 0: an ulp of tanh (libraries differ by one there) is
+    then a large part of ``a`` (``rounding``: the probe's rounding of ``t``)."""
+    return 0.5 * z * (1 + _gelu_tanh_t(z, rounding))
 
 
-def gelu_tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """``da/dz = (1 + t)/2 + z/2 (1 - t^2) c (1 + 3 * 0.044715 z^2)``, ``t = tanh(u)``."""
-    t = namespace(z).tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3))
+def gelu_tanh_derivative(z: np.ndarray, a: np.ndarray, rounding: Callable | None = None
+                         ) -> np.ndarray:
+    """``da/dz = (1 + t)/2 + z/2 (1 - t^2) c (1 + 3 * 0.044715 z^2)``, ``t = tanh(u)``
+    (``rounding``: as in :func:`gelu_tanh`)."""
+    t = _gelu_tanh_t(z, rounding)
     return (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * SQRT_2_OVER_PI
             * (1 + 3 * GELU_TANH_CUBIC * z * z))
 
@@ -253,6 +268,14 @@ def softplus_derivative(z: np.ndarray, a: np.ndarray, softplus_threshold: float 
     return sigmoid(z)
 
 
+def rounds_intermediates(perturb: Callable | None) -> Callable | None:
+    """``perturb`` where it stands for rounding (it carries ``rounds_intermediates``: the
+    tolerance model's conditioning probes), to be applied inside activations that round
+    an intermediate of their own (``Activation.rounds_inside``); None otherwise (no
+    perturbation, or one that mirrors values near kinks and counts its calls)."""
+    return perturb if getattr(perturb, "rounds_intermediates", False) else None
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "identity": Activation("identity", identity, identity_derivative),
     "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
@@ -263,7 +286,8 @@ ACTIVATIONS: dict[str, Activation] = {
                               conventions=("leaky_relu_derivative_at_zero",)),
     "elu": Activation("elu", elu, elu_derivative, kinks=(0.0,), parameter="elu_alpha"),
     "gelu": Activation("gelu", gelu, gelu_derivative, conventions=("gelu_cdf_form",)),
-    "gelu_tanh": Activation("gelu_tanh", gelu_tanh, gelu_tanh_derivative),
+    "gelu_tanh": Activation("gelu_tanh", gelu_tanh, gelu_tanh_derivative,
+                            rounds_inside=True),
     "silu": Activation("silu", silu, silu_derivative),
     "softplus": Activation("softplus", softplus, softplus_derivative,
                             conventions=("softplus_threshold",)),

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.reference.activations import ACTIVATIONS
+from gradparity.reference.activations import ACTIVATIONS, rounds_intermediates
 from gradparity.reference.losses import LOSSES
 from gradparity.reference.namespace import namespace
 
@@ -121,6 +121,9 @@ class ForwardCache:
     masks: tuple[np.ndarray, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     bias: bool = True  # False: a network without biases (z = a W)
+    # the conditioning probe's rounding, for the derivatives of activations that round
+    # an intermediate of their own (``Activation.rounds_inside``); None in a plain pass
+    rounding: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def output(self) -> np.ndarray:
@@ -159,6 +162,7 @@ def forward(
         raise ValueError(f"masks: invalid value (length {len(masks)}); allowed: one mask per "
                          f"hidden layer ({len(activation_names) - 1}) or none")
     inputs, pre_activations, activations, weights = [], [], [], []
+    inside = rounds_intermediates(perturb)  # rounding inside an activation's formula too
     a = x
     bias = "b1" in params
     for layer, activation_name in enumerate(activation_names, start=1):
@@ -171,7 +175,11 @@ def forward(
         # them in place cannot change the backward pass; an unchangeable array is kept
         # without a copy
         weights.append(_kept(weight))
-        a = ACTIVATIONS[activation_name].bound(options).forward(z)
+        activation = ACTIVATIONS[activation_name].bound(options)
+        if inside is not None and activation.rounds_inside:
+            a = activation.forward(z, rounding=inside)
+        else:
+            a = activation.forward(z)
         if perturb is not None:
             a = perturb(a)
         pre_activations.append(_frozen(z))
@@ -191,6 +199,7 @@ def forward(
         masks=tuple(_frozen(m) for m in masks),
         options=options,
         bias=bias,
+        rounding=inside,
     )
 
 
@@ -220,8 +229,10 @@ class Backprop:
     def activation_derivative(self, layer: int, cache: ForwardCache) -> np.ndarray:
         """f_l'(z_l), from the cached z_l and a_l = f_l(z_l)."""
         activation = ACTIVATIONS[cache.activation_names[layer - 1]].bound(cache.options)
-        return activation.derivative(cache.pre_activations[layer - 1],
-                                     cache.activations[layer - 1])
+        z, a = cache.pre_activations[layer - 1], cache.activations[layer - 1]
+        if cache.rounding is not None and activation.rounds_inside:
+            return activation.derivative(z, a, rounding=cache.rounding)
+        return activation.derivative(z, a)
 
     def masked(self, grad_output: np.ndarray, layer: int, cache: ForwardCache) -> np.ndarray:
         """dL/df(z_l) = dL/da_l * m_l: dropout's mask scales the gradient too."""
