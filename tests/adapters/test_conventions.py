@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gradparity.adapters.conventions import BY_NAME, CONVENTIONS
-from gradparity.reference import ACTIVATIONS
+from gradparity.reference import ACTIVATIONS, LOSSES
 
 torch = pytest.importorskip("torch", reason="torch not installed: conventions not checkable")
 jax = pytest.importorskip("jax", reason="jax not installed: conventions not checkable")
@@ -133,6 +133,38 @@ def test_the_reference_in_torchs_gelu_form_is_torchs_in_float64() -> None:
     with pytest.raises(ValueError, match="gelu_cdf_form must be one of erfc, one_plus_erf; "
                                          "got 'erf'"):
         ACTIVATIONS["gelu"].bound({"gelu_cdf_form": "erf"}).forward(z)
+
+
+def _torch_bce_logits_gradient(z: np.ndarray) -> np.ndarray:
+    """torch's gradient of binary cross-entropy on logits z with every target 1 (sum)."""
+    logits = torch.tensor(z, requires_grad=True)
+    F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits),
+                                       reduction="sum").backward()
+    return logits.grad.numpy()
+
+
+def test_bce_logits_gradient_form(x64) -> None:
+    """torch's sigmoid(z) - y cancels for a confidently right logit; JAX's gradient of
+    optax's loss and the reference's keep it (the catalogue's thresholds)."""
+    import optax
+
+    z = np.array([15.0, 16.7, 34.0, 36.8, 40.0])
+    exact = -1 / (1 + np.exp(z))  # -sigmoid(-z): d/dz of the loss with y = 1
+    torch32 = _torch_bce_logits_gradient(z.astype(np.float32))
+    assert abs(torch32[0] / exact[0] - 1) > 0.1 and np.all(torch32[1:] == 0)
+    torch64 = _torch_bce_logits_gradient(z)
+    assert abs(torch64[2] / exact[2] - 1) > 0.01 and np.all(torch64[3:] == 0)
+    jax64 = jax.grad(lambda q: optax.sigmoid_binary_cross_entropy(q, jnp.ones_like(q)).sum())(
+        jnp.asarray(z))
+    np.testing.assert_allclose(np.asarray(jax64), exact, rtol=1e-14)
+    loss = LOSSES["binary_cross_entropy_with_logits"]
+    ones = np.ones((1, z.size))
+    np.testing.assert_allclose(loss.gradient(z[None], ones)[0] * z.size, exact, rtol=1e-15)
+    torch_form = loss.bound({"bce_logits_gradient_form": "sigmoid_minus_target"})
+    np.testing.assert_array_equal(torch_form.gradient(z[None], ones)[0] * z.size, torch64)
+    with pytest.raises(ValueError, match="bce_logits_gradient_form must be one of exact, "
+                                         "sigmoid_minus_target; got 'torch'"):
+        loss.bound({"bce_logits_gradient_form": "torch"}).gradient(z[None], ones)
 
 
 def test_softplus_threshold(x64) -> None:

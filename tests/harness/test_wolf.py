@@ -137,6 +137,31 @@ def test_gelu_tanhs_cancelling_tail_is_rounding_not_a_jax_bug(dtype: str, optimi
     assert outcome.passed, (worst.pair, worst.quantity, worst.parameter, worst.headroom)
 
 
+@pytest.mark.parametrize(("activation", "named"), [
+    ("relu", "bce_logits_gradient_form"),
+    ("gelu", "gelu_cdf_form+bce_logits_gradient_form"),  # neither alone reproduces torch
+])
+def test_confidently_right_logits_are_torchs_convention_not_blamed_on_jax(
+        activation: str, named: str) -> None:
+    """Weights x30 make binary cross-entropy's logits confidently right, where torch's
+    sigmoid(z) - y is 0 and the exact gradient is not; AdamW turns a W3 entry made of such
+    logits into a step. The reference computed sigmoid(z) - y before, and the run blamed
+    JAX (6.5 and 1,847 times its tolerance here)."""
+    require("torch")
+    require("jax")
+    case = Case((16, 32, 32, 4), activation, loss="binary_cross_entropy_with_logits",
+                optimizer="adamw", dtype="float64", batch_size=32, steps=3,
+                hyperparameters={"lr": 0.01})
+    outcome = run_case(case, problem=_user(case, weights=30.0))
+    failing = [d for d in outcome.checks if not d.passed]
+    assert {(d.framework, d.baseline) for d in failing} == {("jax", "torch"),
+                                                           ("torch", "numpy")}
+    texts = {outcome.verdicts[(d.framework, d.baseline, d.quantity, d.parameter)]
+             for d in failing}
+    assert all(t.startswith(f"convention {named} at ") for t in texts), texts
+    assert outcome.passed
+
+
 def test_a_real_bug_beside_the_convention_is_not_explained_away(monkeypatch) -> None:
     require("torch")
     import torch.nn.functional as F

@@ -51,53 +51,73 @@ DATA_DEPENDENT: tuple[DataDependentConvention, ...] = (
         {"torch": "one_plus_erf"}, "erfc",
         "pre-activations in the lower tail, below about -4 in float32 and -7 in float64"),
     DataDependentConvention(
+        "bce_logits_gradient_form",
+        lambda case: case.loss == "binary_cross_entropy_with_logits",
+        {"torch": "sigmoid_minus_target"}, "exact",
+        "confidently right logits, above about 13 in float32 and 33 in float64"),
+    DataDependentConvention(
         "softplus_threshold", lambda case: "softplus" in case.activations,
         {"torch": 20.0}, 0.0, "pre-activations above torch's threshold 20"),
 )
 """The conventions whose effect depends on the data, with each framework's setting."""
 
 
-def _setting(convention: DataDependentConvention, side: str) -> Any:
+def _options(group: Sequence[DataDependentConvention], side: str) -> dict[str, Any]:
+    """Each convention of ``group`` set as ``side`` sets it (the oracle: the reference)."""
     framework = "numpy" if side == ORACLE else side
-    return convention.settings.get(framework, convention.reference)
+    return {c.name: c.settings.get(framework, c.reference) for c in group}
 
 
 def _reference(case: Case, problem: Problem, conventions: Mapping[str, Any]) -> RunResult:
     return NumpyAdapter(conventions).run(case, problem)
 
 
-def _changed_entries(case: Case, problem: Problem, name: str, settings: Sequence[Any]
+def _changed_entries(case: Case, problem: Problem, settings: Sequence[Mapping[str, Any]]
                      ) -> int:
     """Gradient entries (at the initial parameters) that the settings give differently."""
-    runs = [_reference(replace(case, steps=0), problem, {name: s}) for s in settings]
+    runs = [_reference(replace(case, steps=0), problem, s) for s in settings]
     return int(sum(np.count_nonzero(runs[0].gradients[n] != other.gradients[n])
                    for other in runs[1:] for n in runs[0].gradients))
+
+
+def _groups(case: Case) -> list[tuple[DataDependentConvention, ...]]:
+    """Each convention that can act on ``case`` alone, then all of them together (a GELU
+    network with binary cross-entropy on logits meets two at once, and neither alone
+    reproduces torch)."""
+    acting = [c for c in DATA_DEPENDENT if c.applies(case)]
+    return [(c,) for c in acting] + ([tuple(acting)] if len(acting) > 1 else [])
+
+
+def _described(options: Mapping[str, Any]) -> str:
+    values = list(options.values())
+    return repr(values[0]) if len(values) == 1 else ", ".join(
+        f"{name}={value!r}" for name, value in options.items())
 
 
 def explain_by_conventions(case: Case, problem: Problem, results: Mapping[str, RunResult],
             failed: Sequence[Difference], given: Problem | None = None
             ) -> dict[tuple[str, str, str, str], str]:
     """The verdict ``convention ...`` for every failing check that a data-dependent
-    convention explains: each side of its pair agrees with the reference run in that
-    side's setting (``given``: the user's data, where the model is evaluated on it)."""
+    convention explains (or several acting together, named ``a+b``): each side of its pair
+    agrees with the reference run in that side's settings (``given``: the user's data,
+    where the model is evaluated on it)."""
     verdicts: dict[tuple[str, str, str, str], str] = {}
     pairs = sorted({(d.framework, d.baseline) for d in failed
                     if d.baseline in results or d.baseline == ORACLE})
-    for convention in DATA_DEPENDENT:
-        if not convention.applies(case):
-            continue
+    for group in _groups(case):
         for framework, baseline in pairs:
-            mine, theirs = _setting(convention, framework), _setting(convention, baseline)
+            mine, theirs = _options(group, framework), _options(group, baseline)
             if mine == theirs or any(k[:2] == (framework, baseline) for k in verdicts):
                 continue
-            if not _reproduced(case, problem, results, framework, baseline, convention,
-                               given):
+            if not _reproduced(case, problem, results, framework, baseline, group, given):
                 continue
-            count = _changed_entries(case, problem, convention.name, (mine, theirs))
+            count = _changed_entries(case, problem, (mine, theirs))
             where = (f"at {count} gradient entries" if count
                      else "in the steps after the first gradient")
-            text = (f"{CONVENTION_PREFIX}{convention.name} {where} ({convention.where}): "
-                    f"{framework} follows {mine!r}, {baseline} {theirs!r}; the reference in "
+            name = "+".join(c.name for c in group)
+            text = (f"{CONVENTION_PREFIX}{name} {where} "
+                    f"({'; '.join(c.where for c in group)}): {framework} follows "
+                    f"{_described(mine)}, {baseline} {_described(theirs)}; the reference in "
                     "each setting reproduces each side, so this is the convention, not a bug")
             for d in failed:
                 if (d.framework, d.baseline) == (framework, baseline):
@@ -106,22 +126,20 @@ def explain_by_conventions(case: Case, problem: Problem, results: Mapping[str, R
 
 
 def _reproduced(case: Case, problem: Problem, results: Mapping[str, RunResult],
-                framework: str, baseline: str, convention: DataDependentConvention,
+                framework: str, baseline: str, group: Sequence[DataDependentConvention],
                 given: Problem | None) -> bool:
-    """Whether each side agrees with the reference run in its own setting."""
+    """Whether each side agrees with the reference run in its own settings."""
     model = derive(case, given)
     for side in (framework, baseline):
-        setting = {convention.name: _setting(convention, side)}
         if side == ORACLE:
             continue  # the oracle is the reference itself, in the reference's setting
-        expected = _reference(case, problem, setting)
+        expected = _reference(case, problem, _options(group, side))
         if not all(d.passed for d in compare_results(results[side], expected, case, model)):
             return False
     if baseline == ORACLE:
         # the float64 oracle in the framework's setting: the float32 side must match it
         wide = replace(case, dtype="float64")
-        oracle = replace(_reference(wide, problem.as_float64(),
-                                    {convention.name: _setting(convention, framework)}),
+        oracle = replace(_reference(wide, problem.as_float64(), _options(group, framework)),
                          framework=ORACLE, case_id=case.id)
         return all(d.passed for d in compare_results(results[framework], oracle, case, model))
     return True
