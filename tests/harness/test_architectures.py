@@ -13,7 +13,7 @@ import pytest
 from gradparity.adapters import get_adapter
 from gradparity.compare.tolerances import FLOAT64_AGREEMENT_TARGET
 from gradparity.harness.porting import library_case, port
-from gradparity.harness.runner import compare_pair
+from gradparity.harness.runner import compare_pair, run_case
 from gradparity.spec.architectures import ARCHITECTURES
 from gradparity.spec.case import Case
 from gradparity.spec.case_files import load_cases
@@ -170,3 +170,26 @@ def test_the_diagnosis_localises_a_sequence_network_by_layer() -> None:
             "enters the backward pass there, or in the input gradient dL/dx of the layer above "
             "it (bn1)") in summary
     assert "right above it: bn1.gamma, bn1.beta, dense2.W, dense2.b" in summary
+
+
+LAYERS_TANH = [{"type": "dense", "features": 8},
+               {"type": "residual", "layers": [{"type": "dense", "features": 8},
+                                               {"type": "tanh"}]},
+               {"type": "dense", "features": 3}]
+
+
+def test_a_float32_case_of_layers_runs_its_float64_oracle() -> None:
+    """The float64 rerun rebuilds the case with ``dataclasses.replace``, which passes its
+    frozen layers back in: they were refused as not being tables, so every float32 case
+    given by ``layers`` stopped at its oracle."""
+    require("torch")
+    case = Case(layers=LAYERS_TANH, input_shape=(16,), loss="softmax_cross_entropy",
+                dtype="float32")
+    wide = replace(case, dtype="float64")
+    assert wide == Case(layers=LAYERS_TANH, input_shape=(16,), loss="softmax_cross_entropy",
+                        dtype="float64")
+    assert replace(wide, dtype="float32") == case
+    outcome = run_case(case, ("numpy", "torch"), explain=False)
+    assert not outcome.errors and outcome.passed
+    assert [d.pair for d in outcome.oracle_differences if d.quantity == "gradient"
+            ] == ["float64 oracle vs finite differences"]

@@ -37,12 +37,21 @@ def thawed(spec: Any) -> dict[str, Any]:
     return table
 
 
+def _is_frozen(spec: Any) -> bool:
+    return (isinstance(spec, tuple) and bool(spec)
+            and all(isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+                    for pair in spec))
+
+
 def checked_layers(layers: Any, input_shape: Any, loss: str) -> tuple[tuple[Spec, ...],
                                                                        tuple[int, ...]]:
-    """Validated, frozen specs and input shape; ``ValueError`` naming the entry."""
+    """Validated, frozen specs and input shape; ``ValueError`` naming the entry. Specs
+    already frozen are taken as the tables they came from: ``dataclasses.replace`` passes
+    a case's own layers back in (its float64 rerun)."""
     if isinstance(layers, str) or not isinstance(layers, Sequence) or not layers:
         raise ValueError(f"Case.layers: invalid value {layers!r}; allowed: a non-empty list "
                          "of layer tables, e.g. [{type = 'dense', features = 10}]")
+    layers = [thawed(spec) if _is_frozen(spec) else spec for spec in layers]
     if (isinstance(input_shape, str) or not isinstance(input_shape, Sequence)
             or not input_shape or not all(isinstance(s, int) and not isinstance(s, bool)
                                           and s >= 1 for s in input_shape)):
