@@ -5,7 +5,8 @@ the data where they act, ill-conditioned elementwise steps, the finite-differenc
 oracle off its scale, overflow, optimizer guards, extreme shapes, in both dtypes):
 zero false alarms, data that cannot be represented refused with a clear error, and
 every planted bug caught and named. ``python -m tests.harness.adversarial`` prints the
-counts; the chaotic sweep's (``--chaotic``) are quoted in docs/tolerances.md.
+counts; the chaotic sweep's (``--chaotic``) and the layer sweep's (``--layers``) are
+quoted in docs/tolerances.md.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import pytest
 
 from tests.harness.adversarial import Scenario, chaotic_scenarios, evaluate, scenarios
+from tests.harness.adversarial_layers import layer_scenarios
 
 SCENARIOS = scenarios()
 CHAOTIC = chaotic_scenarios()
+LAYERS = layer_scenarios()
 
 
 def test_the_suite_covers_every_kind_with_enough_cases() -> None:
@@ -39,3 +42,13 @@ def test_chaotic_scenario(scenario: Scenario) -> None:
     """No false alarm where training amplifies rounding tenfold per step."""
     ok, what = evaluate(scenario)
     assert ok, f"{scenario.name}: {what}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", LAYERS, ids=lambda s: s.name)
+def test_layer_scenario(scenario: Scenario) -> None:
+    """No false alarm on a network of layers where raw pixels or large weights saturate
+    its activations and attention (46 of the 248 failed before the rounding and the
+    conventions reached inside layers)."""
+    ok, what = evaluate(scenario)
+    assert ok, f"{scenario.name} ({scenario.expect} expected): {what}"

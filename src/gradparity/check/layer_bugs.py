@@ -166,7 +166,7 @@ def _embedding_overwritten(layer, params, cache, dy):
 
 
 def _gelu_tanh_derivative(layer, params, cache, dy):
-    z, _ = cache
+    z = cache[0]  # (z, a, f, rounding)
     approximate = ACTIVATIONS["gelu_tanh"].bound({})
     return dy * approximate.derivative(z, approximate.forward(z)), {}
 

@@ -44,10 +44,10 @@ class DataDependentConvention:
 
 DATA_DEPENDENT: tuple[DataDependentConvention, ...] = (
     DataDependentConvention(
-        "leaky_relu_derivative_at_zero", lambda case: "leaky_relu" in case.activations,
+        "leaky_relu_derivative_at_zero", lambda case: case.uses_activation("leaky_relu"),
         {"torch": "slope"}, "one", "pre-activations exactly at the kink z == 0"),
     DataDependentConvention(
-        "gelu_cdf_form", lambda case: "gelu" in case.activations,
+        "gelu_cdf_form", lambda case: case.uses_activation("gelu"),
         {"torch": "one_plus_erf"}, "erfc",
         "pre-activations in the lower tail, below about -4 in float32 and -7 in float64"),
     DataDependentConvention(
@@ -56,7 +56,7 @@ DATA_DEPENDENT: tuple[DataDependentConvention, ...] = (
         {"torch": "sigmoid_minus_target"}, "exact",
         "confidently right logits, above about 13 in float32 and 33 in float64"),
     DataDependentConvention(
-        "softplus_threshold", lambda case: "softplus" in case.activations,
+        "softplus_threshold", lambda case: case.uses_activation("softplus"),
         {"torch": 20.0}, 0.0, "pre-activations above torch's threshold 20"),
 )
 """The conventions whose effect depends on the data, with each framework's setting."""
@@ -94,13 +94,23 @@ def _described(options: Mapping[str, Any]) -> str:
         f"{name}={value!r}" for name, value in options.items())
 
 
+Judge = Callable[[RunResult, RunResult], Sequence[Difference]]
+"""Every check of one side against a reference run: how the run judges a pair (with its
+confirming draws of the model's probes, :mod:`gradparity.compare.confirmation`)."""
+
+
 def explain_by_conventions(case: Case, problem: Problem, results: Mapping[str, RunResult],
-            failed: Sequence[Difference], given: Problem | None = None
-            ) -> dict[tuple[str, str, str, str], str]:
+            failed: Sequence[Difference], given: Problem | None = None,
+            judge: Judge | None = None) -> dict[tuple[str, str, str, str], str]:
     """The verdict ``convention ...`` for every failing check that a data-dependent
     convention explains (or several acting together, named ``a+b``): each side of its pair
     agrees with the reference run in that side's settings (``given``: the user's data,
-    where the model is evaluated on it)."""
+    where the model is evaluated on it), as ``judge`` judges it (by default against one
+    draw of the model's probes)."""
+    if judge is None:
+        def judge(result: RunResult, expected: RunResult) -> list[Difference]:
+            return compare_results(result, expected, case, derive(case, given))
+
     verdicts: dict[tuple[str, str, str, str], str] = {}
     pairs = sorted({(d.framework, d.baseline) for d in failed
                     if d.baseline in results or d.baseline == ORACLE})
@@ -109,7 +119,7 @@ def explain_by_conventions(case: Case, problem: Problem, results: Mapping[str, R
             mine, theirs = _options(group, framework), _options(group, baseline)
             if mine == theirs or any(k[:2] == (framework, baseline) for k in verdicts):
                 continue
-            if not _reproduced(case, problem, results, framework, baseline, group, given):
+            if not _reproduced(case, problem, results, framework, baseline, group, judge):
                 continue
             count = _changed_entries(case, problem, (mine, theirs))
             where = (f"at {count} gradient entries" if count
@@ -127,21 +137,20 @@ def explain_by_conventions(case: Case, problem: Problem, results: Mapping[str, R
 
 def _reproduced(case: Case, problem: Problem, results: Mapping[str, RunResult],
                 framework: str, baseline: str, group: Sequence[DataDependentConvention],
-                given: Problem | None) -> bool:
+                judge: Judge) -> bool:
     """Whether each side agrees with the reference run in its own settings."""
-    model = derive(case, given)
     for side in (framework, baseline):
         if side == ORACLE:
             continue  # the oracle is the reference itself, in the reference's setting
         expected = _reference(case, problem, _options(group, side))
-        if not all(d.passed for d in compare_results(results[side], expected, case, model)):
+        if not all(d.passed for d in judge(results[side], expected)):
             return False
     if baseline == ORACLE:
         # the float64 oracle in the framework's setting: the float32 side must match it
         wide = replace(case, dtype="float64")
         oracle = replace(_reference(wide, problem.as_float64(), _options(group, framework)),
                          framework=ORACLE, case_id=case.id)
-        return all(d.passed for d in compare_results(results[framework], oracle, case, model))
+        return all(d.passed for d in judge(results[framework], oracle))
     return True
 
 

@@ -180,9 +180,11 @@ def rounding_or_bug(case: Case, failed: Sequence[Difference], frameworks: Sequen
                     problem=given)
     again = {(d.framework, d.baseline, d.quantity, d.parameter): d for d in wide.checks}
     # a difference that stays in float64 may be a catalogued convention there
+    models = _Models(wide_case, given)
     in_float64 = explain_by_conventions(
         wide_case, make_problem(wide_case) if given is None else given, wide.results,
-        [d for d in wide.checks if not d.passed], given)
+        [d for d in wide.checks if not d.passed], given,
+        judge=lambda mine, expected: _judged(mine, expected, wide_case, "full", models)[0])
     expected = machine_epsilon("float64") / machine_epsilon("float32")
     for d in remaining:
         key = (d.framework, d.baseline, d.quantity, d.parameter)
@@ -389,7 +391,10 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
                            errors=errors, kink_pass=kink_pass)
     failed = [d for d in differences + oracle_differences if not d.passed]
     sides = {**results, **({ORACLE: oracle} if oracle is not None else {})}
-    verdicts = explain_by_conventions(case, problem, sides, failed, given) if failed else {}
+    verdicts = explain_by_conventions(
+        case, problem, sides, failed, given,
+        judge=lambda mine, expected: _judged(mine, expected, case, "full", models)[0]
+    ) if failed else {}
     verdicts.update(rounding_or_bug(case, [d for d in failed if (
         d.framework, d.baseline, d.quantity, d.parameter) not in verdicts], frameworks, given))
     localisation = {}

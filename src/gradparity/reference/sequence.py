@@ -74,7 +74,7 @@ class SequenceNetwork:
                 state: Mapping[str, np.ndarray] | None = None,
                 perturb: Callable[[np.ndarray], np.ndarray] | None = None) -> SequenceCache:
         options = dict(options or {})
-        output, run = self.stack.forward(params, x, state, perturb)
+        output, run = self.stack.forward(params, x, state, perturb, options)
         targets = y.reshape(-1) if y.dtype.kind == "i" else flat(y)
         loss = LOSSES[self.loss_name].bound(options).value(flat(output), targets)
         return SequenceCache(run, output, targets, loss, options, self.loss_name)

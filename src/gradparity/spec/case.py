@@ -366,6 +366,13 @@ class Case:
             return ()
         return (*self.hidden_activation, self.output_activation)
 
+    def uses_activation(self, name: str) -> bool:
+        """Whether the network applies activation ``name``: an MLP in one of its layers,
+        a sequence of layers as one of them (inside a residual block too)."""
+        if not self.is_sequence:
+            return name in self.activations
+        return name in _layer_types(self.layer_specs)
+
     @functools.cached_property  # a pure function of frozen fields, read once per check
     def id(self) -> str:
         """A stable, readable id, e.g. ``mlp4-16-16-3_tanh_softmax-ce_float64_sgd``.
@@ -453,6 +460,15 @@ class Case:
 
     def __str__(self) -> str:
         return self.id
+
+
+def _layer_types(specs: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Every layer type of ``specs``, the layers of residual blocks included."""
+    types = set()
+    for spec in specs:
+        types.add(spec["type"])
+        types |= _layer_types(spec.get("layers", ()))
+    return types
 
 
 @functools.lru_cache(maxsize=256)

@@ -7,6 +7,7 @@ keeping z and a in its cache.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gradparity.reference.activations import ACTIVATIONS, Activation
@@ -18,20 +19,34 @@ def _non_negative(value: Any) -> bool:
 
 
 class ActivationLayer(Layer):
-    """An elementwise activation; ``activation`` names it (registry key)."""
+    """An elementwise activation; ``activation`` names it (registry key). Its cache is
+    ``(z, a, f, rounding)``: f bound to the layer's settings and the case's options (a
+    catalogued convention such as ``gelu_cdf_form``), and the probe's rounding of f's
+    own intermediate, or None."""
 
     activation: str = "identity"
+    ROUNDS_INSIDE = True  # its output, which its backward reads (1 - a^2 of tanh)
+    READS_OPTIONS = True
 
-    def _function(self) -> Activation:
-        return ACTIVATIONS[self.activation].bound(self.settings)
+    def _function(self, options: Mapping[str, Any] | None = None) -> Activation:
+        return ACTIVATIONS[self.activation].bound({**(options or {}), **self.settings})
 
-    def forward(self, params, x, training=True, state=None):
-        a = self._function().forward(x)
-        return a, (x, a)
+    def forward(self, params, x, training=True, state=None, rounding=None, options=None):
+        function = self._function(options)
+        if rounding is None:
+            a = function.forward(x)
+            return a, (x, a, function, None)
+        # as in an MLP (reference.network.forward): the output and, for an activation
+        # with a cancelling intermediate of its own, that one too, in both directions
+        inside = rounding if function.rounds_inside else None
+        a = rounding(function.forward(x, rounding=inside) if inside else function.forward(x))
+        return a, (x, a, function, inside)
 
     def backward(self, params, cache, dy):
-        z, a = cache
-        return dy * self._function().derivative(z, a), {}
+        z, a, function, inside = cache
+        if inside is not None:
+            return dy * function.derivative(z, a, rounding=inside), {}
+        return dy * function.derivative(z, a), {}
 
 
 PARAMETER_SETTINGS = {

@@ -18,6 +18,12 @@ A masked score is -inf, so its probability is exactly 0 and so is its gradient. 
 row with every score masked has no softmax; PyTorch's SDPA returns 0 there and Flax
 the mean of v (catalogued: ``attention_fully_masked_rows``); a causal mask never masks
 a whole row.
+
+Where one key takes almost all of a row's weight, ``dp - sum_j dp p`` cancels: its
+value is about ``(1 - p) dp`` while p's own rounding moves it by about ``eps dp``. The
+tolerance model's ``rounding`` therefore rounds the scores and the probabilities (and
+the projections, the weighted values and the output) inside the layer, where its
+backward reads them (``ROUNDS_INSIDE``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class MultiHeadAttention(Layer):
     bq, bk, bv and bo."""
 
     kind = "attention"
+    ROUNDS_INSIDE = True
     SETTINGS: ClassVar[dict[str, Setting]] = {
         "heads": Setting(1, "an integer >= 1 that divides the width", positive_int),
         "causal": Setting(False, "True or False", boolean),
@@ -87,18 +94,21 @@ class MultiHeadAttention(Layer):
         y = x @ params[f"W{p}"]
         return y + params[f"b{p}"] if self.bias else y
 
-    def forward(self, params, x, training=True, state=None):
-        q, k, v = (self._split(self._project(params, x, p)) for p in "qkv")
+    def forward(self, params, x, training=True, state=None, rounding=None):
+        def rounded(values: np.ndarray) -> np.ndarray:
+            return values if rounding is None else rounding(values)
+
+        q, k, v = (self._split(rounded(self._project(params, x, p))) for p in "qkv")
         scale = 1.0 / math.sqrt(q.shape[-1])
-        scores = q @ k.transpose(0, 1, 3, 2) * scale
+        scores = rounded(q @ k.transpose(0, 1, 3, 2) * scale)
         if self.causal:
             t = scores.shape[-1]
             scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, -np.inf)
         shifted = scores - scores.max(axis=-1, keepdims=True)
         weights = np.exp(shifted)
-        p = weights / weights.sum(axis=-1, keepdims=True)
-        merged = self._merge(p @ v)
-        return self._project(params, merged, "o"), (x, q, k, v, p, merged, scale)
+        p = rounded(weights / weights.sum(axis=-1, keepdims=True))
+        merged = self._merge(rounded(p @ v))
+        return rounded(self._project(params, merged, "o")), (x, q, k, v, p, merged, scale)
 
     def backward(self, params, cache, dy):
         x, q, k, v, p, merged, scale = cache

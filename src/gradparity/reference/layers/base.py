@@ -62,6 +62,17 @@ class Layer:
     SETTINGS: ClassVar[dict[str, Setting]] = {}
     PARAMETERS: ClassVar[tuple[str, ...]] = ()
     STATE: ClassVar[tuple[str, ...]] = ()  # running statistics, not trained
+    ROUNDS_INSIDE: ClassVar[bool] = False
+    """Whether ``forward`` takes ``rounding``: the tolerance model's conditioning probe
+    (values times 1 +- eps). Such a layer applies it to its output and to the
+    intermediates of its own formula that rounding its output cannot reach, where its
+    backward reads them from the cache: an activation's output (``1 - a^2`` of a saturated
+    tanh), a softmax's probabilities (``1 - p``), the layers inside a residual block. A
+    stack rounds every other layer's output itself."""
+    READS_OPTIONS: ClassVar[bool] = False
+    """Whether ``forward`` takes ``options``: the case's options with the catalogued
+    conventions set as one framework sets them (``gelu_cdf_form``, ``softplus_threshold``:
+    an activation's; the layers inside a residual block)."""
 
     def __init__(self, **settings: Any) -> None:
         unknown = sorted(set(settings) - set(self.SETTINGS))

@@ -23,6 +23,8 @@ class Residual(Layer):
     """``layers``: the block's layer specs; their output must have the input's shape."""
 
     kind = "residual"
+    ROUNDS_INSIDE = True  # the probe's rounding reaches the block's own layers' outputs
+    READS_OPTIONS = True  # and so do the options
     SETTINGS: ClassVar[dict[str, Setting]] = {
         "layers": Setting(None, "a non-empty list of layer tables", _layers, required=True),
     }
@@ -66,10 +68,11 @@ class Residual(Layer):
     def init_state(self, input_shape: Shape) -> dict[str, np.ndarray]:
         return self.stack(input_shape).init_state()
 
-    def forward(self, params, x, training=True, state=None):
+    def forward(self, params, x, training=True, state=None, rounding=None, options=None):
         stack = self.stack(x.shape[1:])
-        y, run = stack.forward(params, x, state)
-        return x + y, (stack, run)
+        y, run = stack.forward(params, x, state, perturb=rounding, options=options)
+        out = x + y
+        return (out if rounding is None else rounding(out)), (stack, run)
 
     def new_state(self, cache, state):
         return {**state, **cache[1].state}

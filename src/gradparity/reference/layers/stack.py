@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gradparity.reference.activations import rounds_intermediates
 from gradparity.reference.layers.base import Layer, Shape
 
 SHORT_NAMES = {"conv2d": "conv", "conv_transpose2d": "deconv", "max_pool2d": "maxpool",
@@ -96,14 +97,26 @@ class Stack:
 
     def forward(self, params: Mapping[str, np.ndarray], x: np.ndarray,
                 state: Mapping[str, np.ndarray] | None = None,
-                perturb: Callable[[np.ndarray], np.ndarray] | None = None
+                perturb: Callable[[np.ndarray], np.ndarray] | None = None,
+                options: Mapping[str, Any] | None = None
                 ) -> tuple[np.ndarray, StackPass]:
+        """Every layer's forward pass in turn. ``perturb`` is applied to every layer's
+        output (and, where it stands for rounding, inside the layers that take it:
+        ``Layer.ROUNDS_INSIDE``); ``options`` reach the layers that read them
+        (``Layer.READS_OPTIONS``)."""
         caches, outputs, new_state = [], {}, {}
         state = state or {}
+        inside = rounds_intermediates(perturb)  # rounding reaches inside layers too
         for index, (name, layer) in enumerate(zip(self.names, self.layers, strict=True)):
             own_state = self._own(state, index)
-            x, cache = layer.forward(self._own(params, index), x, True, own_state)
-            if perturb is not None:
+            extra: dict[str, Any] = {}
+            if options and layer.READS_OPTIONS:
+                extra["options"] = options
+            rounds_itself = inside is not None and layer.ROUNDS_INSIDE  # its output too
+            if rounds_itself:
+                extra["rounding"] = inside
+            x, cache = layer.forward(self._own(params, index), x, True, own_state, **extra)
+            if perturb is not None and not rounds_itself:
                 x = perturb(x)
             caches.append(cache)
             outputs[name] = x
