@@ -366,3 +366,26 @@ def test_rounding_tanh_inside_gelu_tanh_moves_its_tail_by_an_ulp_of_one() -> Non
     assert change[0] == pytest.approx(3.5 * eps, rel=0.01)
     assert change[0] > 1e3 * eps * abs(gelu_tanh.forward(z)[0])
     assert np.all(change[1:] <= 2 * eps * np.abs(z[1:]))
+
+
+@pytest.mark.parametrize(("dtype", "large"), [(np.float32, 1e13), (np.float64, 1e103)])
+def test_gelu_tanh_saturates_without_overflowing_z_cubed(dtype, large: float) -> None:
+    """Training that explodes takes z past 7e12, where z^3 overflows float32 (past 5.6e102
+    in float64): tanh(u) is exactly +-1 there, so a is z (or 0) and da/dz is 1 (or 0),
+    with no overflow raised and no 0 * inf. Where nothing overflows (20 <= |z| <= 1e4),
+    the values are those of the formula without the clip, to the bit."""
+    gelu_tanh = ACTIVATIONS["gelu_tanh"]
+    top = float(np.finfo(dtype).max) / 2
+    huge = np.array([-top, -large, large, top], dtype)
+    with np.errstate(all="raise"):
+        a = gelu_tanh.forward(huge)
+        slope = gelu_tanh.derivative(huge, a)
+    np.testing.assert_array_equal(a, np.where(huge > 0, huge, 0.0).astype(dtype))
+    np.testing.assert_array_equal(slope, np.where(huge > 0, 1.0, 0.0))
+    z = np.concatenate([np.linspace(-1e4, -20, 50), np.linspace(20, 1e4, 50)]).astype(dtype)
+    c, k = np.sqrt(2 / np.pi), 0.044715
+    t = np.tanh(c * (z + k * z**3))
+    np.testing.assert_array_equal(gelu_tanh.forward(z), 0.5 * z * (1 + t))
+    np.testing.assert_array_equal(gelu_tanh.derivative(z, gelu_tanh.forward(z)),
+                                  0.5 * (1 + t) + 0.5 * z * (1 - t * t) * c
+                                  * (1 + 3 * k * z * z))

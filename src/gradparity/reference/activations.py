@@ -217,8 +217,20 @@ def gelu_derivative(z: np.ndarray, a: np.ndarray, gelu_cdf_form: str = "erfc"
     return xp.astype(_normal_cdf(z, gelu_cdf_form) + z64 * density, z.dtype)
 
 
+GELU_TANH_SATURATED = 20.0
+"""Beyond it ``u`` exceeds 300 and ``tanh(u)`` is exactly +-1 in float32 and float64."""
+
+
+def _saturated(z: np.ndarray) -> np.ndarray:
+    """z clipped to +-:data:`GELU_TANH_SATURATED` where only ``tanh(u)`` and ``u'`` read
+    it: the same values, but ``z^3`` no longer overflows (float32 beyond about 7e12, where
+    training that explodes takes it) and ``(1 - t^2) u'`` is ``0``, not ``0 * inf``."""
+    return namespace(z).clip(z, -GELU_TANH_SATURATED, GELU_TANH_SATURATED)
+
+
 def _gelu_tanh_t(z: np.ndarray, rounding: Callable | None) -> np.ndarray:
     """``t = tanh(u)``, ``u = c (z + 0.044715 z^3)``; ``rounding`` applied to it."""
+    z = _saturated(z)
     t = namespace(z).tanh(SQRT_2_OVER_PI * (z + GELU_TANH_CUBIC * z**3))
     return t if rounding is None else rounding(t)
 
@@ -236,9 +248,9 @@ def gelu_tanh_derivative(z: np.ndarray, a: np.ndarray, rounding: Callable | None
                          ) -> np.ndarray:
     """``da/dz = (1 + t)/2 + z/2 (1 - t^2) c (1 + 3 * 0.044715 z^2)``, ``t = tanh(u)``
     (``rounding``: as in :func:`gelu_tanh`)."""
-    t = _gelu_tanh_t(z, rounding)
+    t, inside = _gelu_tanh_t(z, rounding), _saturated(z)
     return (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * SQRT_2_OVER_PI
-            * (1 + 3 * GELU_TANH_CUBIC * z * z))
+            * (1 + 3 * GELU_TANH_CUBIC * inside * inside))
 
 
 def silu(z: np.ndarray) -> np.ndarray:
