@@ -11,22 +11,12 @@ from gradparity.reference.activations import ACTIVATIONS
 from gradparity.spec.case import Case
 from gradparity.spec.data import make_problem
 from gradparity.spec.evaluation import evaluate
+from tests.reference.test_network import _counting as _recording
+
+# _recording(marked): an identity perturbation that records the shape of every value it
+# is given, marked as rounding or not (the kink watch's kind, which counts its calls)
 
 TRANSFORMER = Case(architecture="transformer", loss="softmax_cross_entropy")
-
-
-def _recording(marked: bool):
-    """An identity perturbation that records the shape of every value it is given; marked
-    as rounding, or not (the kink watch's kind, which counts its calls)."""
-    shapes: list[tuple[int, ...]] = []
-
-    def perturb(values):
-        shapes.append(values.shape)
-        return values
-
-    if marked:
-        perturb.rounds_intermediates = True
-    return perturb, shapes
 
 
 @pytest.mark.parametrize("marked", [False, True], ids=["plain", "rounding"])
