@@ -64,7 +64,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def slow(session: nox.Session) -> None:
-    """Run the slow checks: 20-seed sweeps and the calibration (args pass on)."""
+    """Run the slow checks: 20-seed sweeps, calibration, adversarial scenarios (args pass on)."""
     _shared(session)
     session.run(_tool("pytest"), "-m", "slow", "-n", "auto", "--dist", "worksteal",
                 *session.posargs, external=True)
