@@ -184,7 +184,7 @@ def rounding_or_bug(case: Case, failed: Sequence[Difference], frameworks: Sequen
     in_float64 = explain_by_conventions(
         wide_case, make_problem(wide_case) if given is None else given, wide.results,
         [d for d in wide.checks if not d.passed], given,
-        judge=lambda mine, expected: _judged(mine, expected, wide_case, "full", models)[0])
+        judge=_full_judge(wide_case, models))
     expected = machine_epsilon("float64") / machine_epsilon("float32")
     for d in remaining:
         key = (d.framework, d.baseline, d.quantity, d.parameter)
@@ -271,6 +271,12 @@ class _Models:
                                       draw=len(self._draws), like=self._draws[0],
                                       namespace=self.namespace))
         return widest(self._draws[:draws])
+
+
+def _full_judge(case: Case, models: _Models):
+    """How a run judges a pair by the full model, with its confirming draws: what a
+    convention's explanation judges each side with."""
+    return lambda mine, expected: _judged(mine, expected, case, "full", models)[0]
 
 
 def _judged(result: RunResult, baseline: RunResult, case: Case, tolerances: str,
@@ -391,10 +397,8 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
                            errors=errors, kink_pass=kink_pass)
     failed = [d for d in differences + oracle_differences if not d.passed]
     sides = {**results, **({ORACLE: oracle} if oracle is not None else {})}
-    verdicts = explain_by_conventions(
-        case, problem, sides, failed, given,
-        judge=lambda mine, expected: _judged(mine, expected, case, "full", models)[0]
-    ) if failed else {}
+    verdicts = explain_by_conventions(case, problem, sides, failed, given,
+                                      judge=_full_judge(case, models)) if failed else {}
     verdicts.update(rounding_or_bug(case, [d for d in failed if (
         d.framework, d.baseline, d.quantity, d.parameter) not in verdicts], frameworks, given))
     localisation = {}
