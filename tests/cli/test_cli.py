@@ -85,7 +85,7 @@ def test_every_check_shows_headroom_and_loose_ones_are_flagged(
                         section)
     if flagged:  # rare (docs: Tolerances), and each is named
         count = int(flagged.group(1))
-        assert count < 0.002 * total
+        assert count < 0.003 * total  # the calibration bound (docs: Tolerances)
         assert section.count("\n- case ") == count
         assert text.count("\n- case ") >= min(count, 5)  # the first ones in the report
     else:

@@ -252,9 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runner.CONFIRMING_DRAWS = args.draws
     if args.layers:
-        from tests.harness.adversarial_layers import layer_scenarios, planted_layer_bugs
+        from tests.harness.adversarial_layers import (
+            layer_scenarios,
+            planted_layer_bugs,
+            wider_layer_scenarios,
+        )
 
-        every = layer_scenarios() + planted_layer_bugs()
+        every = layer_scenarios() + wider_layer_scenarios() + planted_layer_bugs()
     else:
         every = (chaotic_scenarios(HELD_OUT_GRID if args.held_out else None)
                  if args.chaotic else scenarios())

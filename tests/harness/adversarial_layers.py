@@ -98,6 +98,43 @@ def layer_scenarios() -> list[Scenario]:
     return found
 
 
+WIDER_NETWORKS = ("tanh", "gelu_tanh", "sigmoid", "silu", "elu", "relu")
+"""The dense stacks of the wider sweep (beside a residual block with gelu and the cnn)."""
+WIDER_LOSSES = {("mse", "huber"): ("adagrad", "amsgrad"),
+                ("binary_cross_entropy_with_logits", "softmax_cross_entropy_smoothed"):
+                    ("adamw", "rmsprop")}
+"""The wider sweep's losses, each with the optimizers it runs with."""
+
+
+def wider_layer_scenarios() -> list[Scenario]:
+    """Losses and optimizers beyond :func:`layer_scenarios`' on the same hostile data: 6
+    dense stacks, a residual block with gelu and the cnn x {mse, huber} x {Adagrad,
+    AMSGrad} and x {BCE on logits, smoothed softmax cross-entropy} x {AdamW, RMSprop} x 2
+    dtypes x (raw pixels, weights x30), 3 steps at the default lr: 256 scenarios. Where
+    gradient terms cancel (BCE on raw pixels), RMSprop divides the rounding of a small
+    entry by sqrt(v): a network of layers needs its sums of absolute terms as an MLP has."""
+    networks: list[tuple[str, Callable[..., Case]]] = [
+        *((f"dense stack of {a}", lambda a=a, **f: dense_stack(a, **f))
+          for a in WIDER_NETWORKS),
+        ("residual block with gelu", lambda **f: residual_block("gelu", **f)),
+        ("cnn", lambda **f: Case(architecture="cnn", **f))]
+    found = []
+    for name, make in networks:
+        for losses, optimizers in WIDER_LOSSES.items():
+            for loss in losses:
+                for optimizer in optimizers:
+                    for dtype in ("float32", "float64"):
+                        case = make(loss=loss, dtype=dtype, optimizer=optimizer, steps=3)
+                        expect = (POINTS_TO_A_CONVENTION if case.uses_activation("gelu")
+                                  and dtype == "float32" else "agree")
+                        for what, build in (("raw pixels", raw_pixels(0)),
+                                            ("weights x30", weights_times(30.0))):
+                            found.append(Scenario(f"{name}, {loss}, {what}, {optimizer} "
+                                                  f"[{dtype}]", "layers, wider", case,
+                                                  build, expect=expect))
+    return found
+
+
 BUGGED = {"conv2d": "cnn", "max_pool2d": "cnn", "flatten": "cnn", "batch_norm": "cnn-bn",
           "layer_norm": "resmlp-ln", "residual": "resmlp-ln", "gelu": "resmlp-ln",
           "attention": "transformer", "embedding": "transformer"}

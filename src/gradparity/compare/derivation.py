@@ -24,6 +24,7 @@ import numpy as np
 
 from gradparity import reference
 from gradparity.compare import random_signs
+from gradparity.compare.absolute_layers import absolute_gradients
 from gradparity.compare.branches import KinkFlip
 from gradparity.compare.metrics import largest, largest_difference, machine_epsilon
 from gradparity.compare.probes import (
@@ -191,7 +192,7 @@ def _with_trajectories(case: Case, static: Tolerances, wide,
     # every perturbed trajectory starts with the same unperturbed pass: it is run once
     # (with its forward cache, which the componentwise probe's absolute sums start from)
     start = evaluate(case, on.params, on.batch(0), on.state,
-                     keep_forward=not case.is_sequence) if case.steps else None
+                     keep_forward=True) if case.steps else None
     runs = {"gradient": _trajectory(case, on, noise="gradient", initial=start,
                                     draw=draw)}
     # U_t only ever multiplies the bias-correction term A, which is zero outside the
@@ -322,8 +323,8 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
     def rounded_state(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: random_signs.scaled(v, PERTURBATION, rng) for n, v in values.items()}
 
-    # the componentwise probe of an MLP starts its absolute sums from each pass's forward
-    keep_forward = noise == "componentwise" and not case.is_sequence
+    # the componentwise probe starts its absolute sums from each pass's forward cache
+    keep_forward = noise == "componentwise"
 
     def evaluated(evaluation: int, entering: dict):
         result = evaluate(case, current, problem.batch(evaluation), entering,
@@ -341,10 +342,10 @@ def _trajectory(case, problem, noise, size=PERTURBATION, kinks: KinkFlip | None 
         if noise == "gradient":
             grads = {n: random_signs.scaled(g, PERTURBATION, rng) for n, g in grads.items()}
         elif noise == "componentwise":
-            # an MLP's entries carry the rounding of the sums of their terms' absolute
-            # values; a sequence network's are measured (conditioning probe) alone
-            scales = (ABSOLUTE_BACKPROP.backward(result.forward).params if keep_forward
-                      else {n: np.abs(g) for n, g in grads.items()})
+            # each entry carries the rounding of the sums of its terms' absolute values
+            scales = (absolute_gradients(case.network(), current, result.forward)
+                      if case.is_sequence else
+                      ABSOLUTE_BACKPROP.backward(result.forward).params)
             # each entry's rounding: the sum model, or the reference's own measured
             # rounding where that is larger (saturation, cancellation inside the loss)
             measured = entry_rounding(case, current, problem.batch(step), entering, grads,

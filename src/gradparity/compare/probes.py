@@ -5,7 +5,8 @@ quantity (``Gamma``), the reference's own float32 rounding (``Rho``), the size o
 loss's cancelling terms (``Lambda``), per gradient entry the conditioning probe's change
 (the componentwise trajectory probe's second estimate), and an MLP's sums of its gradient
 terms' absolute values (:class:`AbsoluteBackprop`, the componentwise probe's first
-estimate). The formulas that use them are in :mod:`gradparity.compare.tolerances`;
+estimate; a network of layers': :mod:`gradparity.compare.absolute_layers`). The formulas
+that use them are in :mod:`gradparity.compare.tolerances`;
 :mod:`gradparity.compare.derivation` runs them."""
 
 from __future__ import annotations
@@ -154,12 +155,11 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
     larger of the conditioning probe's change (every z and a moved by one eps of the case
     dtype, random signs) times G and the reference's own rounding of the entry (the same
     pass in float32 against float64, in the case's eps) times G. The first sees what the
-    sum model cannot, such as 1 - tanh^2 where tanh saturates; the second the sums
-    themselves where their terms cancel, in every layer type (a network of layers has no
-    sum-of-absolute-terms model; an MLP's is :class:`AbsoluteBackprop`), and, in an MLP
-    too, an entry made of differences that vanish below their own rounding (``p - 1`` of a
-    saturated softmax: about 1e-12 in float64, 0 in float32), which the sums of the
-    differences' absolute values miss and Adam divides by ``sqrt(v) + eps``. Both keep
+    sum model cannot, such as 1 - tanh^2 where tanh saturates; the second the rounding
+    inside a formula, such as an entry made of differences that vanish below their own
+    rounding (``p - 1`` of a saturated softmax: about 1e-12 in float64, 0 in float32),
+    which the sums of the differences' absolute values miss and Adam divides by
+    ``sqrt(v) + eps``. Both keep
     every kink's side; :mod:`gradparity.compare.branches` takes the other side."""
     eps = machine_epsilon(case.dtype)
 
@@ -169,10 +169,10 @@ def entry_rounding(case: Case, current, batch: Batch, state, grads,
 
     rounded.rounds_intermediates = True  # inside an activation's formula too
     moved = evaluate(case, current, batch, state, perturb=rounded)
-    # measured in every network: a network of layers has no model of its sums, and an
-    # MLP's (the absolute sums of their terms) misses a loss gradient that is a
-    # difference below its own rounding (raw 0..255 pixels, relu, Adam: the float32 runs
-    # were 25 times their tolerance from the float64 oracle after one step)
+    # measured in every network: the sums of the terms' absolute values miss a loss
+    # gradient that is a difference below its own rounding (raw 0..255 pixels, relu,
+    # Adam: the float32 runs were 25 times their tolerance from the float64 oracle after
+    # one step)
     narrow = _in_float32(case, current, batch, state)
     def larger(probe: np.ndarray, value: np.ndarray, float32: np.ndarray) -> np.ndarray:
         xp = namespace(value)

@@ -37,9 +37,11 @@ network, evaluated on the case's own weights and data (in float64):
   carries an absolute error of the size of its terms, and RMSprop, Adagrad and
   AMSGrad (``g / sqrt(v)`` with a small ``v``) amplify it far more than a
   relative probe shows. So the trajectory is also rerun with every gradient
-  entry moved by ``+- C sqrt(n_eff) eps`` times that absolute sum (at most half
-  the entry the optimizer sees, so the probe measures amplification, not a
-  sign flip); ``S^c_t`` is the parameters' change in eps, doubled because one
+  entry moved by ``+- C sqrt(n_eff) eps`` times that absolute sum (not clipped:
+  an entry below its own rounding level has no reliable sign); the sums are an
+  MLP's :class:`~gradparity.compare.probes.AbsoluteBackprop` or a network of
+  layers' :mod:`~gradparity.compare.absolute_layers`; ``S^c_t`` is the
+  parameters' change in eps, doubled because one
   random draw of a finite perturbation of a nonlinear update is not its
   worst case. The larger of the two gradient terms counts.
 * **Adam's constants.** Adam divides by the bias corrections ``1 - beta^t``;
@@ -94,7 +96,7 @@ network, evaluated on the case's own weights and data (in float64):
   reference's rounding, ``8`` on the per-step rounding.
   Calibration (``python -m nox -s slow``, README): over the default matrix
   and 20 seeds the largest observed/allowed ratio is below 0.5, and fewer
-  than 0.2% of the checks have a tolerance more than 1000x their observed
+  than 0.3% of the checks have a tolerance more than 1000x their observed
   difference (observed floored at one eps; the report flags each of them).
 
     K_loss          = C sqrt(n_eff) + G (Gamma_loss + Rho_loss + Lambda)
@@ -155,7 +157,6 @@ BRANCH_SAFETY = 4.0
 """On the branch trajectory (``X_t``): it takes the other side of *every* kink within
 rounding at once, where a framework takes some of them, whose effects need not cancel
 the way all of them together do."""
-"""Random draws of the conditioning probe; the largest response counts."""
 REFERENCE_ROUNDING_SAFETY = 4.0
 """On the reference's own measured rounding (``Rho``, and per entry in the componentwise
 probe): one implementation's rounding stands for another's, which may be a few times

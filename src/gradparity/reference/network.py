@@ -25,7 +25,7 @@ accidentally read parameters that changed after the forward pass.
 backward pass of the project: the reference runs it as it is, the plug-in
 textbook (``gradparity.check.textbook``) and every known bug
 (``gradparity.check.bugs``) override single steps of it, and the tolerance model
-runs it on absolute values (``gradparity.compare.metrics.derivation``).
+runs it on absolute values (``gradparity.compare.probes.AbsoluteBackprop``).
 
 The arrays may be NumPy's or any other array API namespace's (CuPy on a GPU): every
 step computes in the namespace of its inputs (:mod:`gradparity.reference.namespace`).

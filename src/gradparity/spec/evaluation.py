@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gradparity.reference import network
+from gradparity.reference.sequence import SequenceCache
 from gradparity.spec.case import Case
 from gradparity.spec.data import Batch
 
@@ -28,15 +29,15 @@ Perturb = Callable[[np.ndarray], np.ndarray]
 class Pass:
     """One evaluation: the loss, dL/dparams, the backward signals, the running statistics
     after the pass (a sequence network's BatchNorm; empty otherwise) and the network's
-    output (the loss's input); ``forward``: a dense MLP's forward cache, where asked for
-    (another backward pass can then start from it without a second forward pass)."""
+    output (the loss's input); ``forward``: the forward cache, where asked for (another
+    backward pass can then start from it without a second forward pass)."""
 
     loss: np.ndarray
     gradients: dict[str, np.ndarray]
     deltas: dict[str, np.ndarray]
     state: dict[str, np.ndarray]
     output: np.ndarray
-    forward: network.ForwardCache | None = None
+    forward: network.ForwardCache | SequenceCache | None = None
 
 
 def evaluate(case: Case, params: Mapping[str, np.ndarray], batch: Batch,
@@ -48,16 +49,18 @@ def evaluate(case: Case, params: Mapping[str, np.ndarray], batch: Batch,
     (every z_l and a_l of an MLP, every layer output of a sequence); ``options``
     replaces the case's options (conventions set to another framework's);
     ``overrides`` replaces layer types' backward rules (the bug catalogue);
-    ``keep_forward``: a dense MLP's pass keeps its forward cache (``Pass.forward``)."""
+    ``keep_forward``: the pass keeps its forward cache (``Pass.forward``)."""
     options = dict(case.all_options if options is None else options)
     x, y, masks = batch
     if case.is_sequence:
         net = case.network()
         cache = net.forward(params, x, y, options, state, perturb)
+        held = cache if keep_forward else None
         if not backward:
-            return Pass(cache.loss, {}, {}, cache.state, cache.output)
+            return Pass(cache.loss, {}, {}, cache.state, cache.output, held)
         result = net.backward(params, cache, overrides)
-        return Pass(cache.loss, result.params, result.deltas, cache.state, cache.output)
+        return Pass(cache.loss, result.params, result.deltas, cache.state, cache.output,
+                    held)
     cache = network.forward(params, x, y, case.activations, case.loss, options, masks,
                             perturb=perturb)
     kept = cache if keep_forward else None
