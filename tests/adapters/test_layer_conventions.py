@@ -166,6 +166,30 @@ def test_normalisation_eps_defaults() -> None:
     assert 1e-7 < relative < 1e-4  # eps-sized, far above float64 rounding
 
 
+def test_norm_variance_form() -> None:
+    """torch centres before squaring; Flax's default subtracts the squared mean from the
+    mean of squares, which cancels where the mean is large against the spread; the
+    reference computes either as the layer's ``variance`` asks."""
+    assert linen.LayerNorm().use_fast_variance and linen.BatchNorm().use_fast_variance
+    x = 1e6 + RNG.standard_normal((4, 8))  # a mean 1e6 times the spread
+    exact = F.layer_norm(torch.tensor(x), (8,)).numpy()
+
+    def flax(fast: bool) -> np.ndarray:
+        module = linen.LayerNorm(epsilon=1e-5, use_fast_variance=fast)
+        return np.asarray(module.apply(module.init(jax.random.key(0), jnp.asarray(x)),
+                                       jnp.asarray(x)))
+
+    def reference(variance: str) -> np.ndarray:
+        layer = build({"type": "layer_norm", "variance": variance, "affine": False})
+        return layer.forward({}, x)[0]
+
+    np.testing.assert_allclose(flax(False), exact, atol=1e-9)
+    np.testing.assert_allclose(reference("centered"), exact, atol=1e-9)
+    # eps mean^2 = 2e-4 against a variance of about 1: x_hat off by about 1e-4
+    assert np.abs(flax(True) - exact).max() > 1e-6
+    assert np.abs(reference("mean_of_squares") - exact).max() > 1e-6
+
+
 def _qkv(heads: int = 1):
     return (RNG.standard_normal((1, heads, 3, 4)) for _ in range(3))
 

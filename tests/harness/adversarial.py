@@ -254,11 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.layers:
         from tests.harness.adversarial_layers import (
             layer_scenarios,
+            norm_scenarios,
             planted_layer_bugs,
             wider_layer_scenarios,
         )
 
-        every = layer_scenarios() + wider_layer_scenarios() + planted_layer_bugs()
+        every = (layer_scenarios() + wider_layer_scenarios() + norm_scenarios()
+                 + planted_layer_bugs())
     else:
         every = (chaotic_scenarios(HELD_OUT_GRID if args.held_out else None)
                  if args.chaotic else scenarios())

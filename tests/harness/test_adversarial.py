@@ -16,6 +16,7 @@ import pytest
 from tests.harness.adversarial import Scenario, chaotic_scenarios, evaluate, scenarios
 from tests.harness.adversarial_layers import (
     layer_scenarios,
+    norm_scenarios,
     planted_layer_bugs,
     wider_layer_scenarios,
 )
@@ -24,6 +25,7 @@ SCENARIOS = scenarios()
 CHAOTIC = chaotic_scenarios()
 LAYERS = layer_scenarios()
 WIDER = wider_layer_scenarios()
+NORMS = norm_scenarios()
 PLANTED = planted_layer_bugs()
 
 
@@ -67,6 +69,16 @@ def test_wider_layer_scenario(scenario: Scenario) -> None:
     gradient terms cancel (2 of the 256 failed before a network of layers had sums of its
     gradient terms' absolute values: a relu stack and a residual block, BCE on logits,
     RMSprop, raw pixels, float32)."""
+    ok, what = evaluate(scenario)
+    assert ok, f"{scenario.name} ({scenario.expect} expected): {what}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", NORMS, ids=lambda s: s.name)
+def test_norm_scenario(scenario: Scenario) -> None:
+    """No false alarm where a normalisation's inputs have a mean far from 0 against their
+    spread (12 of the 144 failed while JAX computed Flax's default variance form, the
+    catalogued norm_variance_form), or tiny or large weights."""
     ok, what = evaluate(scenario)
     assert ok, f"{scenario.name} ({scenario.expect} expected): {what}"
 

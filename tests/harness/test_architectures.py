@@ -59,7 +59,8 @@ def test_running_statistics_are_compared_after_every_step() -> None:
     case = Case(architecture="cnn-bn", loss="softmax_cross_entropy", dtype="float64", steps=3)
     problem = make_problem(case)
     other = library_case(case, "jax")  # momentum 0.01, the biased variance
-    torch_case = replace(other, layers=[{**spec, "running_var_unbiased": True}
+    torch_case = replace(other, layers=[{**spec, "running_var_unbiased": True,
+                                         "variance": "centered"}
                                         if spec["type"] == "batch_norm" else spec
                                         for spec in other.layer_specs])
     torch_result = get_adapter("torch").run(torch_case, problem)
@@ -144,7 +145,8 @@ def test_batch_norm_library_defaults_are_measured_and_explained() -> None:
     require("torch")
     require("jax")
     row = port(Case(architecture="mlp-bn", loss="softmax_cross_entropy", dtype="float64"))
-    assert row.conventions == ("batch_norm_momentum", "batch_norm_running_variance")
+    assert row.conventions == ("batch_norm_momentum", "batch_norm_running_variance",
+                               "norm_variance_form")
     assert row.verdict == "explained"
     assert row.gradient < 1e-14 and row.after_last < 1e-14  # training uses batch statistics
     assert row.state > 0.1  # the running statistics are far apart after 10 steps

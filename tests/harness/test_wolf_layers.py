@@ -153,3 +153,45 @@ def test_a_gelu_layer_in_float32_points_to_the_convention_without_hiding_it() ->
         "reference in each side's setting reproduces each side there)")
         for t in _verdicts(outcome))
     assert not outcome.passed
+
+
+def _inputs(case: Case, change):
+    generated = make_problem(case)
+    return problem_from_arrays(case, change(np.array(generated.x, np.float64)),
+                               generated.y, generated.params)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("inputs", "change"), [
+    ("offset", lambda x: x + 100.0), ("tiny spread", lambda x: 3.0 + 1e-3 * x)])
+def test_un_centred_inputs_before_a_batch_norm_are_not_a_jax_bug(dtype, inputs, change) -> None:
+    """Flax's norms compute the variance as ``mean(x^2) - mean(x)^2`` by default, which
+    cancels where a feature's mean is large against its spread; torch and the reference
+    centre first. With JAX on Flax's default, mlp-bn on such inputs failed as a "logic
+    difference" (float64: 4e-13 relative, over 1,000 eps; float32 with the tiny spread:
+    5%). The case's form (``variance``, centred by default) now reaches Flax
+    (``use_fast_variance``), and the difference is the catalogued ``norm_variance_form``."""
+    require("jax")
+    case = Case(architecture="mlp-bn", loss="softmax_cross_entropy", dtype=dtype,
+                optimizer="adam", steps=3)
+    outcome = run_case(case, problem=_inputs(case, change))
+    assert "jax" in outcome.results
+    assert outcome.passed, _worst(outcome)
+
+
+def test_flax_default_variance_is_checked_against_the_reference_in_its_form() -> None:
+    """``variance = "mean_of_squares"`` (Flax's default form): JAX agrees with the
+    reference computing the same difference of squares, on inputs where it cancels (its
+    rounding is in the tolerance: the probe rounds both squares); torch, which cannot
+    compute it, is left out with the reason."""
+    require("jax")
+    layers = [{"type": "layer_norm", "variance": "mean_of_squares"},
+              {"type": "dense", "features": 32}, {"type": "tanh"},
+              {"type": "dense", "features": 4}]
+    case = Case(layers=layers, input_shape=(16,), batch_size=32, dtype="float64",
+                loss="softmax_cross_entropy", optimizer="adam", steps=3)
+    outcome = run_case(case, problem=_inputs(case, lambda x: x + 100.0))
+    assert outcome.passed, _worst(outcome)
+    assert "jax" in outcome.results and "torch" not in outcome.results
+    assert "variance of the centred values" in outcome.skipped["torch"]
+

@@ -150,10 +150,17 @@ def _pool(kind: str) -> Callable:
     return run
 
 
+def _fast_variance(s) -> bool:
+    """Flax's ``use_fast_variance`` (its default True: ``mean(x^2) - mean(x)^2``) as the
+    case's layer asks (catalogued: ``norm_variance_form``)."""
+    return s.get("variance", "centered") == "mean_of_squares"
+
+
 def _layer_norm(params, x, s, training, state):
     affine = "gamma" in params
     module = linen.LayerNorm(epsilon=s.get("eps", 1e-5), use_scale=affine, use_bias=affine,
-                             dtype=x.dtype, param_dtype=x.dtype)
+                             use_fast_variance=_fast_variance(s), dtype=x.dtype,
+                             param_dtype=x.dtype)
     variables = {"params": {"scale": params["gamma"], "bias": params["beta"]}} if affine \
         else {"params": {}}
     return module.apply(variables, x), {}
@@ -163,7 +170,8 @@ def _batch_norm(params, x, s, training, state):
     train = s.get("training", True)
     module = linen.BatchNorm(use_running_average=not train,
                              momentum=1.0 - s.get("momentum", 0.1),  # Flax weighs the old
-                             epsilon=s.get("eps", 1e-5), dtype=x.dtype, param_dtype=x.dtype)
+                             epsilon=s.get("eps", 1e-5), use_fast_variance=_fast_variance(s),
+                             dtype=x.dtype, param_dtype=x.dtype)
     images = x.ndim == 4
     variables = {"params": {"scale": params["gamma"], "bias": params["beta"]},
                  "batch_stats": {"mean": state["running_mean"], "var": state["running_var"]}}

@@ -114,6 +114,20 @@ LAYER_CONVENTIONS: tuple[Convention, ...] = (
         "every adapter receives the case's eps",
     ),
     Convention(
+        "norm_variance_form",
+        "nn.LayerNorm / F.batch_norm: the biased variance of the centred values, "
+        "mean((x - mean)^2)",
+        "flax.linen.LayerNorm / BatchNorm use_fast_variance=True (the default): "
+        "max(0, mean(x^2) - mean(x)^2)",
+        "centered (torch's); mean_of_squares on request (the layer's 'variance' setting)",
+        "where a normalised feature's mean is large against its spread the difference of "
+        "squares cancels: its rounding, about eps mean^2, is a large part of the variance "
+        "(un-centred inputs x + 100 before a BatchNorm: JAX's float64 gradients 4e-13 "
+        "relative from torch's, thousands of eps; 3 + 1e-3 x in float32: 5%)",
+        "every adapter receives the case's form (the JAX adapter sets use_fast_variance); "
+        "mean_of_squares is 'not expressible in torch'",
+    ),
+    Convention(
         "attention_scaling",
         "F.scaled_dot_product_attention: scale 1/sqrt(head width) by default",
         "flax.linen.dot_product_attention divides the query by sqrt(head width)",

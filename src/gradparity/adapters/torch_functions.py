@@ -193,6 +193,8 @@ def layer_unsupported_reason(spec) -> str | None:
         return "F.conv2d refuses padding='same' with a stride above 1"
     if kind == "batch_norm" and spec.get("running_var_unbiased", True) is False:
         return "F.batch_norm keeps the unbiased running variance"
+    if kind in ("layer_norm", "batch_norm") and spec.get("variance") == "mean_of_squares":
+        return "torch's norm layers compute the variance of the centred values"
     if kind == "residual":
         return next(filter(None, map(layer_unsupported_reason, spec["layers"])), None)
     return None

@@ -26,8 +26,8 @@ frameworks show by a factor that grows with every such layer. In the networks of
 the default matrix, seeds 0 and 1 (a one-off count), the checks allowing over 1000 times
 what they observe were 30 of 5,464 without sums, 718 with the bound carried through every
 layer, and 47 as here; over 20 seeds, networks and MLPs together, 800 of 317,080 against
-582 before networks of layers had sums (``nox -s slow``; docs/tolerances.md). A residual block adds its skip's
-signals to its block's.
+582 before networks of layers had sums (``nox -s slow``; docs/tolerances.md). A
+residual block adds its skip's signals to its block's.
 """
 
 from __future__ import annotations

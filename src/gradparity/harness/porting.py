@@ -44,6 +44,14 @@ def _layers_set(case: Case, kind: str, **settings) -> Case:
                    architecture=None)
 
 
+def _norms_set(case: Case, **settings) -> Case:
+    """``settings`` on every LayerNorm and BatchNorm of a sequence case that has them."""
+    for kind in ("layer_norm", "batch_norm"):
+        if _has_layer(kind)(case):
+            case = _layers_set(case, kind, **settings)
+    return case
+
+
 def _has_layer(kind: str) -> Callable[[Case], bool]:
     def check(case: Case) -> bool:
         def inside(specs) -> bool:
@@ -101,6 +109,10 @@ LIBRARY_DEFAULTS: tuple[LibraryDefault, ...] = (
     LibraryDefault("layer_norm_eps", _has_layer("layer_norm"),
                    lambda c: _layers_set(c, "layer_norm", eps=1e-5),
                    lambda c: _layers_set(c, "layer_norm", eps=1e-6)),
+    LibraryDefault("norm_variance_form",
+                   lambda c: _has_layer("batch_norm")(c) or _has_layer("layer_norm")(c),
+                   lambda c: _norms_set(c, variance="centered"),
+                   lambda c: _norms_set(c, variance="mean_of_squares")),  # use_fast_variance
     LibraryDefault("adamw_default_weight_decay", lambda c: c.optimizer == "adamw",
                    lambda c: _with_hp(c, weight_decay=1e-2),
                    lambda c: _with_hp(c, weight_decay=1e-4)),

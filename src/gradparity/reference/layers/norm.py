@@ -4,6 +4,9 @@ Both normalise x over some axes A (m values each) and scale and shift the result
 
     mu = mean_A x,   var = mean_A (x - mu)^2      (the biased variance)
     x_hat = (x - mu) / sqrt(var + eps),   y = gamma x_hat + beta
+(``variance="mean_of_squares"`` computes var as ``mean(x^2) - mu^2``, Flax's default,
+which cancels where the mean is large against the spread: the catalogued
+``norm_variance_form``.)
 
 and share one backward (the mean and the variance depend on every x in A):
 
@@ -38,11 +41,49 @@ def _momentum(value) -> bool:
     return positive_number(value) and value <= 1
 
 
-def normalise(x: np.ndarray, axes: tuple[int, ...], eps: float):
+VARIANCES = ("centered", "mean_of_squares")
+"""How a normalisation computes its variance (the catalogued ``norm_variance_form``):
+``centered``, ``mean((x - mu)^2)`` (PyTorch's), or ``mean_of_squares``,
+``max(0, mean(x^2) - mu^2)`` (Flax's default, ``use_fast_variance=True``), which cancels
+where |mu| is large against the spread: its rounding, about ``eps mu^2``, is then a large
+part of the variance."""
+
+
+def normalise(x: np.ndarray, axes: tuple[int, ...], eps: float,
+              variance: str = "centered", rounding=None):
+    """``(x_hat, 1 / sqrt(var + eps), mu, var)`` over ``axes``. ``rounding`` (the
+    tolerance model's probe) rounds the two terms of the ``mean_of_squares`` difference,
+    whose own rounding no rounding of x or of the output reaches."""
     mu = x.mean(axis=axes, keepdims=True)
-    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    if variance == "mean_of_squares":
+        squares, square = (x * x).mean(axis=axes, keepdims=True), mu * mu
+        if rounding is not None:
+            squares, square = rounding(squares), rounding(square)
+        var = np.maximum(squares - square, 0.0)
+    else:
+        var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
     inverse = 1.0 / np.sqrt(var + eps)
     return (x - mu) * inverse, inverse, mu, var
+
+
+def _variance(value) -> bool:
+    return value in VARIANCES
+
+
+VARIANCE_SETTING = Setting("centered", "centered (PyTorch) or mean_of_squares (Flax's "
+                           "default, use_fast_variance)", _variance)
+
+
+class _Normalisation(Layer):
+    """What both norms share: the variance's form, and the probe's rounding inside the
+    form that cancels."""
+
+    @property
+    def ROUNDS_INSIDE(self) -> bool:  # the base class's flag, per instance
+        return self.variance == "mean_of_squares"
+
+    def _rounded(self, y, rounding):
+        return y if rounding is None else rounding(y)
 
 
 def normalise_backward(dx_hat: np.ndarray, x_hat: np.ndarray, inverse: np.ndarray,
@@ -52,13 +93,14 @@ def normalise_backward(dx_hat: np.ndarray, x_hat: np.ndarray, inverse: np.ndarra
             - x_hat * (dx_hat * x_hat).mean(axis=axes, keepdims=True)) * inverse
 
 
-class LayerNorm(Layer):
+class LayerNorm(_Normalisation):
     """Normalises over the last axis; ``affine`` adds gamma (ones) and beta (zeros)."""
 
     kind = "layer_norm"
     SETTINGS: ClassVar[dict[str, Setting]] = {
         "eps": Setting(1e-5, "a number > 0", positive_number),
         "affine": Setting(True, "True or False", boolean),
+        "variance": VARIANCE_SETTING,
     }
 
     @property
@@ -80,10 +122,10 @@ class LayerNorm(Layer):
         return {"gamma": 1.0 + 0.1 * rng.standard_normal(features),
                 "beta": 0.1 * rng.standard_normal(features)}
 
-    def forward(self, params, x, training=True, state=None):
-        x_hat, inverse, _, _ = normalise(x, (-1,), self.eps)
+    def forward(self, params, x, training=True, state=None, rounding=None):
+        x_hat, inverse, _, _ = normalise(x, (-1,), self.eps, self.variance, rounding)
         y = x_hat * params["gamma"] + params["beta"] if self.affine else x_hat
-        return y, (x_hat, inverse)
+        return self._rounded(y, rounding), (x_hat, inverse)
 
     def backward(self, params, cache, dy):
         x_hat, inverse = cache
@@ -95,7 +137,7 @@ class LayerNorm(Layer):
         return normalise_backward(dx_hat, x_hat, inverse, (-1,)), grads
 
 
-class BatchNorm(Layer):
+class BatchNorm(_Normalisation):
     """Normalises each channel (axis 1) over the batch and the pixels; keeps running
     statistics (``running_mean``, ``running_var``) as its state."""
 
@@ -108,6 +150,7 @@ class BatchNorm(Layer):
         "training": Setting(True, "True (batch statistics) or False (running statistics)",
                             boolean),
         "running_var_unbiased": Setting(True, "True (PyTorch) or False (Flax)", boolean),
+        "variance": VARIANCE_SETTING,
     }
     PARAMETERS = ("gamma", "beta")
 
@@ -137,16 +180,17 @@ class BatchNorm(Layer):
     def _per_channel(values: np.ndarray, x: np.ndarray) -> np.ndarray:
         return values.reshape((1, -1) + (1,) * (x.ndim - 2))
 
-    def forward(self, params, x, training=True, state=None):
+    def forward(self, params, x, training=True, state=None, rounding=None):
         gamma, beta = (self._per_channel(params[n], x) for n in ("gamma", "beta"))
         axes = self._axes(x)
         if self.training:
-            x_hat, inverse, mu, var = normalise(x, axes, self.eps)
+            x_hat, inverse, mu, var = normalise(x, axes, self.eps, self.variance, rounding)
             count = x.size // x.shape[1]
-            return gamma * x_hat + beta, (x_hat, inverse, mu, var, count)
+            return (self._rounded(gamma * x_hat + beta, rounding),
+                    (x_hat, inverse, mu, var, count))
         inverse = 1.0 / np.sqrt(self._per_channel(state["running_var"], x) + self.eps)
         x_hat = (x - self._per_channel(state["running_mean"], x)) * inverse
-        return gamma * x_hat + beta, (x_hat, inverse, None, None, None)
+        return self._rounded(gamma * x_hat + beta, rounding), (x_hat, inverse, None, None, None)
 
     def new_state(self, cache, state):
         _, _, mu, var, count = cache
