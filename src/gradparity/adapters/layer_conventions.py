@@ -122,8 +122,9 @@ LAYER_CONVENTIONS: tuple[Convention, ...] = (
         "centered (torch's); mean_of_squares on request (the layer's 'variance' setting)",
         "where a normalised feature's mean is large against its spread the difference of "
         "squares cancels: its rounding, about eps mean^2, is a large part of the variance "
-        "(un-centred inputs x + 100 before a BatchNorm: JAX's float64 gradients 4e-13 "
-        "relative from torch's, thousands of eps; 3 + 1e-3 x in float32: 5%)",
+        "(un-centred inputs x + 100 before a BatchNorm: Flax's default 4e-13 relative from "
+        "the centred form in float64's gradients, over 1,000 eps; 3 + 1e-3 x in float32: "
+        "5%)",
         "every adapter receives the case's form (the JAX adapter sets use_fast_variance); "
         "mean_of_squares is 'not expressible in torch'",
     ),
