@@ -25,7 +25,7 @@ once, where the errors of different paths largely cancel, and overshoots the dif
 frameworks show by a factor that grows with every such layer. In the networks of layers of
 the default matrix, seeds 0 and 1 (a one-off count), the checks allowing over 1000 times
 what they observe were 30 of 5,464 without sums, 718 with the bound carried through every
-layer, and 47 as here; over 20 seeds, networks and MLPs together, 800 of 317,080 against
+layer, and 47 as here; over 20 seeds, networks and MLPs together, 799 of 317,080 against
 582 before networks of layers had sums (``nox -s slow``; docs/tolerances.md). A
 residual block adds its skip's signals to its block's.
 """
