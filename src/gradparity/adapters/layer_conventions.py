@@ -122,9 +122,9 @@ LAYER_CONVENTIONS: tuple[Convention, ...] = (
         "centered (torch's); mean_of_squares on request (the layer's 'variance' setting)",
         "where a normalised feature's mean is large against its spread the difference of "
         "squares cancels: its rounding, about eps mean^2, is a large part of the variance "
-        "(un-centred inputs x + 100 before a BatchNorm: Flax's default 4e-13 relative from "
-        "the centred form in float64's gradients, over 1,000 eps; 3 + 1e-3 x in float32: "
-        "5%)",
+        "(mlp-bn on inputs x + 100: JAX with Flax's default 4e-13 to 9e-13 relative from "
+        "the centred reference in float64, over 1,000 eps; on 3 + 1e-3 x: 4e-11 in "
+        "float64, 5% in float32)",
         "every adapter receives the case's form (the JAX adapter sets use_fast_variance); "
         "mean_of_squares is 'not expressible in torch'",
     ),
