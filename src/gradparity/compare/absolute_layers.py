@@ -105,16 +105,12 @@ def _batch_norm(layer: BatchNorm, params, cache, dy, bound):
 
 
 def _attention(layer: MultiHeadAttention, params, cache, dy, bound):
-    x, q, k, v, p, merged, scale = cache
+    x, merged = cache[0], cache[5]
     grads = {"Wo": np.abs(merged.reshape(-1, merged.shape[-1])).T
              @ bound.reshape(-1, bound.shape[-1])}
-    # the exact signals inside the layer, as its backward computes them
-    do = layer._split(dy @ params["Wo"].T)
-    dp = do @ v.transpose(0, 1, 3, 2)
-    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
     rows = np.abs(x.reshape(-1, x.shape[-1]))
-    for name, d in (("q", ds @ k * scale), ("k", ds.transpose(0, 1, 3, 2) @ q * scale),
-                    ("v", p.transpose(0, 1, 3, 2) @ do)):
+    # the exact signals inside the layer, as its backward computes them
+    for name, d in layer.projection_signals(params, cache, dy).items():
         d = np.abs(layer._merge(d)).reshape(-1, x.shape[-1])
         grads[f"W{name}"] = rows.T @ d
         if layer.bias:

@@ -110,18 +110,23 @@ class MultiHeadAttention(Layer):
         merged = self._merge(rounded(p @ v))
         return rounded(self._project(params, merged, "o")), (x, q, k, v, p, merged, scale)
 
-    def backward(self, params, cache, dy):
-        x, q, k, v, p, merged, scale = cache
-        grads = {"Wo": merged.reshape(-1, merged.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])}
+    def projection_signals(self, params, cache, dy) -> dict[str, np.ndarray]:
+        """dL/dq, dL/dk and dL/dv (split into heads) from dL/dy: the inside of backward."""
+        _, q, k, v, p, _, scale = cache
         do = self._split(dy @ params["Wo"].T)
         dp = do @ v.transpose(0, 1, 3, 2)
         dv = p.transpose(0, 1, 3, 2) @ do
         ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))  # the softmax Jacobian
         dq = ds @ k * scale
         dk = ds.transpose(0, 1, 3, 2) @ q * scale
+        return {"q": dq, "k": dk, "v": dv}
+
+    def backward(self, params, cache, dy):
+        x, merged = cache[0], cache[5]
+        grads = {"Wo": merged.reshape(-1, merged.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])}
         dx = np.zeros_like(x)
         rows = x.reshape(-1, x.shape[-1])
-        for name, d in (("q", dq), ("k", dk), ("v", dv)):
+        for name, d in self.projection_signals(params, cache, dy).items():
             d = self._merge(d)
             grads[f"W{name}"] = rows.T @ d.reshape(-1, d.shape[-1])
             dx = dx + d @ params[f"W{name}"].T
