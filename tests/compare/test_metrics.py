@@ -82,3 +82,42 @@ def test_largest_magnitude_without_a_copy() -> None:
     assert largest(np.array([[-3.0, 2.0], [1.0, 0.5]])) == 3.0
     assert largest(np.array([0.25, -0.125])) == 0.25
     assert largest(np.zeros((0, 3))) == 0.0
+
+
+def _judged(a, b, tolerance: float, dtype: str = "float32"):
+    return compare_arrays(np.asarray(a), np.asarray(b), case_id="c", dtype=dtype,
+                          framework="torch", baseline_name="numpy", quantity="state@5",
+                          parameter="square_avg/W2", tolerance=tolerance)
+
+
+def test_a_check_whose_tolerance_reaches_its_own_size_is_not_determined() -> None:
+    # RMSprop's square_avg through saturated tanh units, raw pixels, float32: two correct
+    # runs' values 1.51 and 2.4e-6 where the model allows 2.8 relative (held-out grid)
+    noise = _judged([1.51, 0.1], [2.4e-6, 0.1], tolerance=2.8)
+    assert noise.normwise == pytest.approx((1.51 - 2.4e-6) / 0.1)
+    assert not noise.determined and noise.passed and noise.headroom == 0.0
+    assert "not determined in float32, not judged" in noise.message()
+    assert "square_avg/W2" in noise.message() and "1.510e+01" in noise.message()
+    # just below the threshold the check is judged as ever: 15 relative fails 0.999
+    judged = _judged([1.51, 0.1], [2.4e-6, 0.1], tolerance=1.0 - 1e-9)
+    assert judged.determined and not judged.passed
+    assert judged.headroom == pytest.approx(noise.normwise / (1.0 - 1e-9))
+
+
+@pytest.mark.parametrize("value, baseline, note", [
+    ([np.nan, 0.1], [2.4e-6, 0.1], "NaN"),
+    ([1.0, 2.0, 3.0], [1.0, 2.0], "does not match"),
+], ids=["nan", "shape"])
+def test_an_undetermined_check_still_fails_on_non_finite_values_and_shapes(
+        value, baseline, note) -> None:
+    d = _judged(value, baseline, tolerance=5.0)
+    assert not d.passed and note in d.note
+
+
+def test_the_first_pass_is_judged_whatever_its_tolerance() -> None:
+    # a delta whose tolerance exceeds 1 (a value within rounding of a relu kink) is still
+    # judged on the rest of its array: a sign error of its largest entry fails
+    d = compare_arrays(np.array([-1.0, 0.5]), np.array([1.0, 0.5]), case_id="c",
+                       dtype="float32", framework="torch", baseline_name="numpy",
+                       quantity="delta", parameter="z2", tolerance=1.45)
+    assert d.determined and not d.passed and d.headroom == pytest.approx(2.0 / 1.45)

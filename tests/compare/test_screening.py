@@ -121,6 +121,32 @@ def test_worst_steps_finds_the_step_a_step_by_step_search_finds(seed: int, stack
     assert step == 5 and row.worst_index == (1,) and not row.passed
 
 
+def test_a_step_that_is_not_determined_is_never_the_worst_step() -> None:
+    """Step 3 differs by 50% where its tolerance is 2 (rounding noise, not judged); step 2
+    differs by 1e-12 against 1e-11: step 2 is the worst judged step, and it passes."""
+    theirs = [{"W1": np.full((2, 2), 1.0 + s)} for s in range(4)]
+    mine = [{"W1": v["W1"].copy()} for v in theirs]
+    mine[1]["W1"][0, 0] += 2e-12 * theirs[1]["W1"][0, 0]
+    mine[2]["W1"][1, 1] *= 1.5
+    allowed = np.array([[1e-11], [1e-11], [2.0], [1e-11]])
+
+    def compare(value, base, quantity, parameter):
+        step = int(quantity.split("@")[1])
+        return compare_arrays(value, base, quantity=quantity, parameter=parameter,
+                              tolerance=allowed[step - 1, 0], **COMMON)
+
+    ((name, step, row),) = worst_steps(mine, theirs, ("W1",), lambda *a: allowed, "params",
+                                       compare)
+    assert (name, step, row) == ("W1", 2, None)
+    assert compare(mine[1]["W1"], theirs[1]["W1"], "params@2", "W1").passed
+    undetermined = compare(mine[2]["W1"], theirs[2]["W1"], "params@3", "W1")
+    assert undetermined.passed and not undetermined.determined
+    # with a tolerance below its own size, step 3 is judged, and it is the worst by far
+    allowed[2, 0] = 0.9
+    ((_, step, _),) = worst_steps(mine, theirs, ("W1",), lambda *a: allowed, "params", compare)
+    assert step == 3
+
+
 def _every_check(case: Case, outcome) -> list[tuple[str, str]]:
     """Every (quantity, parameter) a pair of this case is judged on, every step."""
     reference = outcome.results["numpy"]

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness.adversarial import Scenario, chaotic_scenarios, evaluate, scenarios
+from tests.harness.adversarial import (
+    FRESH_GRID,
+    HELD_OUT_GRID,
+    Scenario,
+    chaotic_scenarios,
+    evaluate,
+    scenarios,
+)
 from tests.harness.adversarial_layers import (
     layer_scenarios,
     norm_scenarios,
@@ -23,6 +30,9 @@ from tests.harness.adversarial_layers import (
 
 SCENARIOS = scenarios()
 CHAOTIC = chaotic_scenarios()
+# held out while the draws were chosen (HELD_OUT_GRID), and while stop 32's rule for
+# undetermined checks was (FRESH_GRID); both in the suite since stop 32
+HELD_OUT = chaotic_scenarios(HELD_OUT_GRID) + chaotic_scenarios(FRESH_GRID)
 LAYERS = layer_scenarios()
 WIDER = wider_layer_scenarios()
 NORMS = norm_scenarios()
@@ -48,6 +58,16 @@ def test_scenario(scenario: Scenario, verifier) -> None:
 @pytest.mark.parametrize("scenario", CHAOTIC, ids=lambda s: s.name)
 def test_chaotic_scenario(scenario: Scenario) -> None:
     """No false alarm where training amplifies rounding tenfold per step."""
+    ok, what = evaluate(scenario)
+    assert ok, f"{scenario.name}: {what}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", HELD_OUT, ids=lambda s: s.name)
+def test_held_out_chaotic_scenario(scenario: Scenario) -> None:
+    """The same on deeper networks, AdamW too, other data seeds (4 of the first 120 failed
+    until stop 32: three checks that are not determined in float32, one 37.6 times over
+    one draw); training that diverges is refused by name."""
     ok, what = evaluate(scenario)
     assert ok, f"{scenario.name}: {what}"
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from gradparity.compare.metrics import (
+    NOT_DETERMINED,
     Difference,
     compare_arrays,
     largest_difference_and_scale,
@@ -91,7 +92,7 @@ def compare_many(items: Sequence[Item], *, case_id: str, dtype: str, framework: 
             tolerance=tolerance,
             worst_index=tuple(int(i) for i in np.unravel_index(flat - start, base.shape)),
             value=float(a[flat]), baseline_value=float(b[flat]),
-            passed=within(normwise, worst_abs, tolerance, dtype))
+            passed=within(normwise, worst_abs, tolerance, dtype, quantity))
     return rows
 
 
@@ -148,7 +149,10 @@ def worst_steps(mine: list[dict], theirs: list[dict], names: tuple[str, ...],
         max_abs, scale = maxima
         with np.errstate(divide="ignore", invalid="ignore"):
             normwise = np.where(max_abs == 0, 0.0, max_abs / scale)
-            headroom = np.where(normwise == 0, 0.0, normwise / limits(prefix, names, count))
+            allowed = limits(prefix, names, count)
+            # a step that is not determined is not judged: it is never the worst
+            headroom = np.where((normwise == 0) | (allowed >= NOT_DETERMINED), 0.0,
+                                normwise / allowed)
         return [(name, int(step), None)
                 for name, step in zip(names, np.argmax(headroom, axis=0) + 1, strict=True)]
     rows = []

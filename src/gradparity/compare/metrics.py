@@ -15,6 +15,12 @@ A check passes when ``normwise <= tolerance``, or when every difference is below
 smallest normal number of the dtype (:func:`underflow_level`): values that small are
 not representable to any relative precision there (a float64 gradient of 1e-107 is 0
 in float32), so such a difference is underflow, not a disagreement.
+
+A check of a step of training whose tolerance is at least :data:`NOT_DETERMINED` is *not
+determined* in its dtype: the tolerance model says rounding alone can move the quantity
+by its own size, so no difference there can be told from rounding. It is not judged (it
+passes when both sides are finite and of the same shape), its ``headroom`` is 0, and the
+report lists it. The first pass (:data:`FIRST_PASS`) is always judged.
 """
 
 from __future__ import annotations
@@ -52,9 +58,33 @@ def underflow_level(dtype: str) -> float:
     return float(np.finfo(np.dtype(dtype)).tiny)
 
 
-def within(normwise: float, max_abs: float, tolerance: float, dtype: str) -> bool:
-    """The pass rule: within the normwise tolerance, or every difference underflows."""
-    return bool(normwise <= tolerance or max_abs < underflow_level(dtype))
+FIRST_PASS = ("loss", "gradient", "delta")
+"""The quantities of the first pass: always judged, whatever their tolerance (no trajectory
+term enters it; a value within rounding of a kink can give an array's tolerance above 1
+there, and the rest of the array is still worth judging)."""
+
+NOT_DETERMINED = 1.0
+"""A normwise relative tolerance at or above this, on a step of training, is the tolerance
+model saying that rounding alone can move the quantity by its own size in this dtype:
+its value there is rounding noise (the parameters and RMSprop's ``square_avg`` of a tanh
+network saturated by raw pixels, whose ``1 - a^2`` is 0 or a few ulps: 15 times apart
+between two correct float32 runs). The check is *not determined*: not judged, and listed
+by the report. Only the case and its data enter a tolerance, never the implementation
+under test, so a bug cannot make its own check undetermined."""
+
+
+def determined(quantity: str, tolerance: float) -> bool:
+    """Whether a check is judged: every first-pass quantity, and a step of training whose
+    tolerance is below :data:`NOT_DETERMINED`."""
+    return bool(quantity in FIRST_PASS or tolerance < NOT_DETERMINED)
+
+
+def within(normwise: float, max_abs: float, tolerance: float, dtype: str,
+           quantity: str) -> bool:
+    """The pass rule: within the normwise tolerance, every difference underflows, or the
+    check is not determined in this dtype."""
+    return bool(normwise <= tolerance or max_abs < underflow_level(dtype)
+                or not determined(quantity, tolerance))
 
 
 @dataclass(frozen=True)
@@ -83,9 +113,16 @@ class Difference:
         return f"{self.framework} vs {self.baseline}"
 
     @property
+    def determined(self) -> bool:
+        """False where the tolerance model says rounding can move the quantity by its own
+        size: the check is not judged (see :data:`NOT_DETERMINED`)."""
+        return determined(self.quantity, self.tolerance)
+
+    @property
     def headroom(self) -> float:
-        """observed / allowed: below 1 passes (0 where every difference underflows)."""
-        if self.max_abs < underflow_level(self.dtype):
+        """observed / allowed: at most 1 passes (0 where every difference underflows, and
+        where the check is not determined)."""
+        if self.max_abs < underflow_level(self.dtype) or not self.determined:
             return 0.0
         return self.normwise / self.tolerance
 
@@ -96,6 +133,12 @@ class Difference:
         if self.note:
             return f"{where}: {self.note}"
         eps = machine_epsilon(self.dtype)
+        if not self.determined:
+            return (f"{where}: not determined in {self.dtype}, not judged (its tolerance "
+                    f"{self.tolerance:.3e} lets rounding move it by its own size); normwise "
+                    f"relative difference {self.normwise:.3e}, worst index "
+                    f"{self.worst_index}: {self.framework}={self.value!r}, "
+                    f"{self.baseline}={self.baseline_value!r}")
         return (
             f"{where}: normwise relative difference {self.normwise:.3e} "
             f"({format_eps(self.normwise_eps)}) {'<=' if self.passed else '>'} tolerance "
@@ -295,7 +338,7 @@ def compare_arrays(
     if not a.size:
         return Difference(**common, max_abs=0.0, max_rel=0.0, normwise=0.0, normwise_eps=0.0,
                           worst_index=(), value=np.nan, baseline_value=np.nan,
-                          passed=within(0.0, 0.0, tol, dtype))
+                          passed=within(0.0, 0.0, tol, dtype, quantity))
     shape = a.shape
     extremes = _extremes(a, b)
     max_abs, scale = extremes.max_abs, extremes.scale
@@ -320,7 +363,7 @@ def compare_arrays(
         worst_index=tuple(int(i) for i in np.unravel_index(flat, shape)),
         value=float(a.flat[flat]),
         baseline_value=float(b.flat[flat]),
-        passed=within(normwise, max_abs, tol, dtype),
+        passed=within(normwise, max_abs, tol, dtype, quantity),
     )
 
 

@@ -117,7 +117,9 @@ exceeded.
 
 Fixed tolerances live here too: the finite-difference oracle's, the fallback for a
 check without a model (:class:`FixedTolerance`), the diagnosis's matching scale, the
-rounding-or-bug threshold and the report's "loose" threshold.
+rounding-or-bug threshold and the report's "loose" threshold. A ``K`` whose tolerance
+``K eps`` reaches 1 says that rounding alone moves the quantity by its own size: that
+check is not judged (the pass rule's :data:`gradparity.compare.metrics.NOT_DETERMINED`).
 """
 
 from __future__ import annotations

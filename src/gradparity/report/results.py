@@ -26,8 +26,11 @@
              "baseline_value", "passed", "note", "verdict", "localisation"}
 
 A failing check's ``verdict`` says what the harness concluded (rounding, a logic
-difference, a catalogued convention); ``localisation`` where its pair's backward chain
-first broke ("step s, layer l"), empty where the backward signals agree.
+difference, a catalogued convention); a check that is not determined in its dtype (its
+tolerance lets rounding move it by its own size: ``passed`` true and ``headroom`` 0 whatever
+its difference) has the verdict "not determined in <dtype>: not judged"; ``localisation``
+where its pair's backward chain first broke ("step s, layer l"), empty where the backward
+signals agree.
 
 Non-finite numbers are written as the strings "inf", "-inf" and "nan".
 ``checks.csv`` has one row per check with the case id first:
@@ -97,7 +100,9 @@ def case_entry(outcome: CaseOutcome) -> dict[str, Any]:
     """One case's object in ``results.json``'s ``cases`` list."""
     checks = [
         _check(d, outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
-                                       ""), _localised(outcome, d))
+                                       "" if d.determined or d.note else
+                                       f"not determined in {d.dtype}: not judged"),
+               _localised(outcome, d))
         for d in outcome.checks
     ]
     return {

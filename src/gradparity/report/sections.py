@@ -103,12 +103,40 @@ def loose_checks(outcomes: Sequence[CaseOutcome]) -> list[Difference]:
     flagged = []
     for outcome in outcomes:
         for d in outcome.checks:
-            if d.baseline == FINITE_DIFFERENCES or d.note:
+            if d.baseline == FINITE_DIFFERENCES or d.note or not d.determined:
                 continue
             observed = max(d.normwise_eps, 1.0)
             if d.tolerance / machine_epsilon(d.dtype) > LOOSE_FACTOR * observed:
                 flagged.append(d)
     return flagged
+
+
+def undetermined_checks(outcomes: Sequence[CaseOutcome]) -> list[Difference]:
+    """Checks that are not determined in their dtype (``Difference.determined``): the
+    tolerance model lets rounding move the quantity by its own size, so they are not
+    judged."""
+    return [d for outcome in outcomes for d in outcome.checks
+            if not d.note and not d.determined]
+
+
+def undetermined_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
+    """The report's paragraph on checks that are not determined (none: no lines)."""
+    found = undetermined_checks(outcomes)
+    if not found:
+        return []
+    over = sum(d.normwise > d.tolerance for d in found)
+    lines = [f"**{len(found)} {'check is' if len(found) == 1 else 'checks are'} not "
+             "determined in their dtype and not judged**: the tolerance model finds that "
+             "rounding alone moves each of them by its own size (values made of rounding "
+             "noise, such as gradients through saturated units and RMSprop's averages of "
+             "their squares), so no difference there can be told from rounding, and a bug "
+             f"there could not be either ({over} of them differ by more than their tolerance). "
+             "Every other check, earlier steps and the first pass included, is judged as "
+             "usual:"]
+    lines += [f"- {d.message()}" for d in found[:limit]]
+    if len(found) > limit:
+        lines.append(f"- ... {len(found) - limit} more in the details")
+    return [*lines, ""]
 
 
 def headroom_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
@@ -139,7 +167,7 @@ def headroom_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str
         lines.append(f"No check has a tolerance more than {LOOSE_FACTOR:.0f}x looser than "
                      "what was observed (finite-difference checks use the fixed tolerance "
                      "stated in their table: the stencil's own error sets it, not rounding).")
-    return [*lines, "", *kink_lines(outcomes, limit)]
+    return [*lines, "", *undetermined_lines(outcomes, limit), *kink_lines(outcomes, limit)]
 
 
 def kink_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
