@@ -27,7 +27,14 @@ DATA = [
     ("negative-label", CLASSIFIER, X, np.array([0, -1, 2, 1, 0, 1, 2, 0]),
      "y: label -1 at index 1 is outside the class range; allowed: 0..2"),
     ("float-labels", CLASSIFIER, X, np.zeros(8),
-     "y: invalid dtype float64; allowed: integer class labels"),
+     "y: invalid dtype float64; allowed: integer class labels for loss "
+     "'softmax_cross_entropy' (y holds whole numbers stored as floats: pass y.astype(int))"),
+    ("fractional-labels", CLASSIFIER, X, np.full(8, 0.5),
+     "allowed: integer class labels for loss 'softmax_cross_entropy'\n"),
+    ("one-hot-labels", CLASSIFIER, X, np.eye(3)[[0, 1, 2, 0, 1, 2, 0, 1]],
+     "y: invalid dtype float64; allowed: integer class labels for loss "
+     "'softmax_cross_entropy' (y holds one-hot rows: pass y.argmax(axis=-1), or use the loss "
+     "'softmax_cross_entropy_soft' for rows of probabilities)"),
     ("labels-wrong-shape", CLASSIFIER, X, np.zeros((8, 3), dtype=int),
      "y: invalid shape (8, 3); allowed: (8,) labels"),
     ("targets-wrong-shape", REGRESSOR, X, np.zeros((8, 3)),
@@ -54,7 +61,7 @@ DATA = [
 def test_bad_user_data_is_refused_with_the_reason(case, x, y, message) -> None:
     with pytest.raises(ValueError) as error:
         problem_from_arrays(case, x, y)
-    assert message in str(error.value)
+    assert message in str(error.value) + "\n"  # "\n" in a message: nothing follows
 
 
 def test_bad_user_weights_are_refused_with_the_reason() -> None:

@@ -213,7 +213,7 @@ def problem_from_arrays(case: Case, x, y, params=None) -> Problem:
     kind = LOSSES[case.loss].target_kind
     if kind == "class_index":
         y = _checked_ids("y", y, (rows, *shape_out[:-1]), n_out, "label",
-                         f"class labels for loss {case.loss!r}")
+                         f"class labels for loss {case.loss!r}{_label_hint(y, n_out)}")
     else:
         y = _checked_array("y", y, (rows, *shape_out), f"{rows} rows of "
                            f"{'x'.join(map(str, shape_out))} targets for loss {case.loss!r}")
@@ -306,6 +306,20 @@ def _check_sequence_intermediates(case: Case, problem: Problem) -> None:
             raise ValueError(f"data and weights: the loss is not finite in {case.dtype} on "
                              f"batch {evaluation}; allowed: values whose forward pass stays "
                              f"finite in {case.dtype}")
+
+
+def _label_hint(y, classes: int) -> str:
+    """What a class-index loss's targets given as floats most likely are, and the fix."""
+    values = np.asarray(y)
+    if values.dtype.kind != "f" or not values.size or not np.isfinite(values).all():
+        return ""
+    if (values.ndim >= 2 and values.shape[-1] == classes
+            and np.all((values == 0) | (values == 1)) and np.all(values.sum(axis=-1) == 1)):
+        return (" (y holds one-hot rows: pass y.argmax(axis=-1), or use the loss "
+                "'softmax_cross_entropy_soft' for rows of probabilities)")
+    if np.all(values == np.round(values)):
+        return " (y holds whole numbers stored as floats: pass y.astype(int))"
+    return ""
 
 
 def _checked_ids(name: str, value, shape: tuple[int, ...], count: int, what: str,
