@@ -3,6 +3,8 @@ data where they act, non-finite differences, divergence, the oracle's own error.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -177,12 +179,21 @@ def test_a_real_bug_beside_the_convention_is_not_explained_away(monkeypatch) -> 
 
 
 def test_training_that_diverges_on_user_data_is_refused_by_name() -> None:
+    from dataclasses import replace
+
     case = Case((4, 16, 3), "gelu", dtype="float32")
     problem = _user(case, x=20)
     with np.errstate(all="ignore"), pytest.raises(
             ValueError, match=r"the reference's (W\d|loss) becomes non-finite (at|after) step \d+ "
-                              r"\(training diverges\) in float32"):
+                              r"\(training diverges\) in float32") as refused:
         run_case(case, ("numpy",), problem=problem)
+    # the message names the steps that stay finite, and they do: that many steps run
+    finite = int(re.search(r"the first (\d+) steps? stay finite: steps = \1 checks them",
+                           str(refused.value)).group(1))
+    assert 0 < finite < case.steps
+    shorter = replace(case, steps=finite)
+    outcome = run_case(shorter, ("numpy", "torch"), problem=_user(shorter, x=20))
+    assert not outcome.errors and outcome.results["numpy"].losses.size == finite + 1
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -107,22 +107,26 @@ def _run_all(case: Case, problem: Problem, runnable: Sequence[str], device: str 
     return results, errors
 
 
-def divergence(result: RunResult) -> str | None:
-    """Where a run stops being finite (``"the reference's W1 becomes non-finite after
-    step 3"``), or None."""
+def divergence(result: RunResult) -> tuple[str, int] | None:
+    """Where a run stops being finite (``"the reference's W1 becomes non-finite at step 3
+    (training diverges)"``) and how many steps stayed finite before it, or None."""
     who = "the reference" if result.framework == "numpy" else result.framework
     if not np.isfinite(result.loss):
-        return f"{who}'s loss is not finite"
+        return f"{who}'s loss is not finite", 0
     for name, value in result.gradients.items():
         if not np.isfinite(value).all():
-            return f"{who}'s gradient of {name} is not finite"
+            return f"{who}'s gradient of {name} is not finite", 0
     for step, (params, loss) in enumerate(zip(result.trajectory, result.losses[1:],
                                               strict=False), start=1):
         for name, value in params.items():
             if not np.isfinite(value).all():
-                return f"{who}'s {name} becomes non-finite at step {step} (training diverges)"
+                return (f"{who}'s {name} becomes non-finite at step {step} (training "
+                        "diverges)", step - 1)
         if not np.isfinite(loss):
-            return f"{who}'s loss becomes non-finite after step {step} (training diverges)"
+            # the loss after this step is the next pass's: this step's update is the last
+            # one whose loss could be compared, so the steps before it stay finite
+            return f"{who}'s loss becomes non-finite after step {step} (training diverges)", \
+                step - 1
     return None
 
 
@@ -367,11 +371,14 @@ def _run_case(case: Case, frameworks: Sequence[str], *, explain: bool,
     if wide:
         models.oracle = results.get("numpy")
     if given is not None and "numpy" in results:
-        where = divergence(results["numpy"])
-        if where is not None:
+        diverged = divergence(results["numpy"])
+        if diverged is not None:
+            where, finite = diverged
+            shorter = (f"; the first {finite} step{'s' if finite != 1 else ''} stay finite: "
+                       f"steps = {finite} checks them" if finite else "")
             raise ValueError(f"data and weights: {where} in {case.dtype}; allowed: data, "
                              "weights and hyperparameters whose training stays finite for "
-                             f"{case.steps} steps (nothing can be compared past it)")
+                             f"{case.steps} steps (nothing can be compared past it{shorter})")
     differences: list[Difference] = []
     kink_pass = None  # set where a pair was judged by the full model and it found a kink
     for framework, baseline in framework_pairs(list(results)):
