@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gradparity.check.layer_bugs import LayerBackwardBug
@@ -147,3 +148,28 @@ def test_the_tutorials_three_mistakes_at_once_are_named_together(verifier,
                      TUTORIAL["hidden_delta_without_derivative"],
                      TUTORIAL["mean_without_two_over_n"]):
             assert text in str(compound[0]), str(compound[0])
+
+
+@pytest.mark.parametrize("returned, expected", [
+    # a float32 value on the way: torch.tensor of a Python float, np.float32
+    (lambda loss: np.float32(loss), "it is the float64 loss rounded to float32"),
+    # a loss off by more than float32 rounding: a forward-pass or reduction mistake
+    (lambda loss: loss * (1 + 1e-5), "check the forward pass / loss reduction"),
+], ids=["rounded-to-float32", "another-loss"])
+def test_a_wrong_loss_beside_right_gradients_says_what_it_looks_like(returned, expected,
+                                                                     verifier) -> None:
+    from gradparity.check.plugin import Plugin
+    from gradparity.check.textbook import Textbook
+    from gradparity.spec.case import Case
+
+    textbook = Textbook()
+
+    def gradients(params, x, y, case):
+        loss, grads = textbook.gradients(params, x, y, case)
+        return returned(loss), grads
+
+    case = Case((4, 8, 3), "tanh", loss="softmax_cross_entropy", dtype="float64", steps=1)
+    check = verifier.check_case(Plugin("loss", gradients, None), case)
+    assert check.status == "fail"
+    messages = [f.message for f in check.findings if f.kind == "loss"]
+    assert len(messages) == 1 and expected in messages[0]

@@ -213,13 +213,26 @@ class Verifier:
             findings += diagnose_gradients(result.gradients, case, baselines.problem, wrong)
             return findings, None
         if loss_wrong:
-            findings.append(Finding("loss", "loss", "the loss differs but the gradients agree: "
-                                    "check the forward pass / loss reduction"))
+            findings.append(Finding("loss", "loss", _loss_only_finding(result.loss,
+                                                                       reference.loss, case)))
             return findings, None
         divergent = _first_divergent_step(result, reference, case)
         if divergent is not None:
             findings += _diagnose_step(result, case, baselines.problem, divergent)
         return findings, divergent
+
+
+def _loss_only_finding(loss: float, reference: float, case: Case) -> str:
+    """What a wrong loss beside right gradients looks like: rounded to float32 on the way
+    (within one float32 ulp of the reference's loss in a float64 case), or a forward-pass
+    or reduction mistake."""
+    if case.dtype == "float64" and np.isfinite(reference):
+        nearest = np.float32(reference)
+        if abs(loss - float(nearest)) <= float(np.spacing(np.abs(nearest))):
+            return ("the loss differs but the gradients agree, and it is the float64 loss "
+                    "rounded to float32 (within one float32 ulp): a float32 value on the way "
+                    "(torch.tensor of a Python float, np.float32, a float32 array)")
+    return "the loss differs but the gradients agree: check the forward pass / loss reduction"
 
 
 def _dtype_findings(loss: float, grads: Mapping[str, np.ndarray], case: Case) -> list:
