@@ -11,7 +11,7 @@ docs/tolerances.md quotes).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     (``--held-out``: on :data:`HELD_OUT_GRID`, ``--fresh``: on :data:`FRESH_GRID`);
     ``--layers``: networks of layers on hostile data
     (:mod:`tests.harness.adversarial_layers`); ``--draws N``: disagreements confirmed
-    against at most N draws of the model's probes (1: the model's own draw alone)."""
+    against at most N draws of the model's probes (1: the model's own draw alone);
+    ``--steps N``, ``--dtype D``: every chaotic scenario trained N steps, or in D."""
     import argparse
     from collections import Counter
 
@@ -260,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="the chaotic sweep on FRESH_GRID")
     parser.add_argument("--layers", action="store_true")
     parser.add_argument("--draws", type=int, default=runner.CONFIRMING_DRAWS)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps of every chaotic scenario (default: 5)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                        help="dtype of every chaotic scenario (default: float32)")
     args = parser.parse_args(argv)
     runner.CONFIRMING_DRAWS = args.draws
     if args.layers:
@@ -275,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         grid = HELD_OUT_GRID if args.held_out else FRESH_GRID if args.fresh else None
         every = chaotic_scenarios(grid) if args.chaotic else scenarios()
+        if args.chaotic and (args.steps or args.dtype):
+            every = [replace(s, case=replace(s.case, steps=args.steps or s.case.steps,
+                                             dtype=args.dtype or s.case.dtype))
+                     for s in every]
     verifier, wrong = Verifier(), []
     for scenario in every:
         ok, what = evaluate(scenario, verifier)

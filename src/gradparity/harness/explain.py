@@ -51,6 +51,10 @@ DATA_DEPENDENT: tuple[DataDependentConvention, ...] = (
         {"torch": "one_plus_erf"}, "erfc",
         "pre-activations in the lower tail, below about -4 in float32 and -7 in float64"),
     DataDependentConvention(
+        "tanh_float32_form",
+        lambda case: case.dtype == "float32" and case.uses_activation("tanh"),
+        {"jax": "xla_rational"}, "library", "every tanh of a float32 run (XLA's CPU kernel)"),
+    DataDependentConvention(
         "bce_logits_gradient_form",
         lambda case: case.loss == "binary_cross_entropy_with_logits",
         {"torch": "sigmoid_minus_target"}, "exact",

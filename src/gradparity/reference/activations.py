@@ -100,9 +100,60 @@ def sigmoid_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     return a * (1 - a)
 
 
-def tanh(z: np.ndarray) -> np.ndarray:
-    """Hyperbolic tangent: ``a = tanh(z)``."""
-    return namespace(z).tanh(z)
+TANH_FLOAT32_FORMS = ("library", "xla_rational")
+"""How a float32 tanh is computed (the catalogued convention ``tanh_float32_form``):
+``library`` (the array library's own, within an ulp: NumPy's, like torch's) or
+``xla_rational`` (XLA's CPU kernel, which JAX runs: a rational approximation)."""
+
+# XLA's float32 tanh on the CPU (xla/codegen/intrinsic/tanh.cc, from Eigen's ptanh_float):
+# x clamped to +-XLA_TANH_CLAMP, then x p(x^2) / q(x^2) by Horner's rule with fused
+# multiply-adds; x itself below XLA_TANH_LINEAR, +-1 from XLA_TANH_ONE
+XLA_TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+                      5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+                      4.89352455891786e-03)
+XLA_TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+                        4.89352518554385e-03)
+XLA_TANH_CLAMP = 7.99881172180175781
+XLA_TANH_LINEAR = 0.0004
+XLA_TANH_ONE = 20.0
+
+
+def _xla_tanh(z: np.ndarray) -> np.ndarray:
+    """XLA's float32 tanh kernel, bit for bit (each fused multiply-add is one float64
+    multiply-add rounded once to float32: the float32 product is exact in float64). A
+    float64 ``z`` is rounded to float32 first and the kernel's value returned in float64:
+    the float64 oracle in JAX's setting has JAX's tanh, and its own rounding elsewhere."""
+    xp = namespace(z)
+    wide = z.dtype != xp.float32
+    x32 = xp.astype(z, xp.float32) if wide else z
+    clamp = xp.asarray(XLA_TANH_CLAMP, dtype=xp.float32)
+    x = xp.clip(x32, -clamp, clamp)
+    square = xp.astype(x * x, xp.float64)
+
+    def horner(coefficients: tuple[float, ...]) -> np.ndarray:
+        value = xp.full_like(x, float(np.float32(coefficients[0])))
+        for c in coefficients[1:]:  # fma(square, value, c), rounded once to float32
+            value = xp.astype(square * xp.astype(value, xp.float64) + float(np.float32(c)),
+                              xp.float32)
+        return value
+
+    ratio = x * horner(XLA_TANH_NUMERATOR) / horner(XLA_TANH_DENOMINATOR)
+    magnitude = xp.abs(x32)
+    ratio = xp.where(magnitude < XLA_TANH_LINEAR, x32, ratio)
+    ratio = xp.where(magnitude >= XLA_TANH_ONE, xp.sign(x32), ratio)
+    return xp.astype(ratio, z.dtype) if wide else ratio
+
+
+def tanh(z: np.ndarray, tanh_float32_form: str = "library") -> np.ndarray:
+    """Hyperbolic tangent: ``a = tanh(z)``; ``tanh_float32_form`` (the catalogued
+    convention): ``library`` computes it with the array library's tanh, ``xla_rational``
+    with XLA's CPU kernel (:func:`_xla_tanh`)."""
+    if tanh_float32_form == "library":
+        return namespace(z).tanh(z)
+    if tanh_float32_form == "xla_rational":
+        return _xla_tanh(z)
+    raise ValueError(f"tanh_float32_form must be one of {', '.join(TANH_FLOAT32_FORMS)}; "
+                     f"got {tanh_float32_form!r}")
 
 
 def tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -293,7 +344,7 @@ def rounds_intermediates(perturb: Callable | None) -> Callable | None:
 ACTIVATIONS: dict[str, Activation] = {
     "identity": Activation("identity", identity, identity_derivative),
     "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
-    "tanh": Activation("tanh", tanh, tanh_derivative),
+    "tanh": Activation("tanh", tanh, tanh_derivative, conventions=("tanh_float32_form",)),
     "relu": Activation("relu", relu, relu_derivative, kinks=(0.0,)),
     "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kinks=(0.0,),
                               parameter="negative_slope",
