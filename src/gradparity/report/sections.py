@@ -133,10 +133,7 @@ def undetermined_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list
              f"there could not be either ({over} of them differ by more than their tolerance). "
              "Every other check, earlier steps and the first pass included, is judged as "
              "usual:"]
-    lines += [f"- {d.message()}" for d in found[:limit]]
-    if len(found) > limit:
-        lines.append(f"- ... {len(found) - limit} more in the details")
-    return [*lines, ""]
+    return [*lines, *_bulleted([d.message() for d in found], limit, "in the details"), ""]
 
 
 def headroom_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
@@ -160,9 +157,7 @@ def headroom_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str
         lines.append(f"**{len(flagged)} {'check has' if len(flagged) == 1 else 'checks have'}"
                      f" a tolerance more than {LOOSE_FACTOR:.0f}x looser than observed** (a "
                      "loose tolerance could hide a bug):")
-        lines += [f"- {d.message()}" for d in flagged[:limit]]
-        if len(flagged) > limit:
-            lines.append(f"- ... {len(flagged) - limit} more in the details")
+        lines += _bulleted([d.message() for d in flagged], limit, "in the details")
     else:
         lines.append(f"No check has a tolerance more than {LOOSE_FACTOR:.0f}x looser than "
                      "what was observed (finite-difference checks use the fixed tolerance "
@@ -183,10 +178,17 @@ def kink_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
              "side, so from the step after that pass every check allows the distance of a "
              "trajectory that takes the other side (a smaller bug in those steps would "
              "pass; the gradients before it are held as usual):"]
-    lines += [f"- {o.case.id}: from pass {o.kink_pass}" for o in kinked[:limit]]
-    if len(kinked) > limit:
-        lines.append(f"- ... {len(kinked) - limit} more in results.json (kink_pass)")
+    lines += _bulleted([f"{o.case.id}: from pass {o.kink_pass}" for o in kinked], limit,
+                       "in results.json (kink_pass)")
     return [*lines, ""]
+
+
+def _bulleted(texts: Sequence[str], limit: int, rest: str) -> list[str]:
+    """The first ``limit`` texts as list items, then how many more there are and where."""
+    items = [f"- {text}" for text in texts[:limit]]
+    if len(texts) > limit:
+        items.append(f"- ... {len(texts) - limit} more {rest}")
+    return items
 
 
 def seed_sweep_table(sweeps: Sequence[tuple[str, np.ndarray, int]]) -> pd.DataFrame:
