@@ -121,3 +121,11 @@ def test_the_first_pass_is_judged_whatever_its_tolerance() -> None:
                        dtype="float32", framework="torch", baseline_name="numpy",
                        quantity="delta", parameter="z2", tolerance=1.45)
     assert d.determined and not d.passed and d.headroom == pytest.approx(2.0 / 1.45)
+
+
+@pytest.mark.parametrize("quantity", ["output", "dx", "input gradient", "loss"])
+def test_a_layer_objects_single_pass_is_judged_whatever_its_tolerance(quantity) -> None:
+    d = compare_arrays(np.array([-1.0, 0.5]), np.array([1.0, 0.5]), case_id="c",
+                       dtype="float32", framework="yours", baseline_name="torch",
+                       quantity=quantity, parameter="x", tolerance=1.45)
+    assert d.determined and not d.passed

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from gradparity.compare.metrics import FIRST_PASS, Difference
+from gradparity.compare.metrics import Difference
 from gradparity.compare.tolerances import Tolerances
 
 CONFIRMING_DRAWS = 16
@@ -46,11 +46,13 @@ draw, so a check this far over stays over, and a bug found on a large model does
 for draws that cannot change its verdict. (One on the held-out grid was 37.6 times over:
 JAX's float32 tanh, XLA's kernel, which the catalogued ``tanh_float32_form`` names.)"""
 
+UNDRAWN = ("loss", "gradient", "delta")
+"""Quantities of the first pass, whose tolerances no trajectory term enters."""
 
 
 def drawn(difference: Difference) -> bool:
     """Whether the check's tolerance depends on the probes' draw."""
-    return difference.quantity not in FIRST_PASS
+    return difference.quantity not in UNDRAWN
 
 
 def worth_another_draw(checks: Sequence[Difference]) -> bool:

@@ -20,7 +20,7 @@ A check of a step of training whose tolerance is at least :data:`NOT_DETERMINED`
 determined* in its dtype: the tolerance model says rounding alone can move the quantity
 by its own size, so no difference there can be told from rounding. It is not judged (it
 passes when both sides are finite and of the same shape), its ``headroom`` is 0, and the
-report lists it. The first pass (:data:`FIRST_PASS`) is always judged.
+report lists it. A single pass (:func:`of_training`) is always judged.
 """
 
 from __future__ import annotations
@@ -58,10 +58,14 @@ def underflow_level(dtype: str) -> float:
     return float(np.finfo(np.dtype(dtype)).tiny)
 
 
-FIRST_PASS = ("loss", "gradient", "delta")
-"""The quantities of the first pass: always judged, whatever their tolerance (no trajectory
-term enters it; a value within rounding of a kink can give an array's tolerance above 1
-there, and the rest of the array is still worth judging)."""
+def of_training(quantity: str) -> bool:
+    """Whether a check is of a step of training: the parameters or optimizer state after a
+    step (``params@t``, ``state@t``) or the loss trajectory (``losses``). Only these can be
+    not determined: a single pass (a network's first, a layer object's) is always judged,
+    and a value within rounding of a kink can give its array a tolerance above 1 while the
+    rest of the array is still worth judging."""
+    return quantity == "losses" or quantity.startswith(("params@", "state@"))
+
 
 NOT_DETERMINED = 1.0
 """A normwise relative tolerance at or above this, on a step of training, is the tolerance
@@ -74,9 +78,9 @@ under test, so a bug cannot make its own check undetermined."""
 
 
 def determined(quantity: str, tolerance: float) -> bool:
-    """Whether a check is judged: every first-pass quantity, and a step of training whose
+    """Whether a check is judged: every single pass, and a step of training whose
     tolerance is below :data:`NOT_DETERMINED`."""
-    return bool(quantity in FIRST_PASS or tolerance < NOT_DETERMINED)
+    return bool(not of_training(quantity) or tolerance < NOT_DETERMINED)
 
 
 def within(normwise: float, max_abs: float, tolerance: float, dtype: str,
