@@ -112,6 +112,8 @@ def test_an_undetermined_check_still_fails_on_non_finite_values_and_shapes(
         value, baseline, note) -> None:
     d = _judged(value, baseline, tolerance=5.0)
     assert not d.passed and note in d.note
+    # and it stays a failing check's headroom, so the pair's worst check is this one
+    assert d.determined and d.headroom > 1
 
 
 def test_the_first_pass_is_judged_whatever_its_tolerance() -> None:

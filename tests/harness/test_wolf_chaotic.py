@@ -44,7 +44,7 @@ def test_rounding_noise_is_not_determined_instead_of_a_false_alarm(saturated) ->
     _, _, outcome = saturated
     assert not _failing(outcome) and not outcome.errors
     undetermined = {(d.quantity, d.parameter) for d in outcome.checks
-                    if not d.note and not d.determined}
+                    if not d.determined}
     # RMSprop's first step is g / sqrt(0.01 g^2): +-10 lr whatever the size of g, so W1,
     # whose gradient is noise through the saturated units, is noise after one step
     assert ("params@1", "W1") in undetermined

@@ -119,8 +119,9 @@ class Difference:
     @property
     def determined(self) -> bool:
         """False where the tolerance model says rounding can move the quantity by its own
-        size: the check is not judged (see :data:`NOT_DETERMINED`)."""
-        return determined(self.quantity, self.tolerance)
+        size: the check is not judged (see :data:`NOT_DETERMINED`). A check with a note
+        (missing, misshapen or non-finite values) is always judged: it fails."""
+        return bool(self.note) or determined(self.quantity, self.tolerance)
 
     @property
     def headroom(self) -> float:

@@ -100,7 +100,7 @@ def case_entry(outcome: CaseOutcome) -> dict[str, Any]:
     """One case's object in ``results.json``'s ``cases`` list."""
     checks = [
         _check(d, outcome.verdicts.get((d.framework, d.baseline, d.quantity, d.parameter),
-                                       "" if d.determined or d.note else
+                                       "" if d.determined else
                                        f"not determined in {d.dtype}: not judged"),
                _localised(outcome, d))
         for d in outcome.checks

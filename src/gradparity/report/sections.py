@@ -116,7 +116,7 @@ def undetermined_checks(outcomes: Sequence[CaseOutcome]) -> list[Difference]:
     tolerance model lets rounding move the quantity by its own size, so they are not
     judged."""
     return [d for outcome in outcomes for d in outcome.checks
-            if not d.note and not d.determined]
+            if not d.determined]
 
 
 def undetermined_lines(outcomes: Sequence[CaseOutcome], limit: int = 20) -> list[str]:
